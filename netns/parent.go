@@ -1,0 +1,403 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The descriptors slirp4netns inherits (ExtraFiles start at 3).
+const (
+	slirpReadyFD = 3
+	slirpExitFD  = 4
+)
+
+// stopTimeout bounds how long Stop waits for slirp4netns to leave after its
+// exit-fd was closed before it kills it.
+const stopTimeout = 2 * time.Second
+
+// tunPath is the device slirp4netns opens inside the container's namespaces.
+var tunPath = "/dev/net/tun"
+
+// Features is what Check found out about the host's slirp4netns.
+type Features struct {
+	EnableSandbox       bool   // --enable-sandbox is supported
+	EnableSeccomp       bool   // --enable-seccomp is supported by slirp4netns and the kernel
+	DisableHostLoopback bool   // --disable-host-loopback is supported
+	Path                string // the slirp4netns binary found in $PATH
+}
+
+// Check runs in the parent before anything is started. For ModeSlirp it finds
+// slirp4netns in $PATH, asks it for its options (one exec of --help, about
+// 1.5 ms) and checks that this user can open /dev/net/tun read-write. For the
+// other modes it only validates cfg and returns empty Features.
+func Check(cfg Config) (*Features, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.mode() != ModeSlirp {
+		return &Features{}, nil
+	}
+	path, err := exec.LookPath("slirp4netns")
+	if err != nil {
+		return nil, errors.New("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
+	}
+	feat, err := detectFeatures(path)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.AllowHostLoopback && !feat.DisableHostLoopback {
+		return nil, fmt.Errorf("%s does not support --disable-host-loopback (install slirp4netns >= 0.4, or pass --allow-host-loopback)", path)
+	}
+	if err := checkTun(); err != nil {
+		return nil, err
+	}
+	return feat, nil
+}
+
+// detectFeatures runs "slirp4netns --help" and reads the options it lists.
+// rootlesskit's slirp4netns.DetectFeatures does the same, but importing it
+// adds logrus and rootlesskit's message packages for one string search.
+func detectFeatures(path string) (*Features, error) {
+	cmd := exec.Command(path, "--help")
+	cmd.Env = []string{}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("run %s --help: %w (install slirp4netns >= 0.4)", path, err)
+	}
+	feat, err := parseFeatures(string(out))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	feat.Path = path
+	feat.EnableSeccomp = feat.EnableSeccomp && kernelHasSeccompFilter()
+	return feat, nil
+}
+
+// parseFeatures reads the options in slirp4netns' --help text.
+func parseFeatures(help string) (*Features, error) {
+	// --netns-type came with v0.4.0, as did --ready-fd working with --configure.
+	if !strings.Contains(help, "--netns-type") || !strings.Contains(help, "--ready-fd") || !strings.Contains(help, "--exit-fd") {
+		return nil, errors.New("slirp4netns is older than 0.4 (install slirp4netns >= 0.4)")
+	}
+	return &Features{
+		EnableSandbox:       strings.Contains(help, "--enable-sandbox"),
+		EnableSeccomp:       strings.Contains(help, "--enable-seccomp"),
+		DisableHostLoopback: strings.Contains(help, "--disable-host-loopback"),
+	}, nil
+}
+
+// kernelHasSeccompFilter reports whether the kernel has seccomp filters:
+// PR_SET_SECCOMP with a nil filter fails with EFAULT (or EACCES) where filters
+// exist and with EINVAL where they do not; nothing is installed either way.
+func kernelHasSeccompFilter() bool {
+	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err == unix.EINVAL {
+		return false
+	}
+	return unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0, 0, 0) != unix.EINVAL
+}
+
+// checkTun opens /dev/net/tun read-write as slirp4netns will, and names the
+// fix when that fails.
+func checkTun() error {
+	f, err := os.OpenFile(tunPath, os.O_RDWR, 0)
+	if err == nil {
+		return f.Close()
+	}
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+		return fmt.Errorf("%w (slirp4netns needs it: load the tun module with \"sudo modprobe tun\")", err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w (slirp4netns needs it: run \"sudo chmod 0666 %s\" or load the tun module with mode 0666)", err, tunPath)
+	}
+	return fmt.Errorf("%w (slirp4netns needs it)", err)
+}
+
+// slirpArgs builds slirp4netns' arguments for the namespaces of pid.
+func slirpArgs(pid int, cfg Config, feat *Features) []string {
+	args := []string{
+		"--configure",
+		"--mtu=" + strconv.Itoa(cfg.mtu()),
+		"--ready-fd=" + strconv.Itoa(slirpReadyFD),
+		"--exit-fd=" + strconv.Itoa(slirpExitFD),
+	}
+	if !cfg.AllowHostLoopback {
+		args = append(args, "--disable-host-loopback")
+	}
+	if feat.EnableSandbox {
+		args = append(args, "--enable-sandbox")
+	}
+	if feat.EnableSeccomp {
+		args = append(args, "--enable-seccomp")
+	}
+	return append(args, strconv.Itoa(pid), TapName)
+}
+
+// Slirp is a running slirp4netns.
+type Slirp struct {
+	pid    int
+	proc   *os.Process
+	exitW  *os.File      // closing it tells slirp4netns to exit
+	ready  chan struct{} // closed when the ready-fd was read
+	readyE error         // set before ready is closed; nil when slirp4netns signalled ready
+	done   chan struct{} // closed when slirp4netns has exited and been reaped
+	err    error         // set before done is closed
+	stderr *tailBuffer
+
+	stopOnce sync.Once
+	stopErr  error
+	mu       sync.Mutex
+	stopping bool // the exit-fd was closed by Stop
+}
+
+// StartSlirp starts slirp4netns against the network namespace of pid (the
+// sandbox, whose uid and gid maps are written) and returns without waiting
+// for it to be ready, so the caller can prepare the rootfs meanwhile.
+//
+// slirp4netns gets its own process group, so a ^C on the terminal reaches the
+// container and not slirp4netns, and Pdeathsig SIGKILL from a locked thread
+// that lives as long as it does; its exit-fd, which only this process holds,
+// also stops it when this process dies. Its stdout is discarded and the tail
+// of its stderr kept for error messages.
+func StartSlirp(pid int, cfg Config, feat *Features) (*Slirp, error) {
+	if feat == nil || feat.Path == "" {
+		return nil, errors.New("start slirp4netns: no features (call netns.Check first)")
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start slirp4netns: ready pipe: %w", err)
+	}
+	exitR, exitW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		readyW.Close()
+		return nil, fmt.Errorf("start slirp4netns: exit pipe: %w", err)
+	}
+	s := &Slirp{
+		exitW:  exitW,
+		ready:  make(chan struct{}),
+		done:   make(chan struct{}),
+		stderr: newTailBuffer(4096),
+	}
+	cmd := exec.Command(feat.Path, slirpArgs(pid, cfg, feat)...)
+	cmd.Env = []string{}
+	cmd.Stderr = s.stderr
+	cmd.ExtraFiles = []*os.File{readyW, exitR} // slirpReadyFD, slirpExitFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.WaitDelay = stopTimeout // should a child of it keep stderr open
+
+	started := make(chan error, 1)
+	go s.run(cmd, started)
+	err = <-started
+	// Only slirp4netns keeps these ends, so its exit shows as EOF on readyR.
+	readyW.Close()
+	exitR.Close()
+	if err != nil {
+		readyR.Close()
+		exitW.Close()
+		return nil, fmt.Errorf("start %s: %w", feat.Path, err)
+	}
+	s.pid = cmd.Process.Pid
+	s.proc = cmd.Process
+	go s.readReady(readyR)
+	return s, nil
+}
+
+// run starts slirp4netns on a locked thread, which Pdeathsig is bound to, and
+// keeps that thread until slirp4netns has exited and been reaped.
+func (s *Slirp) run(cmd *exec.Cmd, started chan<- error) {
+	runtime.LockOSThread()
+	// Never unlocked: the thread ends with this goroutine.
+	if err := cmd.Start(); err != nil {
+		started <- err
+		return
+	}
+	started <- nil
+	werr := cmd.Wait()
+	s.err = s.exitError(werr)
+	close(s.done)
+}
+
+// exitError turns slirp4netns' wait status into the error Err reports.
+func (s *Slirp) exitError(werr error) error {
+	s.mu.Lock()
+	stopping := s.stopping
+	s.mu.Unlock()
+	if stopping && werr == nil {
+		return nil
+	}
+	if werr == nil {
+		return errors.New("slirp4netns: exited")
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("slirp4netns: killed by signal %d (%s)", ws.Signal(), ws.Signal())
+		}
+		if line := s.stderr.lastLine(); line != "" {
+			return fmt.Errorf("slirp4netns: %w: %s", werr, line)
+		}
+	}
+	return fmt.Errorf("slirp4netns: %w", werr)
+}
+
+var errExitedBeforeReady = errors.New("exited before ready")
+
+// readReady waits for slirp4netns to write to its ready-fd; EOF means it
+// exited first.
+func (s *Slirp) readReady(r *os.File) {
+	defer r.Close()
+	var b [1]byte
+	n, err := r.Read(b[:])
+	switch {
+	case n == 1:
+	case err == io.EOF:
+		s.readyE = errExitedBeforeReady
+	default:
+		s.readyE = fmt.Errorf("read ready-fd: %w", err)
+	}
+	close(s.ready)
+}
+
+// Pid is slirp4netns' process id.
+func (s *Slirp) Pid() int { return s.pid }
+
+// WaitReady waits until slirp4netns has configured tap0. If slirp4netns exits
+// first, the error is one line ending with the last thing it said on stderr.
+func (s *Slirp) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return fmt.Errorf("slirp4netns: wait for ready: %w", ctx.Err())
+	}
+	if s.readyE == nil {
+		return nil
+	}
+	// It closed the ready-fd without writing: it is exiting; let the
+	// stderr copy finish so the message has its last words.
+	select {
+	case <-s.done:
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("slirp4netns: %w", s.readyE)
+	}
+	if s.readyE == errExitedBeforeReady {
+		return errors.New("slirp4netns: exited before ready: " + s.exitReason())
+	}
+	return fmt.Errorf("slirp4netns: %w", s.readyE)
+}
+
+// exitReason says in a few words why slirp4netns exited (after done).
+func (s *Slirp) exitReason() string {
+	if line := s.stderr.lastLine(); line != "" {
+		return line
+	}
+	if s.err != nil {
+		return strings.TrimPrefix(s.err.Error(), "slirp4netns: ")
+	}
+	return "no error message"
+}
+
+// Done is closed when slirp4netns has exited.
+func (s *Slirp) Done() <-chan struct{} { return s.done }
+
+// Err says why slirp4netns exited: nil after Done when it left because Stop
+// asked it to, an error when it exited on its own or was killed. Before Done
+// it is nil.
+func (s *Slirp) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Stop closes the exit-fd, waits for slirp4netns to exit (at most 2s, then it
+// is killed) and reaps it. It is idempotent; it returns an error only when
+// slirp4netns had to be killed.
+func (s *Slirp) Stop() error {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopping = true
+		s.mu.Unlock()
+		s.exitW.Close()
+		t := time.NewTimer(stopTimeout)
+		defer t.Stop()
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		_ = s.proc.Kill() // through a pidfd: never hits a reused pid
+		<-s.done
+		s.stopErr = fmt.Errorf("stop slirp4netns %d: still running %v after its exit-fd was closed, killed", s.pid, stopTimeout)
+	})
+	return s.stopErr
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) > t.max {
+		p = p[len(p)-t.max:]
+	}
+	if over := len(t.buf) + len(p) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// lastLine returns the last line of slirp4netns' stderr that says something:
+// it skips its progress chatter ("sent tapfd=5 for tap0") and the generic
+// "child failed(1)" that follows the real error from its child.
+func (t *tailBuffer) lastLine() string {
+	return lastMeaningfulLine(t.String())
+}
+
+func lastMeaningfulLine(s string) string {
+	lines := strings.Split(s, "\n")
+	last := ""
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := oneLine(lines[i])
+		if l == "" {
+			continue
+		}
+		if last == "" {
+			last = l
+		}
+		if strings.HasPrefix(l, "sent tapfd=") || strings.HasPrefix(l, "received tapfd=") ||
+			strings.HasPrefix(l, "child failed(") || strings.HasPrefix(l, "WARNING:") {
+			continue
+		}
+		return l
+	}
+	return last
+}
