@@ -1,0 +1,275 @@
+package userns
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sync protocol between the parent and the stages, over one
+// SOCK_SEQPACKET socketpair (each message one packet, fds by SCM_RIGHTS):
+//
+//	parent                      sandbox (stage 1)            init (stage 2)
+//	  | -- MapsWritten -------------> |
+//	  | -- Spec ----------------------> | (after the caps re-exec)
+//	  | <------------- InitStarted{Pid} | starts init, closes its end
+//	  | -- Spec -------------------------------------------------> |
+//	  | <------------------------------------- InitReady [pty fd] |
+//	  | -- Start ------------------------------------------------> |
+//	  | <------------------ EOF (exec succeeded, fd was CLOEXEC)   |
+//	  |                  or Error{Code 126/127} (exec failed)      |
+//
+// Any stage may send Error instead of the message the parent waits for.
+// Only one process reads the child end at a time: the sandbox until it sends
+// InitStarted, init afterwards.
+
+// Message types, named for who sends them and what finished.
+const (
+	msgMapsWritten = "MapsWritten"
+	msgSpec        = "Spec"
+	msgInitStarted = "InitStarted"
+	msgInitReady   = "InitReady"
+	msgStart       = "Start"
+	msgError       = "Error"
+)
+
+// Message is one packet on the sync channel.
+type Message struct {
+	Type  string          `json:"type"`
+	Pid   int             `json:"pid,omitempty"`
+	Stage string          `json:"stage,omitempty"`
+	Msg   string          `json:"msg,omitempty"`
+	Code  int             `json:"code,omitempty"`
+	Spec  json.RawMessage `json:"spec,omitempty"`
+}
+
+// StageError is an Error message received from a stage.
+type StageError struct {
+	Stage string
+	Msg   string
+	Code  int // the exit code the stage asks for (0: runtime error)
+}
+
+func (e *StageError) Error() string { return "[" + e.Stage + "] " + e.Msg }
+
+// ErrEOF is returned when the other end closed the channel.
+var ErrEOF = errors.New("sync channel closed")
+
+// Channel is one end of the sync socketpair.
+type Channel struct{ f *os.File }
+
+// NewChannelPair returns the parent's end and the child's end. Both are
+// close-on-exec; the child's end is passed on through ExtraFiles.
+func NewChannelPair() (parent *Channel, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return &Channel{os.NewFile(uintptr(fds[0]), "sync-parent")}, os.NewFile(uintptr(fds[1]), "sync-child"), nil
+}
+
+// NewChannel wraps an inherited descriptor.
+func NewChannel(f *os.File) *Channel { return &Channel{f} }
+
+// File is the underlying descriptor.
+func (c *Channel) File() *os.File { return c.f }
+
+// Close closes this end.
+func (c *Channel) Close() error { return c.f.Close() }
+
+const maxMessage = 1 << 20
+
+func (c *Channel) send(m Message, files ...*os.File) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("send %s: message too large", m.Type)
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	for {
+		err = unix.Sendmsg(int(c.f.Fd()), b, oob, nil, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+func (c *Channel) recv() (Message, []*os.File, error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var n, oobn int
+	var err error
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(int(c.f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ECONNRESET) {
+			return Message{}, nil, ErrEOF
+		}
+		return Message{}, nil, fmt.Errorf("receive: %w", err)
+	}
+	var files []*os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return Message{}, nil, fmt.Errorf("receive: %w", err)
+		}
+		for _, cm := range msgs {
+			fds, err := unix.ParseUnixRights(&cm)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "received"))
+			}
+		}
+	}
+	if n == 0 {
+		closeAll(files)
+		return Message{}, nil, ErrEOF
+	}
+	var m Message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		closeAll(files)
+		return Message{}, nil, fmt.Errorf("receive: %w", err)
+	}
+	return m, files, nil
+}
+
+// waitFor receives one message and checks its type, like rootlesskit's
+// messages.WaitFor: an Error becomes a *StageError, anything else unexpected
+// an error naming both types.
+func (c *Channel) waitFor(typ string) (Message, []*os.File, error) {
+	m, files, err := c.recv()
+	if err != nil {
+		if err == ErrEOF {
+			return m, nil, fmt.Errorf("waiting for %s: %w", typ, err)
+		}
+		return m, nil, err
+	}
+	if m.Type == msgError {
+		closeAll(files)
+		return m, nil, &StageError{Stage: m.Stage, Msg: m.Msg, Code: m.Code}
+	}
+	if m.Type != typ {
+		closeAll(files)
+		return m, nil, fmt.Errorf("waiting for %s: got %s", typ, m.Type)
+	}
+	return m, files, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
+// SendMapsWritten tells the sandbox its uid and gid maps are in place.
+func (c *Channel) SendMapsWritten() error { return c.send(Message{Type: msgMapsWritten}) }
+
+// WaitMapsWritten is the sandbox's first step.
+func (c *Channel) WaitMapsWritten() error { _, _, err := c.waitFor(msgMapsWritten); return err }
+
+// SendSpec sends the stage's settings, JSON-encoded.
+func (c *Channel) SendSpec(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	return c.send(Message{Type: msgSpec, Spec: b})
+}
+
+// WaitSpec receives the stage's settings into v.
+func (c *Channel) WaitSpec(v any) error {
+	m, _, err := c.waitFor(msgSpec)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(m.Spec, v); err != nil {
+		return fmt.Errorf("decode spec: %w", err)
+	}
+	return nil
+}
+
+// SendInitStarted reports init's pid as the host sees it.
+func (c *Channel) SendInitStarted(pid int) error {
+	return c.send(Message{Type: msgInitStarted, Pid: pid})
+}
+
+// WaitInitStarted returns init's host pid.
+func (c *Channel) WaitInitStarted() (int, error) {
+	m, _, err := c.waitFor(msgInitStarted)
+	return m.Pid, err
+}
+
+// SendInitReady reports that the root is pivoted and the payload can start;
+// with a tty it carries the pty master.
+func (c *Channel) SendInitReady(pty *os.File) error {
+	if pty != nil {
+		return c.send(Message{Type: msgInitReady}, pty)
+	}
+	return c.send(Message{Type: msgInitReady})
+}
+
+// WaitInitReady returns the pty master, if init sent one.
+func (c *Channel) WaitInitReady() (*os.File, error) {
+	_, files, err := c.waitFor(msgInitReady)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	closeAll(files[1:])
+	return files[0], nil
+}
+
+// SendStart lets init exec the payload.
+func (c *Channel) SendStart() error { return c.send(Message{Type: msgStart}) }
+
+// WaitStart is init's last step before exec.
+func (c *Channel) WaitStart() error { _, _, err := c.waitFor(msgStart); return err }
+
+// SendError reports a stage's failure; code is the exit code it asks for
+// (126, 127) or 0 for a runtime error.
+func (c *Channel) SendError(stage string, err error, code int) error {
+	return c.send(Message{Type: msgError, Stage: stage, Msg: err.Error(), Code: code})
+}
+
+// WaitExec waits after Start: EOF means the payload was exec'd (init's end
+// is close-on-exec); an Error means exec failed.
+func (c *Channel) WaitExec() error {
+	m, files, err := c.recv()
+	closeAll(files)
+	if err == ErrEOF || err == io.EOF {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m.Type == msgError {
+		return &StageError{Stage: m.Stage, Msg: m.Msg, Code: m.Code}
+	}
+	return fmt.Errorf("waiting for exec: got %s", m.Type)
+}

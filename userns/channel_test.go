@@ -1,0 +1,74 @@
+package userns
+
+import (
+	"errors"
+	"os"
+	"testing"
+)
+
+func TestChannelRoundTrip(t *testing.T) {
+	p, cf, err := NewChannelPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := NewChannel(cf)
+
+	if err := p.SendMapsWritten(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitMapsWritten(); err != nil {
+		t.Fatal(err)
+	}
+	type spec struct{ Args []string }
+	if err := p.SendSpec(spec{Args: []string{"sh", "-c", "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	var got spec
+	if err := c.WaitSpec(&got); err != nil || len(got.Args) != 3 || got.Args[2] != "x" {
+		t.Fatalf("WaitSpec = %v, %v", got, err)
+	}
+	if err := c.SendInitStarted(4242); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := p.WaitInitStarted(); err != nil || pid != 4242 {
+		t.Fatalf("WaitInitStarted = %d, %v", pid, err)
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	if err := c.SendInitReady(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	f, err := p.WaitInitReady()
+	if err != nil || f == nil {
+		t.Fatalf("WaitInitReady = %v, %v", f, err)
+	}
+	f.Write([]byte("x"))
+	f.Close()
+	b := make([]byte, 1)
+	if n, _ := r.Read(b); n != 1 || b[0] != 'x' {
+		t.Fatalf("passed fd does not reach the pipe")
+	}
+	// a message of the wrong type is an error naming both
+	if err := c.SendInitReady(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitInitStarted(); err == nil {
+		t.Fatal("WaitInitStarted accepted InitReady")
+	}
+	// an Error becomes a StageError
+	if err := c.SendError("init", errors.New("mount proc on /proc: boom"), 127); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.WaitInitReady()
+	var se *StageError
+	if !errors.As(err, &se) || se.Code != 127 || se.Stage != "init" {
+		t.Fatalf("got %v, want StageError", err)
+	}
+	// EOF after exec
+	c.Close()
+	if err := p.WaitExec(); err != nil {
+		t.Fatalf("WaitExec after close = %v", err)
+	}
+}

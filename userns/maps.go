@@ -1,0 +1,156 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"github.com/rootless-containers/rootlesskit/v3/pkg/parent/idtools"
+)
+
+// Config says whose ids the container's root and its other ids map to.
+type Config struct {
+	UID, GID int    // the invoking user's ids: container root maps to them
+	Username string // for the /etc/subuid lookup by name ("" to look up by uid only)
+}
+
+// CurrentConfig describes the invoking user.
+func CurrentConfig() Config {
+	c := Config{UID: os.Getuid(), GID: os.Getgid()}
+	if u, err := user.LookupId(strconv.Itoa(c.UID)); err == nil {
+		c.Username = u.Username
+	}
+	return c
+}
+
+// Range is one contiguous block of subordinate ids, as in /etc/subuid.
+type Range = idtools.SubIDRange
+
+// MapArgs returns the arguments of newuidmap/newgidmap (after the program
+// name) that map container id 0 to hostID and container ids 1.. onto the
+// subordinate ranges, in order, back to back.
+func MapArgs(pid, hostID int, ranges []Range) []string {
+	args := []string{strconv.Itoa(pid), "0", strconv.Itoa(hostID), "1"}
+	next := 1
+	for _, r := range ranges {
+		if r.Length <= 0 {
+			continue
+		}
+		args = append(args, strconv.Itoa(next), strconv.Itoa(r.Start), strconv.Itoa(r.Length))
+		next += r.Length
+	}
+	return args
+}
+
+// MappedIDs is how many container ids a map made by MapArgs covers.
+func MappedIDs(ranges []Range) int {
+	n := 1
+	for _, r := range ranges {
+		if r.Length > 0 {
+			n += r.Length
+		}
+	}
+	return n
+}
+
+// Maps is what WriteMaps did: how many ids are mapped, and a warning when it
+// had to fall back to mapping the user alone.
+type Maps struct {
+	UIDs, GIDs int
+	Warning    string
+}
+
+// WriteMaps writes the uid and gid maps of the user namespace of pid. With
+// newuidmap/newgidmap and subordinate ranges the container gets root plus the
+// ranges; without them it falls back to mapping only the user (setgroups is
+// denied first, as the kernel requires), and says how to get full ranges.
+// As root, root maps to itself with 65536 ids.
+func WriteMaps(pid int, cfg Config) (Maps, error) {
+	if cfg.UID == 0 {
+		return writeIdentityMaps(pid)
+	}
+	uidRanges, gidRanges, rangesErr := idtools.GetSubIDRanges(cfg.UID, cfg.Username)
+	uidTool, uidErr := exec.LookPath("newuidmap")
+	gidTool, gidErr := exec.LookPath("newgidmap")
+	var why string
+	switch {
+	case uidErr != nil || gidErr != nil:
+		why = "newuidmap/newgidmap not found in $PATH (install the uidmap package)"
+	case rangesErr != nil:
+		name := cfg.Username
+		if name == "" {
+			name = strconv.Itoa(cfg.UID)
+		}
+		why = fmt.Sprintf("%s (add \"%s:100000:65536\" to /etc/subuid and /etc/subgid)", firstLine(rangesErr), name)
+	}
+	if why != "" {
+		if err := writeSingleMaps(pid, cfg); err != nil {
+			return Maps{}, err
+		}
+		return Maps{UIDs: 1, GIDs: 1, Warning: "mapping only your own uid and gid into the container: " + why}, nil
+	}
+	// gid first: newgidmap also decides setgroups, which must precede the uid map.
+	if err := runMapTool(gidTool, MapArgs(pid, cfg.GID, gidRanges), "/etc/subgid", cfg); err != nil {
+		return Maps{}, err
+	}
+	if err := runMapTool(uidTool, MapArgs(pid, cfg.UID, uidRanges), "/etc/subuid", cfg); err != nil {
+		return Maps{}, err
+	}
+	return Maps{UIDs: MappedIDs(uidRanges), GIDs: MappedIDs(gidRanges)}, nil
+}
+
+func runMapTool(tool string, args []string, file string, cfg Config) error {
+	out, err := exec.Command(tool, args...).CombinedOutput()
+	if err != nil {
+		name := cfg.Username
+		if name == "" {
+			name = strconv.Itoa(cfg.UID)
+		}
+		return fmt.Errorf("%s %s: %w: %s (check the %q ranges in %s, and that %s is setuid root or has file capabilities)",
+			shortName(tool), strings.Join(args, " "), err, firstLine(errors.New(strings.TrimSpace(string(out)))), name, file, tool)
+	}
+	return nil
+}
+
+func writeSingleMaps(pid int, cfg Config) error {
+	base := "/proc/" + strconv.Itoa(pid) + "/"
+	if err := os.WriteFile(base+"setgroups", []byte("deny"), 0); err != nil {
+		return fmt.Errorf("write %ssetgroups: %w", base, err)
+	}
+	if err := os.WriteFile(base+"uid_map", []byte(fmt.Sprintf("0 %d 1\n", cfg.UID)), 0); err != nil {
+		return fmt.Errorf("write %suid_map: %w", base, err)
+	}
+	if err := os.WriteFile(base+"gid_map", []byte(fmt.Sprintf("0 %d 1\n", cfg.GID)), 0); err != nil {
+		return fmt.Errorf("write %sgid_map: %w", base, err)
+	}
+	return nil
+}
+
+func writeIdentityMaps(pid int) (Maps, error) {
+	base := "/proc/" + strconv.Itoa(pid) + "/"
+	for _, f := range []string{"uid_map", "gid_map"} {
+		if err := os.WriteFile(base+f, []byte("0 0 65536\n"), 0); err != nil {
+			return Maps{}, fmt.Errorf("write %s%s: %w", base, f, err)
+		}
+	}
+	return Maps{UIDs: 65536, GIDs: 65536}, nil
+}
+
+func shortName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,32 @@
+package userns
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestMapArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ranges []Range
+		want   []string
+		ids    int
+	}{
+		{"one range", []Range{{Start: 100000, Length: 65536}},
+			[]string{"42", "0", "1000", "1", "1", "100000", "65536"}, 65537},
+		{"two ranges back to back", []Range{{Start: 100000, Length: 10}, {Start: 300000, Length: 5}},
+			[]string{"42", "0", "1000", "1", "1", "100000", "10", "11", "300000", "5"}, 16},
+		{"empty range skipped", []Range{{Start: 5, Length: 0}, {Start: 200000, Length: 3}},
+			[]string{"42", "0", "1000", "1", "1", "200000", "3"}, 4},
+		{"no ranges", nil, []string{"42", "0", "1000", "1"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := MapArgs(42, 1000, tc.ranges); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("MapArgs = %q, want %q", got, tc.want)
+			}
+			if got := MappedIDs(tc.ranges); got != tc.ids {
+				t.Errorf("MappedIDs = %d, want %d", got, tc.ids)
+			}
+		})
+	}
+}

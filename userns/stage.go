@@ -1,0 +1,144 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Inherited descriptors of every stage.
+const (
+	SyncFD = 3 // the sync channel
+	PortFD = 4 // the port forwarder's socketpair (sandbox only)
+)
+
+// Process is a stage started on its own locked OS thread. Pdeathsig is tied
+// to the thread that forked the child, so that thread stays locked and alive
+// until the child has been waited for.
+type Process struct {
+	Cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start starts cmd from a goroutine locked to its OS thread, with the given
+// Pdeathsig. The goroutine keeps the thread until the child exits.
+func Start(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = pdeathsig
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread must outlive the child
+		if err := cmd.Start(); err != nil {
+			started <- err
+			close(p.done)
+			return
+		}
+		started <- nil
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Pid is the child's pid as this process sees it.
+func (p *Process) Pid() int { return p.Cmd.Process.Pid }
+
+// Done is closed when the child has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode is docker's view of how the child ended: its exit status, or
+// 128+N when signal N killed it. Valid after Done.
+func (p *Process) ExitCode() int {
+	return ExitCode(p.Cmd.ProcessState)
+}
+
+// ExitCode maps a process state to an exit code (128+signal when killed).
+func ExitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return 125
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// Signal sends sig to the child, ignoring a child that already exited.
+func (p *Process) Signal(sig os.Signal) {
+	select {
+	case <-p.done:
+	default:
+		p.Cmd.Process.Signal(sig)
+	}
+}
+
+// CloneError explains a failure to create the namespaces, with the fix.
+func CloneError(err error) error {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("clone user namespace: %w (unprivileged user namespaces are disabled: set kernel.unprivileged_userns_clone=1, or kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu; see README \"Requirements\")", err)
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("clone user namespace: %w (user.max_user_namespaces is 0 or exhausted: raise it with sysctl)", err)
+	}
+	if errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("clone namespaces: %w (the kernel lacks a namespace rabbitc needs)", err)
+	}
+	return fmt.Errorf("start sandbox: %w", err)
+}
+
+// HasCaps tells whether this process has effective capabilities (in its
+// user namespace). The sandbox exec'd while its uid was unmapped, so it has
+// none until it re-execs itself.
+func HasCaps() (bool, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false, fmt.Errorf("capget: %w", err)
+	}
+	return data[0].Effective != 0, nil
+}
+
+const reexecEnv = "_RABBITC_REEXEC"
+
+// GainCaps re-execs /proc/self/exe in place (the pid is kept) so that the
+// now-mapped root gains its capabilities. A counter in the environment stops
+// a loop.
+func GainCaps() error {
+	n, _ := strconv.Atoi(os.Getenv(reexecEnv))
+	if n >= 1 {
+		return fmt.Errorf("no capabilities after re-exec (%s=%d): the uid map does not map root", reexecEnv, n)
+	}
+	env := append(os.Environ(), reexecEnv+"="+strconv.Itoa(n+1))
+	return fmt.Errorf("re-exec /proc/self/exe: %w", syscall.Exec("/proc/self/exe", os.Args, env))
+}
+
+// ReexecDone removes the counter so that children do not inherit it.
+func ReexecDone() { os.Unsetenv(reexecEnv) }
+
+// SetPdeathsig arms the parent-death signal of the calling thread (the
+// kernel clears it on exec that gains capabilities and on setuid), then
+// checks the parent is still wantPpid, closing the race with a parent that
+// died before the signal was armed. wantPpid 0 skips the check (a parent in
+// another PID namespace shows as 0).
+func SetPdeathsig(sig syscall.Signal, wantPpid int) error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_PDEATHSIG: %w", err)
+	}
+	if wantPpid != 0 && os.Getppid() != wantPpid {
+		return errors.New("parent exited during start-up")
+	}
+	return nil
+}
