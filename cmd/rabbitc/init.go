@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/rootfs"
+	"github.com/rabbitc/rabbitc/userns"
+)
+
+// containerMain is stage 2, init: PID 1 of the new PID namespace, in fresh
+// mount, UTS, IPC and cgroup namespaces. It sets up the root, waits for
+// Start and execs the payload, which takes over PID 1. Strictly sequential,
+// no goroutines of its own.
+func containerMain(ch *userns.Channel) int {
+	fail := func(err error, code int) int {
+		ch.SendError("init", err, code)
+		if code == 0 {
+			return 125
+		}
+		return code
+	}
+	var s spec
+	if err := ch.WaitSpec(&s); err != nil {
+		return 125
+	}
+	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+		return fail(fmt.Errorf("sethostname %s: %w", s.Hostname, err), 0)
+	}
+	if err := rootfs.Setup(s.Rootfs); err != nil {
+		return fail(err, 0)
+	}
+	if err := rootfs.PivotRoot(s.Rootfs.Rootfs); err != nil {
+		return fail(err, 0)
+	}
+	if err := rootfs.Finish(s.Rootfs); err != nil {
+		return fail(err, 0)
+	}
+	cred, err := resolveUser(s.User)
+	if err != nil {
+		return fail(err, 0)
+	}
+	env := s.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+cred.home)
+	}
+	if err := enterWorkdir(s.Cwd, cred); err != nil {
+		return fail(err, 0)
+	}
+	path, code, err := findProgram(s.Args[0], envValue(env, "PATH"))
+	if err != nil {
+		return fail(err, code)
+	}
+	master, err := setupStdio(s.Tty, cred)
+	if err != nil {
+		return fail(err, 0)
+	}
+	if err := cred.apply(); err != nil {
+		return fail(err, 0)
+	}
+	// setuid cleared the parent-death signal; without it a killed sandbox
+	// would leave the payload running.
+	if err := userns.SetPdeathsig(syscall.SIGKILL, 0); err != nil {
+		return fail(err, 0)
+	}
+	// Nothing but 0-2 reaches the payload (CVE-2024-21626): everything else,
+	// the sync channel included, closes on exec.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fail(fmt.Errorf("close_range: %w", err), 0)
+	}
+	if err := ch.SendInitReady(master); err != nil {
+		return 125
+	}
+	if master != nil {
+		master.Close()
+	}
+	if err := ch.WaitStart(); err != nil {
+		return 125
+	}
+	if s.Net.Mode == netns.ModeSlirp {
+		if err := netns.CheckTap(); err != nil {
+			return fail(err, 0)
+		}
+	}
+	err = unix.Exec(path, s.Args, env)
+	code = 126
+	if errors.Is(err, unix.ENOENT) {
+		code = 127
+	}
+	return fail(fmt.Errorf("exec %s: %w", s.Args[0], err), code)
+}
+
+// setupStdio gives the payload a session of its own (it can never inject
+// into the user's terminal, CVE-2017-5226) and, with a tty, a pty from the
+// container's /dev/pts as its controlling terminal. It returns the master
+// for the parent.
+func setupStdio(tty bool, cred *credential) (*os.File, error) {
+	if !tty {
+		if _, err := unix.Setsid(); err != nil {
+			return nil, fmt.Errorf("setsid: %w", err)
+		}
+		return nil, nil
+	}
+	master, slave, err := rootfs.OpenPTY()
+	if err != nil {
+		return nil, err
+	}
+	defer slave.Close()
+	if err := unix.Fchown(int(slave.Fd()), cred.uid, cred.gid); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("chown %s: %w", slave.Name(), err)
+	}
+	if _, err := unix.Setsid(); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("setsid: %w", err)
+	}
+	if err := unix.IoctlSetInt(int(slave.Fd()), unix.TIOCSCTTY, 0); err != nil {
+		master.Close()
+		return nil, fmt.Errorf("set controlling terminal %s: %w", slave.Name(), err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(int(slave.Fd()), fd, 0); err != nil {
+			master.Close()
+			return nil, fmt.Errorf("dup %s: %w", slave.Name(), err)
+		}
+	}
+	return master, nil
+}
+
+// credential is who the payload runs as.
+type credential struct {
+	uid, gid int
+	groups   []int
+	home     string
+}
+
+func (c *credential) apply() error {
+	if c.uid == 0 && c.gid == 0 && len(c.groups) == 0 {
+		// Drop supplementary groups where setgroups is allowed (full map).
+		unix.Setgroups(nil)
+		return nil
+	}
+	if err := unix.Setgroups(c.groups); err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := unix.Setgid(c.gid); err != nil {
+		return fmt.Errorf("setgid %d: %w (is gid %d mapped? see /etc/subgid)", c.gid, err, c.gid)
+	}
+	if err := unix.Setuid(c.uid); err != nil {
+		return fmt.Errorf("setuid %d: %w (is uid %d mapped? see /etc/subuid)", c.uid, err, c.uid)
+	}
+	return nil
+}
+
+// resolveUser turns -u into ids, reading the container's /etc/passwd and
+// /etc/group for names (the root is already pivoted).
+func resolveUser(u string) (*credential, error) {
+	c := &credential{home: "/root"}
+	if u == "" {
+		return c, nil
+	}
+	name, group, hasGroup := strings.Cut(u, ":")
+	if id, err := strconv.Atoi(name); err == nil {
+		c.uid, c.gid, c.home = id, id, "/"
+		if e, ok := lookupPasswd(func(f []string) bool { return f[2] == name }); ok {
+			c.gid, _ = strconv.Atoi(e[3])
+			c.home = e[5]
+		}
+	} else {
+		e, ok := lookupPasswd(func(f []string) bool { return f[0] == name })
+		if !ok {
+			return nil, fmt.Errorf("user %s: not found in the container's /etc/passwd", name)
+		}
+		c.uid, _ = strconv.Atoi(e[2])
+		c.gid, _ = strconv.Atoi(e[3])
+		c.home = e[5]
+	}
+	if hasGroup {
+		if id, err := strconv.Atoi(group); err == nil {
+			c.gid = id
+		} else {
+			e, ok := lookupEntry("/etc/group", 3, func(f []string) bool { return f[0] == group })
+			if !ok {
+				return nil, fmt.Errorf("group %s: not found in the container's /etc/group", group)
+			}
+			c.gid, _ = strconv.Atoi(e[2])
+		}
+	}
+	if c.uid == 0 {
+		c.home = "/root"
+	}
+	if c.home == "" {
+		c.home = "/"
+	}
+	return c, nil
+}
+
+func lookupPasswd(match func([]string) bool) ([]string, bool) {
+	return lookupEntry("/etc/passwd", 7, match)
+}
+
+func lookupEntry(file string, fields int, match func([]string) bool) ([]string, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) >= fields && match(p) {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// enterWorkdir changes into the working directory (created if missing, as
+// docker does) and checks it lies inside the new root.
+func enterWorkdir(dir string, cred *credential) error {
+	if dir == "" {
+		dir = "/"
+	}
+	if err := os.Chdir(dir); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("chdir %s: %w", dir, err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create workdir %s: %w", dir, err)
+		}
+		os.Lchown(dir, cred.uid, cred.gid)
+		if err := os.Chdir(dir); err != nil {
+			return fmt.Errorf("chdir %s: %w", dir, err)
+		}
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("workdir %s: outside the container's root", dir)
+	}
+	return nil
+}
+
+// findProgram resolves argv[0] inside the container as execvp would, and
+// says which exit code a failure deserves: 127 not found, 126 not runnable.
+func findProgram(name, pathEnv string) (string, int, error) {
+	if name == "" {
+		return "", 127, errors.New("exec: empty command")
+	}
+	if strings.Contains(name, "/") {
+		code, err := checkExecutable(name)
+		if err != nil {
+			return "", code, fmt.Errorf("exec %s: %w", name, err)
+		}
+		return name, 0, nil
+	}
+	if pathEnv == "" {
+		pathEnv = defaultPath
+	}
+	denied := ""
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		code, err := checkExecutable(p)
+		if err == nil {
+			return p, 0, nil
+		}
+		if code == 126 && denied == "" {
+			denied = p
+		}
+	}
+	if denied != "" {
+		return "", 126, fmt.Errorf("exec %s: permission denied", denied)
+	}
+	return "", 127, fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+}
+
+func checkExecutable(p string) (int, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 127, errors.New("no such file or directory")
+		}
+		return 126, errors.Unwrap(err)
+	}
+	if st.IsDir() {
+		return 126, errors.New("is a directory")
+	}
+	if st.Mode()&0o111 == 0 {
+		return 126, errors.New("permission denied")
+	}
+	return 0, nil
+}
+
+func envValue(env []string, k string) string {
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, k+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,135 @@
+// Command rabbitc runs a rootless container from a rootfs directory.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/rabbitc/rabbitc/userns"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code through cobra without printing anything.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func init() {
+	// Keep the main goroutine on the main thread: the stages arm their
+	// parent-death signal on it, and it lives as long as the process.
+	runtime.LockOSThread()
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		stage := ""
+		if len(os.Args) > 2 {
+			stage = os.Args[2]
+		}
+		os.Exit(initMain(stage))
+	}
+	os.Exit(cliMain(os.Args[1:]))
+}
+
+func cliMain(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var se *userns.StageError
+	if errors.As(err, &se) {
+		fmt.Fprintf(os.Stderr, "rabbitc: %s\n", se.Error())
+		if se.Code != 0 {
+			return se.Code
+		}
+		return 125
+	}
+	fmt.Fprintf(os.Stderr, "rabbitc: %s\n", err)
+	return 125
+}
+
+func newRootCommand() *cobra.Command {
+	o := &runOptions{}
+	root := &cobra.Command{
+		Use:   "rabbitc [--rootfs DIR] [--cmd PROG] [-- ARGS...]",
+		Short: "rabbitc runs a rootless container from a rootfs directory",
+		Long: "rabbitc runs a process in its own user, mount, PID, UTS, IPC, cgroup and network namespaces\n" +
+			"as an ordinary user, with outbound networking through slirp4netns and published ports.\n\n" +
+			"Without a subcommand, rabbitc --rootfs=DIR [--cmd=PROG] is the same as rabbitc run.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.rootfs == "" && len(args) == 0 {
+				return cmd.Help()
+			}
+			if len(args) > 0 && !cmd.Flags().Changed("rootfs") {
+				return fmt.Errorf("unknown command %q for \"rabbitc\" (see rabbitc --help)", args[0])
+			}
+			return runContainer(o, args)
+		},
+	}
+	root.Flags().SetInterspersed(false)
+	addRunFlags(root.Flags(), o)
+	root.SetFlagErrorFunc(flagError)
+
+	ro := &runOptions{}
+	run := &cobra.Command{
+		Use:   "run --rootfs DIR [flags] [-- CMD [ARGS...]]",
+		Short: "Run a command in a new container",
+		Example: "  rabbitc run --rootfs ./rootfs\n" +
+			"  rabbitc run --rootfs ./rootfs -- sh -c 'echo hi; exit 7'\n" +
+			"  rabbitc run --rootfs ./rootfs --publish 8080:80 --cmd /bin/server",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runContainer(ro, args) },
+	}
+	run.Flags().SetInterspersed(false)
+	addRunFlags(run.Flags(), ro)
+	run.SetFlagErrorFunc(flagError)
+
+	ver := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "rabbitc %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+	root.AddCommand(run, ver)
+	return root
+}
+
+func flagError(cmd *cobra.Command, err error) error {
+	return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+}
+
+func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
+	fs.StringVar(&o.rootfs, "rootfs", "", "directory holding the container's root filesystem (required)")
+	fs.StringVar(&o.cmd, "cmd", "", "program to run; arguments after -- are its arguments (default /bin/sh)")
+	fs.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone copies the host's)")
+	fs.StringVarP(&o.workdir, "workdir", "w", "", "working directory inside the container")
+	fs.StringVar(&o.hostname, "hostname", "", "container host name (default: a short random id)")
+	fs.StringVarP(&o.user, "user", "u", "", "UID[:GID] or NAME[:GROUP] to run as inside the container")
+	fs.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind-mount SRC:DST[:ro|rw] into the container")
+	fs.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
+	fs.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-terminal")
+	fs.BoolVarP(&o.interactive, "interactive", "i", false, "keep stdin attached")
+	fs.StringVar(&o.net, "net", "slirp4netns", "network: slirp4netns, none or host")
+	fs.StringArrayVarP(&o.publish, "publish", "p", nil, "publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")
+	fs.IntVar(&o.mtu, "mtu", 0, "MTU of the slirp4netns tap device (default 65520)")
+	fs.BoolVar(&o.hostLoop, "allow-host-loopback", false, "let the container reach the host's 127.0.0.1 at 10.0.2.2 (exposes every service on it)")
+	fs.IntVar(&o.stopTimeout, "stop-timeout", 10, "seconds to wait after forwarding SIGTERM/SIGINT before killing the container")
+}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/portfwd"
+	"github.com/rabbitc/rabbitc/userns"
+)
+
+// Internal environment of the sandbox.
+const (
+	envStateDir = "_RABBITC_STATE_DIR"
+	envPpid     = "_RABBITC_PPID"
+)
+
+// forwarded are the signals rabbitc passes on to the payload.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
+
+func runContainer(o *runOptions, args []string) error {
+	tr := newTracer()
+	if term.IsTerminal(0) && !o.tty && !o.interactive {
+		o.tty, o.interactive = true, true // the seed's shell: behave as -it
+	}
+	s, err := newSpec(o, args, term.IsTerminal(0))
+	if err != nil {
+		return err
+	}
+	tr.mark("spec")
+	r := &runner{spec: s, opts: o, trace: tr}
+	code, err := r.run()
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitError{code}
+	}
+	return nil
+}
+
+// runner is the parent: it owns the order of the steps and their undo.
+type runner struct {
+	spec  *spec
+	opts  *runOptions
+	trace *tracer
+
+	sigc      chan os.Signal
+	sandbox   *userns.Process
+	initPid   int
+	slirp     *netns.Slirp
+	listeners *portfwd.Listeners
+	console   *console
+	killedBy  syscall.Signal // a signal that aborted the start-up
+}
+
+func (r *runner) run() (code int, err error) {
+	s := r.spec
+	r.sigc = make(chan os.Signal, 16)
+	signal.Notify(r.sigc, forwarded...)
+	defer signal.Stop(r.sigc)
+
+	var feat *netns.Features
+	if s.Net.Mode == netns.ModeSlirp {
+		if feat, err = netns.Check(s.Net); err != nil {
+			return 0, err
+		}
+	}
+	if len(s.Publish) > 0 {
+		if r.listeners, err = portfwd.Listen(s.Publish); err != nil {
+			return 0, err
+		}
+		defer r.listeners.Close()
+	}
+	if err := createState(s); err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(s.StateDir)
+	r.trace.mark("prepared")
+
+	ch, syncChild, err := userns.NewChannelPair()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	var portParent, portChild *os.File
+	if len(s.Publish) > 0 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			syncChild.Close()
+			return 0, fmt.Errorf("socketpair: %w", err)
+		}
+		portParent, portChild = os.NewFile(uintptr(fds[0]), "portfwd"), os.NewFile(uintptr(fds[1]), "portfwd-child")
+		defer portParent.Close()
+	}
+	err = r.startSandbox(syncChild, portChild)
+	syncChild.Close()
+	if portChild != nil {
+		portChild.Close()
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer r.stopSandbox()
+	r.trace.mark("sandbox-started")
+
+	// Until the payload runs, a terminating signal aborts the start-up.
+	setupDone := make(chan struct{})
+	defer close(setupDone)
+	go r.abortOnSignal(setupDone)
+
+	maps, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
+	if err != nil {
+		return 0, r.setupErr(err)
+	}
+	if maps.Warning != "" {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", maps.Warning)
+	}
+	if err := ch.SendMapsWritten(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	if err := ch.SendSpec(s); err != nil {
+		return 0, r.setupErr(err)
+	}
+	r.trace.mark("maps-written")
+	if s.Net.Mode == netns.ModeSlirp {
+		// slirp4netns comes up while init prepares the rootfs.
+		if r.slirp, err = netns.StartSlirp(r.sandbox.Pid(), s.Net, feat); err != nil {
+			return 0, r.setupErr(err)
+		}
+		defer r.slirp.Stop()
+	}
+	if r.initPid, err = ch.WaitInitStarted(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	if err := ch.SendSpec(s); err != nil {
+		return 0, r.setupErr(err)
+	}
+	r.trace.mark("init-started")
+	master, err := ch.WaitInitReady()
+	if err != nil {
+		return 0, r.setupErr(err)
+	}
+	r.trace.mark("init-ready")
+	if r.slirp != nil {
+		if err := r.slirp.WaitReady(context.Background()); err != nil {
+			if master != nil {
+				master.Close()
+			}
+			return 0, r.setupErr(err)
+		}
+		r.trace.mark("slirp-ready")
+	}
+	if r.listeners != nil {
+		r.listeners.Serve(context.Background(), portParent, netns.ContainerIP)
+	}
+	if master != nil {
+		if r.console, err = startConsole(master, r.opts.interactive); err != nil {
+			return 0, r.setupErr(err)
+		}
+		defer r.console.Close()
+	}
+	if err := ch.SendStart(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	if err := ch.WaitExec(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	r.trace.mark("payload-started")
+	setupDone <- struct{}{} // hand the signals over to forwarding
+	return r.wait()
+}
+
+// startSandbox starts stage 1 in new user and network namespaces.
+func (r *runner) startSandbox(syncChild, portChild *os.File) error {
+	cmd := exec.Command("/proc/self/exe", "init", "sandbox")
+	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
+	cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
+	flags := uintptr(syscall.CLONE_NEWUSER)
+	if r.spec.Net.Mode != netns.ModeHost {
+		flags |= syscall.CLONE_NEWNET
+	}
+	// Its own process group: a ^C on the terminal reaches rabbitc, which
+	// forwards it, and not every stage at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true}
+	r.stdio(cmd)
+	p, err := userns.Start(cmd, syscall.SIGTERM)
+	if err != nil {
+		return userns.CloneError(err)
+	}
+	r.sandbox = p
+	return nil
+}
+
+// stdio wires the payload's standard streams. Without -i stdin is
+// /dev/null, as in docker. A host terminal is never handed to the container
+// as such: with -t it talks to a pty of the container's own; without -t a
+// terminal stream goes through a pipe.
+func (r *runner) stdio(cmd *exec.Cmd) {
+	cmd.WaitDelay = time.Second
+	if r.spec.Tty {
+		cmd.Stderr = os.Stderr // only stage errors before init takes the pty
+		return
+	}
+	if r.opts.interactive {
+		cmd.Stdin = os.Stdin
+		if term.IsTerminal(0) {
+			cmd.Stdin = struct{ io.Reader }{os.Stdin}
+		}
+	}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if term.IsTerminal(1) {
+		cmd.Stdout = struct{ io.Writer }{os.Stdout}
+	}
+	if term.IsTerminal(2) {
+		cmd.Stderr = struct{ io.Writer }{os.Stderr}
+	}
+}
+
+// abortOnSignal kills the sandbox (and so everything below it) when a
+// terminating signal arrives during start-up; the blocked step then fails.
+// A value on done hands the signals to wait.
+func (r *runner) abortOnSignal(done chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-r.sigc:
+			if sig == syscall.SIGWINCH || sig == syscall.SIGUSR1 || sig == syscall.SIGUSR2 {
+				continue
+			}
+			r.killedBy = sig.(syscall.Signal)
+			r.sandbox.Signal(syscall.SIGKILL)
+		}
+	}
+}
+
+// setupErr turns a failed step into the error to print: when the step
+// failed because a signal aborted the start-up, that is all there is to say.
+func (r *runner) setupErr(err error) error {
+	if r.killedBy != 0 {
+		return &exitError{128 + int(r.killedBy)}
+	}
+	return err
+}
+
+// wait forwards signals to the payload until the sandbox exits, and returns
+// the payload's exit code.
+func (r *runner) wait() (int, error) {
+	var slirpDone <-chan struct{}
+	if r.slirp != nil {
+		slirpDone = r.slirp.Done()
+	}
+	var killTimer <-chan time.Time
+	for {
+		select {
+		case <-r.sandbox.Done():
+			return r.sandbox.ExitCode(), nil
+		case sig := <-r.sigc:
+			if sig == syscall.SIGWINCH {
+				if r.console != nil {
+					r.console.resize()
+				}
+				continue
+			}
+			unix.Kill(r.initPid, sig.(syscall.Signal))
+			if (sig == syscall.SIGTERM || sig == syscall.SIGINT) && killTimer == nil && r.opts.stopTimeout >= 0 {
+				killTimer = time.After(time.Duration(r.opts.stopTimeout) * time.Second)
+			}
+		case <-killTimer:
+			unix.Kill(r.initPid, syscall.SIGKILL)
+		case <-slirpDone:
+			slirpDone = nil
+			err := r.slirp.Err()
+			unix.Kill(r.initPid, syscall.SIGKILL)
+			<-r.sandbox.Done()
+			return 0, fmt.Errorf("slirp4netns exited under the running container: %v", err)
+		}
+	}
+}
+
+// stopSandbox makes sure nothing of the container outlives the parent's
+// return: the sandbox and, through its Pdeathsig, init and the payload.
+func (r *runner) stopSandbox() {
+	select {
+	case <-r.sandbox.Done():
+		return
+	default:
+	}
+	r.sandbox.Signal(syscall.SIGKILL)
+	<-r.sandbox.Done()
+}
+
+// tracer prints stage timestamps to stderr when RABBITC_TRACE is set, for
+// the start-up breakdown in bench/.
+type tracer struct {
+	on    bool
+	start time.Time
+}
+
+func newTracer() *tracer {
+	return &tracer{on: os.Getenv("RABBITC_TRACE") != "", start: time.Now()}
+}
+
+func (t *tracer) mark(stage string) {
+	if t.on {
+		fmt.Fprintf(os.Stderr, "rabbitc-trace: %s %d\n", stage, time.Since(t.start).Microseconds())
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/portfwd"
+	"github.com/rabbitc/rabbitc/userns"
+)
+
+// initMain runs a stage: "sandbox" (stage 1, in the new user and network
+// namespaces) or "container" (stage 2, init, which becomes the payload).
+// Stages print nothing: they send Error and the parent prints it.
+func initMain(stage string) int {
+	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
+	switch stage {
+	case "sandbox":
+		return sandboxMain(ch)
+	case "container":
+		return containerMain(ch)
+	}
+	os.Stderr.WriteString("rabbitc: init is internal to rabbitc\n")
+	return 125
+}
+
+// sandboxMain is stage 1. Its first run exec'd while its uid was unmapped
+// and has no capabilities: it waits for the maps and re-execs itself. The
+// second run creates the remaining namespaces by starting init, serves the
+// port forwarder from inside the network namespace, and exits with init's
+// status. It lives outside the container's PID namespace.
+func sandboxMain(ch *userns.Channel) int {
+	hasCaps, err := userns.HasCaps()
+	if err != nil {
+		ch.SendError("sandbox", err, 0)
+		return 125
+	}
+	if !hasCaps {
+		if err := ch.WaitMapsWritten(); err != nil {
+			return 125 // the parent is gone or failed; it reports
+		}
+		ch.SendError("sandbox", userns.GainCaps(), 0)
+		return 125
+	}
+	userns.ReexecDone()
+	stateDir := os.Getenv(envStateDir)
+	ppid, _ := strconv.Atoi(os.Getenv(envPpid))
+	os.Unsetenv(envStateDir)
+	os.Unsetenv(envPpid)
+
+	// The parent's death arrives as SIGTERM: take the container down and
+	// remove its state, which the parent can no longer do.
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, forwarded...)
+	var initProc *userns.Process
+	parentGone := func() {
+		if initProc != nil {
+			initProc.Signal(syscall.SIGKILL)
+			<-initProc.Done()
+		}
+		if stateDir != "" {
+			os.RemoveAll(stateDir)
+		}
+		os.Exit(137)
+	}
+	if err := userns.SetPdeathsig(syscall.SIGTERM, ppid); err != nil {
+		parentGone()
+	}
+
+	var s spec
+	if err := ch.WaitSpec(&s); err != nil {
+		return 125
+	}
+	if s.Net.Mode != netns.ModeHost {
+		if err := netns.SetupLoopback(); err != nil {
+			ch.SendError("sandbox", err, 0)
+			return 125
+		}
+	}
+	cmd := exec.Command("/proc/self/exe", "init", "container")
+	cmd.ExtraFiles = []*os.File{ch.File()}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = []string{}
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if _, err := os.Stat("/proc/self/ns/cgroup"); err == nil {
+		flags |= syscall.CLONE_NEWCGROUP
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
+	initProc, err = userns.Start(cmd, syscall.SIGKILL)
+	if err != nil {
+		ch.SendError("sandbox", userns.CloneError(err), 0)
+		return 125
+	}
+	if err := ch.SendInitStarted(initProc.Pid()); err != nil {
+		initProc.Signal(syscall.SIGKILL)
+		<-initProc.Done()
+		return 125
+	}
+	ch.Close() // from here on init alone holds the child end
+
+	if len(s.Publish) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go portfwd.ServeChild(ctx, os.NewFile(userns.PortFD, "portfwd"))
+	}
+	for {
+		select {
+		case <-initProc.Done():
+			return initProc.ExitCode()
+		case sig := <-sigc:
+			if sig == syscall.SIGTERM {
+				parentGone()
+			}
+			// Other signals are the parent's to forward.
+		}
+	}
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/portfwd"
+	"github.com/rabbitc/rabbitc/rootfs"
+)
+
+// spec is everything the stages need, built from the flags by newSpec. It
+// travels to the sandbox and to init over the sync channel as JSON; code
+// below the CLI never sees a flag.
+type spec struct {
+	ID       string
+	StateDir string
+	Args     []string // the payload's argv; Args[0] is resolved inside the rootfs
+	Env      []string
+	Cwd      string
+	User     string // UID[:GID] or NAME[:GROUP], resolved inside the rootfs
+	Hostname string
+	Tty      bool
+	Rootfs   rootfs.Config
+	Net      netns.Config
+	Publish  []portfwd.Spec
+}
+
+// runOptions are the flags of `rabbitc run` (and of the bare seed form).
+type runOptions struct {
+	rootfs      string
+	cmd         string
+	env         []string
+	workdir     string
+	hostname    string
+	user        string
+	volumes     []string
+	readOnly    bool
+	tty         bool
+	interactive bool
+	net         string
+	publish     []string
+	mtu         int
+	hostLoop    bool
+	stopTimeout int
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// newSpec validates every flag and builds the spec. args are the positional
+// arguments (after `--`). stdinTTY says whether rabbitc's stdin is a terminal.
+func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
+	s := &spec{}
+	if o.rootfs == "" {
+		return nil, errors.New("--rootfs is required (a directory holding the container's root filesystem)")
+	}
+	root, err := filepath.Abs(o.rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs %s: %w", o.rootfs, err)
+	}
+	st, err := os.Stat(root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("rootfs %s: no such directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
+	case err != nil:
+		return nil, fmt.Errorf("rootfs %s: %w", o.rootfs, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("rootfs %s: not a directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
+	}
+	s.Rootfs.Rootfs = root
+	s.Rootfs.ReadOnly = o.readOnly
+
+	s.Args = payloadArgs(o.cmd, args)
+
+	if s.Net.Mode, err = netns.ParseMode(o.net); err != nil {
+		return nil, err
+	}
+	if o.mtu < 0 || (o.mtu != 0 && o.mtu < 576) || o.mtu > 65521 {
+		return nil, fmt.Errorf("--mtu %d: out of range (576..65521)", o.mtu)
+	}
+	s.Net.MTU = o.mtu
+	s.Net.AllowHostLoopback = o.hostLoop
+	s.Rootfs.HostNetwork = s.Net.Mode == netns.ModeHost
+
+	for _, p := range o.publish {
+		ps, err := portfwd.ParseSpec(p)
+		if err != nil {
+			return nil, err
+		}
+		s.Publish = append(s.Publish, ps...)
+	}
+	if len(s.Publish) > 0 && s.Net.Mode != netns.ModeSlirp {
+		return nil, fmt.Errorf("--publish needs --net slirp4netns (with --net %s the container's ports are %s)", s.Net.Mode,
+			map[string]string{netns.ModeHost: "already the host's", netns.ModeNone: "unreachable"}[s.Net.Mode])
+	}
+	if err := portfwd.CheckConflicts(s.Publish); err != nil {
+		return nil, err
+	}
+
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("getwd: %w", err)
+	}
+	for _, v := range o.volumes {
+		m, err := rootfs.ParseVolume(v, cwd)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			return nil, fmt.Errorf("volume %s: source %s: %w (create it first)", v, m.Source, errors.Unwrap(err))
+		}
+		s.Rootfs.Volumes = append(s.Rootfs.Volumes, m)
+	}
+
+	if o.workdir != "" && !strings.HasPrefix(o.workdir, "/") {
+		return nil, fmt.Errorf("--workdir %s: not an absolute path", o.workdir)
+	}
+	s.Cwd = o.workdir
+	if o.user != "" {
+		if err := checkUser(o.user); err != nil {
+			return nil, err
+		}
+	}
+	s.User = o.user
+
+	s.ID = newID()
+	s.Hostname = o.hostname
+	if s.Hostname == "" {
+		s.Hostname = s.ID[:12]
+	}
+	if err := checkHostname(s.Hostname); err != nil {
+		return nil, err
+	}
+	s.Tty = o.tty
+	env, err := buildEnv(o.env, s.Hostname, s.Tty)
+	if err != nil {
+		return nil, err
+	}
+	s.Env = env
+	return s, nil
+}
+
+// payloadArgs applies the --cmd rule: with --cmd, the positional arguments
+// are its arguments; without it they are the command itself; with neither,
+// a shell.
+func payloadArgs(cmd string, args []string) []string {
+	if cmd != "" {
+		return append([]string{cmd}, args...)
+	}
+	if len(args) > 0 {
+		return args
+	}
+	return []string{"/bin/sh"}
+}
+
+// buildEnv returns the payload's environment: defaults, then -e in order
+// (K=V sets, a bare K copies the host's value if set, as docker does).
+func buildEnv(flags []string, hostname string, tty bool) ([]string, error) {
+	env := []string{"PATH=" + defaultPath, "HOSTNAME=" + hostname}
+	if tty {
+		term := os.Getenv("TERM")
+		if term == "" {
+			term = "xterm"
+		}
+		env = append(env, "TERM="+term)
+	}
+	for _, e := range flags {
+		k, v, hasValue := strings.Cut(e, "=")
+		if k == "" || strings.ContainsAny(k, "\x00") || strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("--env %q: expected KEY=VALUE", e)
+		}
+		if !hasValue {
+			hv, ok := os.LookupEnv(k)
+			if !ok {
+				continue
+			}
+			v = hv
+		}
+		env = setEnv(env, k, v)
+	}
+	return env, nil
+}
+
+func setEnv(env []string, k, v string) []string {
+	for i, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}
+
+func hasEnv(env []string, k string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUser validates -u syntax: UID[:GID] or NAME[:GROUP]; names are
+// resolved inside the rootfs.
+func checkUser(u string) error {
+	name, group, _ := strings.Cut(u, ":")
+	for _, p := range []string{name, group} {
+		if strings.ContainsAny(p, "\x00/ \n") {
+			return fmt.Errorf("--user %q: expected UID[:GID] or NAME[:GROUP]", u)
+		}
+		if n, err := strconv.Atoi(p); err == nil && (n < 0 || n > 1<<31) {
+			return fmt.Errorf("--user %q: id out of range", u)
+		}
+	}
+	if name == "" {
+		return fmt.Errorf("--user %q: expected UID[:GID] or NAME[:GROUP]", u)
+	}
+	return nil
+}
+
+func checkHostname(h string) error {
+	if len(h) > 64 {
+		return fmt.Errorf("--hostname %q: longer than 64 characters", h)
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+			return fmt.Errorf("--hostname %q: only letters, digits, '-', '.' and '_' are allowed", h)
+		}
+	}
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}

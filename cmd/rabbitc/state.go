@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/rootfs"
+)
+
+// The per-container state directory holds everything rabbitc keeps about a
+// container: state.json and the generated /etc files that init bind-mounts.
+// It lives under $XDG_RUNTIME_DIR/rabbitc (or /tmp/rabbitc-UID) and is
+// removed on every exit path: by the parent, by the sandbox when the parent
+// died, and by the next rabbitc when both were killed (gcStates).
+
+// state is state.json: enough for a later `rabbitc ps` or `stop`.
+type state struct {
+	ID         string    `json:"id"`
+	Rootfs     string    `json:"rootfs"`
+	Args       []string  `json:"args"`
+	Created    time.Time `json:"created"`
+	ParentPid  int       `json:"parentPid"`
+	ParentTime uint64    `json:"parentStartTime"`
+	InitPid    int       `json:"initPid,omitempty"`
+	Status     string    `json:"status"`
+}
+
+// stateRoot returns the directory holding every container's state,
+// creating it owned by the user and private.
+func stateRoot() (string, error) {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		root := filepath.Join(d, "rabbitc")
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return "", fmt.Errorf("create state directory %s: %w (check $XDG_RUNTIME_DIR)", root, err)
+		}
+		return root, nil
+	}
+	// /tmp is shared: never follow a link or use a directory another user made.
+	root := filepath.Join(os.TempDir(), "rabbitc-"+strconv.Itoa(os.Getuid()))
+	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("create state directory %s: %w", root, err)
+	}
+	st, err := os.Lstat(root)
+	if err != nil {
+		return "", fmt.Errorf("state directory %s: %w", root, err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || int(sys.Uid) != os.Getuid() || st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("state directory %s: not a private directory owned by you (remove it, or set $XDG_RUNTIME_DIR)", root)
+	}
+	return root, nil
+}
+
+// createState makes the container's directory and writes state.json and the
+// /etc files; it fills s.StateDir and s.Rootfs.EtcFiles.
+func createState(s *spec) error {
+	root, err := stateRoot()
+	if err != nil {
+		return err
+	}
+	gcStates(root)
+	dir := filepath.Join(root, s.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create state directory %s: %w", dir, err)
+	}
+	s.StateDir = dir
+	files := []struct {
+		name, dest string
+		data       []byte
+	}{
+		{"hostname", "/etc/hostname", []byte(s.Hostname + "\n")},
+		{"hosts", "/etc/hosts", netns.Hosts(s.Net, s.Hostname)},
+		{"resolv.conf", "/etc/resolv.conf", netns.ResolvConf(s.Net)},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		s.Rootfs.EtcFiles = append(s.Rootfs.EtcFiles, rootfs.Mount{Source: p, Dest: f.dest})
+	}
+	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
+		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
+	if err := writeState(dir, &st); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	return nil
+}
+
+func writeState(dir string, st *state) error {
+	b, _ := json.Marshal(st)
+	tmp := filepath.Join(dir, ".state.json")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "state.json")); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// gcStates removes the directories of containers whose parent is gone
+// (killed before it or its sandbox could clean up).
+func gcStates(root string) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		dir := filepath.Join(root, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+		if err != nil {
+			// Being created right now, or garbage: only old ones go.
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
+				os.RemoveAll(dir)
+			}
+			continue
+		}
+		var st state
+		if json.Unmarshal(b, &st) != nil || st.ParentPid <= 0 || procStartTime(st.ParentPid) != st.ParentTime {
+			os.RemoveAll(dir)
+		}
+	}
+}
+
+// procStartTime is field 22 of /proc/PID/stat (0 if the process is gone),
+// which tells a live process from a reused pid.
+func procStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v
+}
