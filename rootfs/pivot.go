@@ -1,0 +1,58 @@
+package rootfs
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// PivotRoot makes newRoot (the rootfs bound on itself by Setup) the root of
+// the mount namespace and detaches the old root, so nothing of the host's
+// tree stays reachable. The old root is stacked under the new one by
+// pivot_root(".", "."), made a slave so the detach cannot propagate, and
+// lazily unmounted. Errors are *os.PathError.
+func PivotRoot(newRoot string) error {
+	fd, err := unix.Open(newRoot, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open new root", Path: newRoot, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchdir(fd); err != nil {
+		return &os.PathError{Op: "chdir to new root", Path: newRoot, Err: err}
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &os.PathError{Op: "pivot_root", Path: newRoot, Err: err}
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "make old root a slave mount", Path: newRoot, Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.PathError{Op: "detach old root", Path: newRoot, Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &os.PathError{Op: "chdir", Path: "/", Err: err}
+	}
+	return nil
+}
+
+// Finish runs after PivotRoot: it checks that /proc is a procfs and, with
+// cfg.ReadOnly, remounts "/" read-only (the mounts below it keep their mode).
+func Finish(cfg Config) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/proc", &st); err != nil {
+		return fmt.Errorf("check /proc: %w", err)
+	}
+	if int64(st.Type) != procMagic {
+		return fmt.Errorf("check /proc: file system type %#x is not procfs", st.Type)
+	}
+	if !cfg.ReadOnly {
+		return nil
+	}
+	h, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /: %w", err)
+	}
+	defer h.Close()
+	return remountReadOnly(h, "/", false)
+}

@@ -1,0 +1,213 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is what Setup and Finish need; cmd/rabbitc builds it from the flags.
+type Config struct {
+	// Rootfs is the absolute host path of the rootfs directory.
+	Rootfs string
+	// ReadOnly makes the rootfs read-only (--read-only); /dev, /dev/shm,
+	// /dev/mqueue, /proc and the volumes keep their own mode.
+	ReadOnly bool
+	// Volumes are the -v binds, in order.
+	Volumes []Mount
+	// EtcFiles are the generated /etc/hosts, /etc/hostname and
+	// /etc/resolv.conf in the per-container state directory.
+	EtcFiles []Mount
+	// HostNetwork is set with --net host: the init is not in a network
+	// namespace of its own, sysfs cannot be mounted fresh, so the host's /sys
+	// is bound read-only instead.
+	HostNetwork bool
+}
+
+// Fresh file systems outside /dev (see devMounts for those).
+var (
+	procMount  = fsMount{dest: "/proc", fstype: "proc", flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: procMagic}
+	sysfsMount = fsMount{dest: "/sys", fstype: "sysfs", flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: sysfsMagic}
+)
+
+// Setup builds the container's tree under cfg.Rootfs, in the current mount
+// namespace, before PivotRoot: "/" becomes a slave mount, the rootfs is
+// bound on itself, /proc, /dev and /sys are mounted, the /etc files and
+// volumes are bound, and the masked and read-only paths are applied.
+//
+// Every destination is resolved inside the rootfs. Missing mount points are
+// created there (directories 0755, empty files 0644); that is the only change
+// it makes to the rootfs on disk.
+func Setup(cfg Config) error {
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	r, err := bindRootfs(cfg.Rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	null, err := openHostDevice(devices[0])
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+
+	if err := r.setupProc(); err != nil {
+		return err
+	}
+	if err := r.setupDev(null); err != nil {
+		return err
+	}
+	if err := r.setupSys(cfg.HostNetwork); err != nil {
+		return err
+	}
+	for _, m := range cfg.EtcFiles {
+		if err := r.bindVolume(m, "mount point"); err != nil {
+			return err
+		}
+	}
+	for _, m := range cfg.Volumes {
+		if err := r.bindVolume(m, "volume destination"); err != nil {
+			return err
+		}
+	}
+	for _, p := range maskedPaths {
+		if err := r.maskPath(p, null); err != nil {
+			return err
+		}
+	}
+	for _, p := range readonlyPaths {
+		if err := r.readonlyPath(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindRootfs binds the rootfs on itself, so that it is a mount point that
+// pivot_root accepts, and opens the root on the new mount.
+func bindRootfs(path string) (*root, error) {
+	under, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs: %w", err)
+	}
+	defer under.Close()
+	if err := bindOn(under, under, true, "rootfs "+path, "itself"); err != nil {
+		return nil, err
+	}
+	r, err := openRoot(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifyNewMount(under, r.dir, sameInode(under)); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("reopen rootfs %s: %w (it changed during setup)", path, err)
+	}
+	return r, nil
+}
+
+// setupProc mounts a fresh procfs on /proc. When the kernel refuses one
+// (EPERM from mount_too_revealing: parts of the host's /proc are covered, as
+// in some container hosts) it binds the host's /proc recursively instead.
+func (r *root) setupProc() error {
+	under, err := r.openOrCreate(procMount.dest, true)
+	if err != nil {
+		return fmt.Errorf("mount point %w", err)
+	}
+	defer under.Close()
+	err = mountOn(under, procMount)
+	if errors.Is(err, unix.EPERM) {
+		if err2 := bindHost("/proc", under); err2 != nil {
+			return fmt.Errorf("%w; %w", err, err2)
+		}
+	} else if err != nil {
+		return err
+	}
+	top, err := r.reopenMounted(under, procMount.dest, isFS(procMount.magic))
+	if err != nil {
+		return err
+	}
+	return top.Close()
+}
+
+// setupSys mounts a fresh read-only sysfs on /sys. With the host's network
+// namespace (not ours, so the kernel refuses sysfs), or when refused anyway,
+// it binds the host's /sys recursively and makes it read-only.
+func (r *root) setupSys(hostNetwork bool) error {
+	under, err := r.openOrCreate(sysfsMount.dest, true)
+	if err != nil {
+		return fmt.Errorf("mount point %w", err)
+	}
+	defer under.Close()
+	if !hostNetwork {
+		err = mountOn(under, sysfsMount)
+		if err == nil {
+			top, err := r.reopenMounted(under, sysfsMount.dest, isFS(sysfsMount.magic))
+			if err != nil {
+				return err
+			}
+			return top.Close()
+		}
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+	}
+	if err2 := bindHost("/sys", under); err2 != nil {
+		if err != nil {
+			return fmt.Errorf("%w; %w", err, err2)
+		}
+		return err2
+	}
+	top, err := r.reopenMounted(under, sysfsMount.dest, isFS(sysfsMount.magic))
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	return remountReadOnly(top, sysfsMount.dest, true)
+}
+
+// bindHost binds the host's directory hostPath (e.g. /proc) recursively on
+// the handle under, which is the same path inside the container.
+func bindHost(hostPath string, under *os.File) error {
+	src, err := os.OpenFile(hostPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bind the host's %s: %w", hostPath, err)
+	}
+	defer src.Close()
+	return bindOn(src, under, true, "the host's "+hostPath, hostPath)
+}
+
+// bindVolume binds m.Source (a host path the user chose; symlinks in it are
+// followed on the host) on m.Dest resolved inside the rootfs; role names the
+// destination in errors.
+func (r *root) bindVolume(m Mount, role string) error {
+	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %w", err)
+	}
+	defer src.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", m.Source, err)
+	}
+	h, err := r.openOrCreate(m.Dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	if err != nil {
+		return fmt.Errorf("%s %w", role, err)
+	}
+	defer h.Close()
+	if err := bindOn(src, h, true, m.Source, m.Dest); err != nil {
+		return err
+	}
+	if !m.ReadOnly {
+		return nil
+	}
+	top, err := r.reopenMounted(h, m.Dest, sameInode(src))
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	return remountReadOnly(top, m.Dest, true)
+}
