@@ -187,7 +187,9 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	cmd := exec.Command("/proc/self/exe", "init", "sandbox")
 	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
 	cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
-	flags := uintptr(syscall.CLONE_NEWUSER)
+	// The sandbox has a mount namespace of its own only to protect the
+	// binary (userns.ProtectExe); init makes the container's.
+	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS)
 	if r.spec.Net.Mode != netns.ModeHost {
 		flags |= syscall.CLONE_NEWNET
 	}

@@ -81,7 +81,12 @@ func sandboxMain(ch *userns.Channel) int {
 			return 125
 		}
 	}
-	cmd := exec.Command("/proc/self/exe", "init", "container")
+	exe, err := userns.ProtectExe()
+	if err != nil {
+		ch.SendError("sandbox", err, 0)
+		return 125
+	}
+	cmd := exec.Command(exe, "init", "container")
 	cmd.ExtraFiles = []*os.File{ch.File()}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = []string{}

