@@ -1,0 +1,298 @@
+package portfwd
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listeners are the bound host sockets of a set of published ports and,
+// after Serve, the event loop that forwards them (see loop.go for the
+// design and its numbers).
+type Listeners struct {
+	// UDPIdleTimeout closes a UDP flow (one client address) after this long
+	// without a datagram in either direction. Set it before Serve; zero
+	// means DefaultUDPIdleTimeout.
+	UDPIdleTimeout time.Duration
+	// OnError, if set before Serve, receives the errors of single
+	// connections and flows (a failed dial, a failed accept). It is called
+	// from the forwarding goroutine and must not block. Errors that stop
+	// forwarding altogether are returned by Wait instead.
+	OnError func(error)
+
+	lns   []*listener
+	stats counters
+
+	mu      sync.Mutex
+	served  bool
+	closed  bool
+	stopped atomic.Bool
+	wakefd  int // eventfd of the running loop, -1 before Serve
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+// DefaultUDPIdleTimeout is the idle timeout of a UDP flow, as in conntrack's
+// default for unreplied UDP (30s) doubled for replied streams.
+const DefaultUDPIdleTimeout = 60 * time.Second
+
+// listener is one bound host socket.
+type listener struct {
+	spec   Spec
+	fd     int
+	target netip.AddrPort // set by Serve
+
+	// owned by the loop:
+	slot    int32
+	ready   bool          // may have connections or datagrams to take
+	paused  time.Time     // do not accept before this (descriptor exhaustion)
+	backoff time.Duration // next pause
+	flows   map[netip.AddrPort]*flow
+}
+
+// Listen binds every host socket of specs now, before anything else starts,
+// so that a port in use or a privileged port fails early. On failure the
+// sockets bound so far are closed and nothing is left behind.
+func Listen(specs []Spec) (*Listeners, error) {
+	l := &Listeners{wakefd: -1, done: make(chan struct{})}
+	for _, sp := range specs {
+		fd, err := bindSocket(sp)
+		if err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
+		}
+		l.lns = append(l.lns, &listener{spec: sp, fd: fd, slot: -1})
+	}
+	return l, nil
+}
+
+// bindSocket creates, binds and (for TCP) listens on the host socket of sp.
+// It uses raw sockets rather than net.Listen: the event loop accepts with
+// accept4 itself, and "0.0.0.0" must mean IPv4 only (net.Listen("tcp",
+// "0.0.0.0:80") would open a dual-stack [::] socket).
+func bindSocket(sp Spec) (int, error) {
+	ip, err := netip.ParseAddr(sp.HostIP)
+	if err != nil {
+		return -1, fmt.Errorf("host ip %q: %w", sp.HostIP, err)
+	}
+	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: sp.HostPort, Addr: ip.As4()})
+	if !ip.Is4() {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: sp.HostPort, Addr: ip.As16()}
+	}
+	typ, netAddr := unix.SOCK_STREAM, net.Addr(&net.TCPAddr{IP: ip.AsSlice(), Port: sp.HostPort})
+	if sp.Proto == "udp" {
+		typ, netAddr = unix.SOCK_DGRAM, &net.UDPAddr{IP: ip.AsSlice(), Port: sp.HostPort}
+	}
+	opErr := func(call string, err error) error {
+		return annotateListenError(&net.OpError{Op: "listen", Net: sp.Proto, Addr: netAddr, Err: os.NewSyscallError(call, err)}, sp)
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, opErr("socket", err)
+	}
+	if family == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			unix.Close(fd)
+			return -1, opErr("setsockopt", err)
+		}
+	}
+	if typ == unix.SOCK_STREAM {
+		// As Go does: a restarted rabbitc can bind the port at once even
+		// while old connections linger in TIME_WAIT.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			unix.Close(fd)
+			return -1, opErr("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, opErr("bind", err)
+	}
+	if typ == unix.SOCK_STREAM {
+		if err := unix.Listen(fd, 4096); err != nil { // the kernel caps it at net.core.somaxconn
+			unix.Close(fd)
+			return -1, opErr("listen", err)
+		}
+	}
+	return fd, nil
+}
+
+// annotateListenError appends how to fix a bind failure caused by the host.
+func annotateListenError(err error, sp Spec) error {
+	switch {
+	case errors.Is(err, unix.EACCES):
+		start := unprivilegedPortStart()
+		if sp.HostPort < start {
+			return fmt.Errorf("%w (use a host port >= %d, or set net.ipv4.ip_unprivileged_port_start=%d)", err, start, sp.HostPort)
+		}
+	case errors.Is(err, unix.EADDRINUSE):
+		return fmt.Errorf("%w (stop what listens on port %d, or publish another host port)", err, sp.HostPort)
+	case errors.Is(err, unix.EADDRNOTAVAIL):
+		return fmt.Errorf("%w (HOST_IP must be an address of this host, e.g. 127.0.0.1 or 0.0.0.0)", err)
+	case errors.Is(err, unix.EAFNOSUPPORT):
+		return fmt.Errorf("%w (IPv6 is disabled on this host; publish on an IPv4 address)", err)
+	}
+	return err
+}
+
+// unprivilegedPortStart reads net.ipv4.ip_unprivileged_port_start (1024 if unreadable).
+func unprivilegedPortStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024
+	}
+	return n
+}
+
+// Specs returns the published ports in the order given to Listen.
+func (l *Listeners) Specs() []Spec {
+	specs := make([]Spec, len(l.lns))
+	for i, ln := range l.lns {
+		specs[i] = ln.spec
+	}
+	return specs
+}
+
+// Serve starts forwarding and returns at once. For each TCP connection, and
+// for each new UDP client address, it asks the child over sock to dial
+// containerIP:ContainerPort inside the container's network namespace and gets
+// the connected socket back with SCM_RIGHTS; then it moves the bytes with
+// splice. sock is the parent end from NewSocketpair (a SOCK_SEQPACKET pair);
+// Serve uses a duplicate and leaves sock to the caller.
+//
+// Forwarding stops when ctx is done, when Close is called, or when the child
+// closes its end; Wait reports why.
+func (l *Listeners) Serve(ctx context.Context, sock *os.File, containerIP string) {
+	l.mu.Lock()
+	if l.served || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.served = true
+	lp, err := newLoop(l, sock, containerIP)
+	if err != nil {
+		l.mu.Unlock()
+		l.closeListeners()
+		l.finish(err)
+		return
+	}
+	l.wakefd = lp.wakefd
+	l.mu.Unlock()
+	stop := context.AfterFunc(ctx, l.wake)
+	go func() {
+		err := lp.run()
+		stop()
+		l.finish(err)
+	}()
+}
+
+// finish records why forwarding stopped, closes the wake descriptor and
+// releases Wait and Close.
+func (l *Listeners) finish(err error) {
+	l.mu.Lock()
+	if l.wakefd >= 0 {
+		unix.Close(l.wakefd)
+		l.wakefd = -1
+	}
+	l.mu.Unlock()
+	l.err = err
+	close(l.done)
+}
+
+// wake tells the loop to stop.
+func (l *Listeners) wake() {
+	l.stopped.Store(true)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wakefd >= 0 {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(l.wakefd, one[:])
+	}
+}
+
+// Done is closed when forwarding has stopped and every socket is closed.
+func (l *Listeners) Done() <-chan struct{} { return l.done }
+
+// Wait blocks until forwarding has stopped. It returns nil after Close or the
+// end of ctx, and the error that stopped forwarding otherwise (the child
+// closed its socket, the event loop failed).
+func (l *Listeners) Wait() error {
+	<-l.done
+	return l.err
+}
+
+// Close stops accepting, closes the listeners and every live connection and
+// flow, and returns after the forwarding goroutine has exited. The host ports
+// can be bound again at once. Close is idempotent; it returns nil unless
+// forwarding had already failed.
+func (l *Listeners) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.done
+		return nil
+	}
+	l.closed = true
+	served := l.served
+	l.mu.Unlock()
+	if !served {
+		l.closeListeners()
+		close(l.done)
+		return nil
+	}
+	l.wake()
+	<-l.done
+	return l.err
+}
+
+func (l *Listeners) closeListeners() {
+	for _, ln := range l.lns {
+		if ln.fd >= 0 {
+			unix.Close(ln.fd)
+			ln.fd = -1
+		}
+	}
+}
+
+// Stats counts what the forwarder holds and has done. Tests use it to check
+// that descriptors are not leaked.
+type Stats struct {
+	Conns      int    // live TCP connections (each holds two sockets)
+	Flows      int    // live UDP flows (each holds one socket)
+	Pending    int    // dials sent to the child and not answered yet
+	Pipes      int    // open splice pipes (each holds two descriptors), pooled or in use
+	Accepted   uint64 // TCP connections accepted
+	DialErrors uint64 // dials the child could not make, and replies without a socket
+	Resets     uint64 // connections ended by an error (reset) rather than both EOFs
+}
+
+type counters struct {
+	conns, flows, pending, pipes atomic.Int64
+	accepted, dialErrors, resets atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Listeners) Stats() Stats {
+	c := &l.stats
+	return Stats{
+		Conns: int(c.conns.Load()), Flows: int(c.flows.Load()), Pending: int(c.pending.Load()),
+		Pipes: int(c.pipes.Load()), Accepted: c.accepted.Load(), DialErrors: c.dialErrors.Load(),
+		Resets: c.resets.Load(),
+	}
+}

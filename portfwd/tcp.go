@@ -1,0 +1,222 @@
+package portfwd
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// pconn is one end of a forwarded TCP connection.
+type pconn struct {
+	fd       int
+	slot     int32
+	readable bool // since the last EAGAIN on read
+	writable bool // since the last EAGAIN on write
+	pr       *pair
+}
+
+// pair is a forwarded TCP connection: a, the client on the host, and b, the
+// socket the child dialed in the container.
+type pair struct {
+	a, b   pconn
+	ab, ba dir
+	closed bool
+}
+
+// dir is one direction of a pair.
+type dir struct {
+	src, dst *pconn
+	pipe     pipe
+	n        int  // bytes in pipe
+	eof      bool // src has reached EOF
+	done     bool // EOF passed on to dst with shutdown(SHUT_WR)
+}
+
+// accept takes the waiting connections of a TCP listener and asks the child
+// to dial the container for each.
+func (lp *loop) accept(ln *listener) {
+	for range turnAccepts {
+		if len(lp.pending) >= maxPending {
+			lp.pause(ln, nil)
+			return
+		}
+		fd, err := accept4(ln.fd)
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			ln.ready = false
+			ln.backoff = 0
+			return
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		default: // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to come back
+			lp.pause(ln, err)
+			return
+		}
+		ln.backoff = 0
+		lp.l.stats.accepted.Add(1)
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		lp.dial(ln, pendingDial{ln: ln, fd: fd})
+	}
+	lp.pause(ln, nil) // used up its turn
+}
+
+// accept4 accepts without asking for the peer address.
+func accept4(fd int) (int, error) {
+	nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(nfd), nil
+}
+
+// startPair starts forwarding between the client socket and the socket the
+// child dialed.
+func (lp *loop) startPair(client, ctr int) {
+	if err := setNonblock(ctr); err != nil {
+		unix.Close(ctr)
+		resetClose(client)
+		lp.report(fmt.Errorf("portfwd: socket from the child: %w", err))
+		return
+	}
+	p := &pair{a: pconn{fd: client}, b: pconn{fd: ctr}}
+	p.a.pr, p.b.pr = p, p
+	p.ab = dir{src: &p.a, dst: &p.b}
+	p.ba = dir{src: &p.b, dst: &p.a}
+	p.a.slot = lp.add(handle{kind: hConn, pc: &p.a})
+	p.b.slot = lp.add(handle{kind: hConn, pc: &p.b})
+	lp.l.stats.conns.Add(1)
+	// Edge-triggered: the first event reports what is ready already.
+	const events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	if err := lp.register(client, p.a.slot, events); err != nil {
+		lp.report(err)
+		lp.closePair(p, true)
+		return
+	}
+	if err := lp.register(ctr, p.b.slot, events); err != nil {
+		lp.report(err)
+		lp.closePair(p, true)
+	}
+}
+
+func setNonblock(fd int) error {
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return err
+	}
+	if typ != unix.SOCK_STREAM {
+		return fmt.Errorf("socket type %d, want a stream socket", typ)
+	}
+	return unix.SetNonblock(fd, true)
+}
+
+// pumpPair moves what it can in both directions and closes the pair when
+// both have ended, or at once on an error (a reset).
+func (lp *loop) pumpPair(p *pair) {
+	if p.closed {
+		return
+	}
+	for _, d := range []*dir{&p.ab, &p.ba} {
+		if d.done {
+			continue
+		}
+		again, err := lp.pump(d)
+		if err != nil {
+			lp.closePair(p, true)
+			return
+		}
+		if again {
+			lp.requeue(p.a.slot)
+		}
+	}
+	if p.ab.done && p.ba.done {
+		lp.closePair(p, false)
+	}
+}
+
+// pump moves bytes from d.src to d.dst through a pipe: splice from the
+// socket into the pipe, then from the pipe into the other socket, until one
+// of them would block. It reports whether it stopped only because the turn
+// was used up.
+func (lp *loop) pump(d *dir) (again bool, err error) {
+	for range turnRounds {
+		if d.n > 0 {
+			if !d.dst.writable {
+				return false, nil
+			}
+			n, err := splice(d.pipe.r, d.dst.fd, d.n)
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			d.n -= n
+			continue
+		}
+		if d.eof {
+			lp.putPipe(&d.pipe, true)
+			if err := unix.Shutdown(d.dst.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+				return false, err
+			}
+			d.done = true
+			return false, nil
+		}
+		if !d.src.readable {
+			lp.putPipe(&d.pipe, true)
+			return false, nil
+		}
+		if !d.pipe.has {
+			if d.pipe, err = lp.getPipe(); err != nil {
+				return false, err
+			}
+		}
+		n, err := splice(d.src.fd, d.pipe.w, spliceMax)
+		if err == unix.EAGAIN {
+			d.src.readable = false
+			lp.putPipe(&d.pipe, true)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if n == 0 {
+			d.eof = true
+			continue
+		}
+		d.n += n
+	}
+	return true, nil
+}
+
+// splice moves up to n bytes between a socket and a pipe without blocking.
+func splice(in, out, n int) (int, error) {
+	for {
+		m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
+			continue
+		}
+		return int(m), err
+	}
+}
+
+// closePair closes both sockets of p; with reset, the surviving peer gets a
+// reset instead of a FIN.
+func (lp *loop) closePair(p *pair, reset bool) {
+	p.closed = true
+	lp.putPipe(&p.ab.pipe, p.ab.n == 0)
+	lp.putPipe(&p.ba.pipe, p.ba.n == 0)
+	for _, c := range []*pconn{&p.a, &p.b} {
+		lp.forget(c.fd, c.slot)
+		if reset {
+			resetClose(c.fd)
+		} else {
+			unix.Close(c.fd)
+		}
+	}
+	lp.l.stats.conns.Add(-1)
+	if reset {
+		lp.l.stats.resets.Add(1)
+	}
+}

@@ -1,0 +1,180 @@
+package portfwd
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// flow is one UDP client address of a listener and its own connected socket
+// in the container, so that the container's replies go back to that client.
+type flow struct {
+	ln     *listener
+	client netip.AddrPort
+	sa     unix.Sockaddr // client, for sendto
+	fd     int           // -1 while the dial is in flight
+	slot   int32
+	queue  [][]byte // datagrams that came while the dial was in flight
+	last   time.Time
+	closed bool
+}
+
+// readDatagrams forwards the datagrams waiting on a UDP listener, each to
+// the flow of its client address; a new address starts a flow.
+func (lp *loop) readDatagrams(ln *listener) {
+	for range turnAccepts {
+		n, from, err := unix.Recvfrom(ln.fd, lp.buf, unix.MSG_DONTWAIT)
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			ln.ready = false
+			ln.backoff = 0
+			return
+		case unix.EINTR:
+			continue
+		default:
+			lp.pause(ln, err)
+			return
+		}
+		key, ok := addrPortOf(from)
+		if !ok {
+			continue
+		}
+		f := ln.flows[key]
+		if f == nil {
+			if len(ln.flows) >= maxFlows {
+				continue // dropped, as a full queue would
+			}
+			f = &flow{ln: ln, client: key, sa: from, fd: -1, slot: -1}
+			ln.flows[key] = f
+			if lp.flows == 0 {
+				lp.nextSweep = lp.now.Add(lp.sweepEvery())
+			}
+			lp.flows++
+			lp.l.stats.flows.Add(1)
+			lp.dial(ln, pendingDial{ln: ln, fl: f})
+		}
+		f.last = lp.now
+		if f.fd < 0 {
+			if len(f.queue) < maxFlowQueue {
+				f.queue = append(f.queue, append([]byte(nil), lp.buf[:n]...))
+			}
+			continue
+		}
+		sendDatagram(f.fd, lp.buf[:n])
+	}
+	lp.pause(ln, nil) // used up its turn
+}
+
+func addrPortOf(sa unix.Sockaddr) (netip.AddrPort, bool) {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), true
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// sendDatagram writes b to a connected UDP socket. Like the network, it drops
+// what it cannot send; a refusal reported for an earlier datagram (nobody
+// listened in the container then) does not stop this one.
+func sendDatagram(fd int, b []byte) {
+	for range 2 {
+		_, err := unix.Write(fd, b)
+		if err != unix.ECONNREFUSED && err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// startFlow takes the socket the child dialed for f.
+func (lp *loop) startFlow(f *flow, fd int) {
+	if f.closed {
+		unix.Close(fd)
+		return
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err == nil && typ != unix.SOCK_DGRAM {
+		err = fmt.Errorf("socket type %d, want a datagram socket", typ)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	if err != nil {
+		unix.Close(fd)
+		lp.report(fmt.Errorf("portfwd: socket from the child: %w", err))
+		lp.closeFlow(f)
+		return
+	}
+	f.fd = fd
+	f.slot = lp.add(handle{kind: hFlow, fl: f})
+	if err := lp.register(fd, f.slot, unix.EPOLLIN|unix.EPOLLET); err != nil {
+		lp.report(err)
+		lp.closeFlow(f)
+		return
+	}
+	for _, b := range f.queue {
+		sendDatagram(fd, b)
+	}
+	f.queue = nil
+}
+
+// flowReadable sends the container's datagrams back to the flow's client.
+func (lp *loop) flowReadable(f *flow) {
+	for range turnAccepts {
+		n, err := unix.Read(f.fd, lp.buf)
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNREFUSED:
+			continue
+		default:
+			lp.closeFlow(f)
+			return
+		}
+		f.last = lp.now
+		unix.Sendto(f.ln.fd, lp.buf[:n], unix.MSG_DONTWAIT, f.sa)
+	}
+	lp.requeue(f.slot)
+}
+
+func (lp *loop) closeFlow(f *flow) {
+	if f.closed {
+		return
+	}
+	f.closed = true
+	f.queue = nil
+	if f.ln.flows[f.client] == f {
+		delete(f.ln.flows, f.client)
+	}
+	if f.fd >= 0 {
+		lp.forget(f.fd, f.slot)
+		unix.Close(f.fd)
+		f.fd = -1
+	}
+	lp.flows--
+	lp.l.stats.flows.Add(-1)
+}
+
+func (lp *loop) sweepEvery() time.Duration {
+	return max(lp.idle/4, 10*time.Millisecond)
+}
+
+// sweep closes the flows idle for longer than the idle timeout.
+func (lp *loop) sweep() {
+	if lp.flows == 0 || lp.now.Before(lp.nextSweep) {
+		return
+	}
+	for _, ln := range lp.l.lns {
+		for _, f := range ln.flows {
+			if lp.now.Sub(f.last) >= lp.idle {
+				lp.closeFlow(f)
+			}
+		}
+	}
+	lp.nextSweep = lp.now.Add(lp.sweepEvery())
+}
