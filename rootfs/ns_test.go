@@ -1,0 +1,344 @@
+package rootfs
+
+// Namespace tests: the test binary re-execs itself from TestMain into new
+// user, mount, PID, IPC and UTS (and usually network) namespaces with a
+// single-id mapping, which needs no privileges, and runs a child function
+// there. The child prints what went wrong and exits 1; the parent then checks
+// the host side (nothing mounted, nothing created outside the rootfs).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	childEnv     = "_RABBITC_ROOTFS_TEST_CHILD"
+	childArgsEnv = "_RABBITC_ROOTFS_TEST_ARGS"
+	// exitSkip is the exit code of a child that found a kernel feature
+	// missing; its output says which.
+	exitSkip = 3
+)
+
+// childArgs is what a child gets, as JSON in childArgsEnv.
+type childArgs struct {
+	Config Config
+	// Marker is a host file outside the rootfs that must be unreachable
+	// after PivotRoot.
+	Marker string
+	// HostProc: the kernel is expected to refuse a fresh procfs, so /proc is
+	// the host's.
+	HostProc bool
+	// LockedVolume is the destination of a read-only volume whose source
+	// mount has nosuid,nodev,noexec locked; they must survive the remount.
+	LockedVolume string
+	// Deadline and MaxRuns bound the race child.
+	Deadline time.Time
+	MaxRuns  int
+	// Nested is the child the nested child runs one level deeper; NestedSrc
+	// gets a nosuid,nodev,noexec tmpfs before.
+	Nested    string
+	NestedSrc string
+	NewNet    bool
+}
+
+var children = map[string]func(a childArgs) error{
+	"probe":      func(childArgs) error { return nil },
+	"full":       childFull,
+	"setup-only": childSetupOnly,
+	"race":       childRace,
+	"nested":     childNested,
+}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(childEnv); name != "" {
+		os.Exit(runChild(name))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(name string) int {
+	var a childArgs
+	if err := json.Unmarshal([]byte(os.Getenv(childArgsEnv)), &a); err != nil {
+		fmt.Fprintf(os.Stderr, "child %s: bad args: %v\n", name, err)
+		return 1
+	}
+	f, ok := children[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "no child %q\n", name)
+		return 1
+	}
+	if err := f(a); err != nil {
+		var skip skipError
+		if errors.As(err, &skip) {
+			fmt.Fprintf(os.Stderr, "SKIP: %s\n", skip.reason)
+			return exitSkip
+		}
+		fmt.Fprintf(os.Stderr, "%v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type skipError struct{ reason string }
+
+func (s skipError) Error() string { return "skip: " + s.reason }
+
+// spawn runs the named child in new namespaces with a single-id mapping and
+// returns its output and exit code.
+func spawn(name string, a childArgs, newNet bool) (string, int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", -1, err
+	}
+	js, err := json.Marshal(a)
+	if err != nil {
+		return "", -1, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+name, childArgsEnv+"="+string(js))
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
+	if newNet {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:                 flags,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		GidMappingsEnableSetgroups: false,
+		Pdeathsig:                  unix.SIGKILL,
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", -1, err
+	}
+	err = cmd.Wait()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		return out.String(), ee.ExitCode(), nil
+	}
+	return out.String(), 0, err
+}
+
+var (
+	usernsOnce sync.Once
+	usernsSkip string
+)
+
+// requireUserns skips when unprivileged user namespaces are disabled, naming
+// the setting, after probing with a real child.
+func requireUserns(t *testing.T) {
+	t.Helper()
+	usernsOnce.Do(func() {
+		out, code, err := spawn("probe", childArgs{}, true)
+		if err == nil && code == 0 {
+			return
+		}
+		reason := fmt.Sprintf("cannot start a child in a new user namespace: %v %s", err, out)
+		for file, bad := range map[string]string{
+			"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1",
+			"/proc/sys/kernel/unprivileged_userns_clone":             "0",
+			"/proc/sys/user/max_user_namespaces":                     "0",
+		} {
+			if b, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(b)) == bad {
+				reason = fmt.Sprintf("unprivileged user namespaces disabled (%s=%s)",
+					strings.ReplaceAll(strings.TrimPrefix(file, "/proc/sys/"), "/", "."), bad)
+			}
+		}
+		usernsSkip = reason
+	})
+	if usernsSkip != "" {
+		if strings.HasPrefix(usernsSkip, "unprivileged") {
+			t.Skip(usernsSkip)
+		}
+		t.Fatal(usernsSkip)
+	}
+}
+
+// run spawns a child and fails the test on a non-zero exit; it skips when the
+// child reports a missing kernel feature.
+func run(t *testing.T, name string, a childArgs, newNet bool) string {
+	t.Helper()
+	requireUserns(t)
+	before := hostMounts(t)
+	out, code, err := spawn(name, a, newNet)
+	if err != nil {
+		t.Fatalf("child %s: %v\n%s", name, err, out)
+	}
+	if code == exitSkip {
+		t.Skip(strings.TrimSpace(out))
+	}
+	if code != 0 {
+		t.Fatalf("child %s exited %d:\n%s", name, code, out)
+	}
+	if after := hostMounts(t); after != before {
+		t.Errorf("host mount table changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	return out
+}
+
+// hostMounts is the host's mount table, as mount points and sources.
+func hostMounts(t *testing.T) string {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s %s %s %s\n", m.Mountpoint, m.FSType, m.Root, m.Options)
+	}
+	return b.String()
+}
+
+// testTree is a rootfs with busybox, a host-only marker, a state dir with
+// /etc files and an outside dir that must stay empty.
+type testTree struct {
+	base, rootfs, outside, marker, state string
+}
+
+func newTree(t *testing.T, withBusybox bool) testTree {
+	t.Helper()
+	base := t.TempDir()
+	tr := testTree{
+		base:    base,
+		rootfs:  filepath.Join(base, "rootfs"),
+		outside: filepath.Join(base, "outside"),
+		marker:  filepath.Join(base, "host-only-marker"),
+		state:   filepath.Join(base, "state"),
+	}
+	for _, d := range []string{tr.rootfs + "/bin", tr.rootfs + "/etc", tr.outside, tr.state} {
+		mustMkdir(t, d)
+	}
+	mustWrite(t, tr.marker, "host\n")
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		mustWrite(t, filepath.Join(tr.state, f), "generated "+f+"\n")
+	}
+	if withBusybox {
+		copyBusybox(t, filepath.Join(tr.rootfs, "bin/busybox"))
+	}
+	return tr
+}
+
+func (tr testTree) etcFiles() []Mount {
+	var ms []Mount
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		ms = append(ms, Mount{Source: filepath.Join(tr.state, f), Dest: "/etc/" + f})
+	}
+	return ms
+}
+
+// requireOutsideEmpty fails when anything was created in the outside dir.
+func (tr testTree) requireOutsideEmpty(t *testing.T, keep ...string) {
+	t.Helper()
+	var found []string
+	filepath.Walk(tr.outside, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && p != tr.outside && !contains(keep, p) {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if len(found) > 0 {
+		t.Errorf("created outside the rootfs: %v", found)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func copyBusybox(t *testing.T, dst string) {
+	t.Helper()
+	src := "/usr/bin/busybox"
+	if _, err := os.Stat(src); err != nil {
+		src = "/bin/busybox"
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatalf("%v (install busybox-static)", err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustMkdir(t *testing.T, p string) {
+	t.Helper()
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustWrite(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, p string) {
+	t.Helper()
+	if err := os.Symlink(target, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newMountsOutside lists the mounts that appeared since before and are not
+// inside root (a real path).
+func newMountsOutside(before map[int]bool, root string) ([]string, error) {
+	ms, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return nil, err
+	}
+	var bad []string
+	for _, m := range ms {
+		if before[m.ID] {
+			continue
+		}
+		if m.Mountpoint != root && !strings.HasPrefix(m.Mountpoint, root+"/") {
+			bad = append(bad, m.Mountpoint+" ("+m.FSType+")")
+		}
+	}
+	return bad, nil
+}
+
+func mountIDs() (map[int]bool, error) {
+	ms, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[int]bool{}
+	for _, m := range ms {
+		ids[m.ID] = true
+	}
+	return ids, nil
+}
