@@ -86,8 +86,11 @@ func bindSocket(sp Spec) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("host ip %q: %w", sp.HostIP, err)
 	}
-	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: sp.HostPort, Addr: ip.As4()})
-	if !ip.Is4() {
+	var family int
+	var sa unix.Sockaddr
+	if ip.Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: sp.HostPort, Addr: ip.As4()}
+	} else {
 		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: sp.HostPort, Addr: ip.As16()}
 	}
 	typ, netAddr := unix.SOCK_STREAM, net.Addr(&net.TCPAddr{IP: ip.AsSlice(), Port: sp.HostPort})

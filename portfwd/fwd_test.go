@@ -1,0 +1,668 @@
+package portfwd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The functional tests run both halves in the test process: Listen and Serve
+// on a host port, ServeChild on the other end of a real socketpair, and a
+// backend on 127.0.0.1 standing in for the container's server (the child
+// dials containerIP 127.0.0.1).
+
+type fwd struct {
+	l         *Listeners
+	spec      Spec
+	errs      chan error
+	childDone chan error
+}
+
+// addr is where clients connect.
+func (f *fwd) addr() string { return f.spec.hostAddr() }
+
+// startFwd publishes hostIP:<free port> to backendPort on 127.0.0.1.
+func startFwd(t *testing.T, proto, hostIP string, backendPort int, tweak ...func(*Listeners)) *fwd {
+	t.Helper()
+	sp := Spec{Proto: proto, HostIP: hostIP, HostPort: freePort(t, proto, hostIP), ContainerPort: backendPort}
+	l, err := Listen([]Spec{sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fwd{l: l, spec: sp, errs: make(chan error, 1000), childDone: make(chan error, 1)}
+	l.OnError = func(err error) {
+		select {
+		case f.errs <- err:
+		default:
+		}
+	}
+	for _, fn := range tweak {
+		fn(l)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { f.childDone <- ServeChild(ctx, child) }()
+	l.Serve(ctx, parent, "127.0.0.1")
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		parent.Close()
+		select {
+		case err := <-f.childDone:
+			if err != nil {
+				t.Errorf("ServeChild: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("ServeChild did not return after the parent closed its end")
+		}
+		cancel()
+		child.Close()
+	})
+	return f
+}
+
+func freePort(t *testing.T, proto, ip string) int {
+	t.Helper()
+	hostPort := net.JoinHostPort(ip, "0")
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", hostPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", hostPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// echoServer echoes every connection; at the client's EOF it appends the
+// SHA-256 of what it received, then closes its write half. So a client sees
+// data flow after its own half-close.
+func echoServer(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(15 * time.Second))
+				h := sha256.New()
+				if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
+					return
+				}
+				c.Write(h.Sum(nil))
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// roundTrip sends data, half-closes, and checks the echo and the trailer.
+func roundTrip(addr string, data []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if len(got) != len(data)+sha256.Size {
+		return fmt.Errorf("got %d bytes back, want %d", len(got), len(data)+sha256.Size)
+	}
+	if !bytes.Equal(got[:len(data)], data) {
+		return errors.New("echo differs from what was sent")
+	}
+	if !bytes.Equal(got[len(data):], sum[:]) {
+		return errors.New("server's checksum differs from what was sent")
+	}
+	return nil
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestForwardTCPEcho(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	if err := roundTrip(f.addr(), []byte("hello rabbitc")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the connection to close", func() bool { return f.l.Stats().Conns == 0 })
+	if st := f.l.Stats(); st.Accepted != 1 || st.DialErrors != 0 || st.Resets != 0 || st.Pending != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestForwardHalfCloseLarge(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	if err := roundTrip(f.addr(), randomBytes(t, 20<<20)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForwardIPv6Host(t *testing.T) {
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("IPv6 loopback unavailable (net.ipv6.conf.lo.disable_ipv6=1?): %v", err)
+	} else {
+		ln.Close()
+	}
+	f := startFwd(t, "tcp", "::1", echoServer(t))
+	if err := roundTrip(f.addr(), []byte("over ::1")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForwardConcurrent(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	data := randomBytes(t, 64<<10)
+	const n = 200
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- roundTrip(f.addr(), data)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all connections to close", func() bool { return f.l.Stats().Conns == 0 })
+	if st := f.l.Stats(); st.Accepted != n || st.DialErrors != 0 || st.Resets != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestNoDescriptorLeak(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	data := randomBytes(t, 256<<10)
+	if err := roundTrip(f.addr(), data); err != nil { // warm up: pools, goroutines
+		t.Fatal(err)
+	}
+	waitFor(t, "the connection to close", func() bool { return f.l.Stats().Conns == 0 })
+	before, pipesBefore := openFDs(t), f.l.Stats().Pipes
+	for i := range 300 {
+		if err := roundTrip(f.addr(), data[:i*512]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A client that resets, and a client that goes away before the dial is answered.
+	for range 20 {
+		c, err := net.Dial("tcp", f.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(data[:1000])
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	waitFor(t, "all connections to close", func() bool {
+		st := f.l.Stats()
+		return st.Conns == 0 && st.Pending == 0
+	})
+	time.Sleep(50 * time.Millisecond) // the echo server's goroutines close their ends
+	after, pipesAfter := openFDs(t), f.l.Stats().Pipes
+	if after-2*pipesAfter != before-2*pipesBefore {
+		t.Errorf("open descriptors %d (%d pipes) after 320 connections, %d (%d pipes) before", after, pipesAfter, before, pipesBefore)
+	}
+	if pipesAfter > maxPooledPipes {
+		t.Errorf("%d pipes kept, pool holds at most %d", pipesAfter, maxPooledPipes)
+	}
+}
+
+func TestResetClient(t *testing.T) {
+	// A backend that accepts and reads until the connection ends.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	backendErr := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			backendErr <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, c)
+		backendErr <- err
+	}()
+	f := startFwd(t, "tcp", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
+	c, err := net.Dial("tcp", f.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("some bytes, then a reset"))
+	waitFor(t, "the connection to be forwarded", func() bool { return f.l.Stats().Conns == 1 })
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	select {
+	case err := <-backendErr:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("backend read ended with %v, want the client's reset passed on", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("backend still connected after the client reset")
+	}
+	waitFor(t, "the pair to close", func() bool { return f.l.Stats().Conns == 0 })
+	if st := f.l.Stats(); st.Resets != 1 {
+		t.Errorf("stats %+v, want one reset", st)
+	}
+}
+
+func TestDialRefused(t *testing.T) {
+	dead := freePort(t, "tcp", "127.0.0.1") // nobody listens there
+	f := startFwd(t, "tcp", "127.0.0.1", dead)
+	c, err := net.Dial("tcp", f.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client read %v, want a reset when the container refuses", err)
+	}
+	select {
+	case err := <-f.errs:
+		if want := "dial 127.0.0.1:" + strconv.Itoa(dead) + " in the container"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("OnError got %q, want %q and the cause", err, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no error reported for the refused dial")
+	}
+	if st := f.l.Stats(); st.DialErrors != 1 || st.Pending != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestCloseReleasesPort(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	c, err := net.Dial("tcp", f.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("x"))
+	waitFor(t, "the connection to be forwarded", func() bool { return f.l.Stats().Conns == 1 })
+	if err := f.l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := f.l.Stats()
+	if st.Conns != 0 || st.Pipes != 0 || st.Pending != 0 {
+		t.Errorf("stats after Close %+v", st)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Logf("client after Close: %v", err)
+	}
+	// The port can be bound again at once, by us and by anyone.
+	l2, err := Listen([]Spec{f.spec})
+	if err != nil {
+		t.Fatalf("listen again right after Close: %v", err)
+	}
+	l2.Close()
+	ln, err := net.Listen("tcp", f.addr())
+	if err != nil {
+		t.Fatalf("net.Listen right after Close: %v", err)
+	}
+	ln.Close()
+}
+
+func TestListenPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	free := freePort(t, "tcp", "127.0.0.1")
+	before := openFDs(t)
+	_, err = Listen([]Spec{
+		{Proto: "tcp", HostIP: "127.0.0.1", HostPort: free, ContainerPort: 80},
+		{Proto: "tcp", HostIP: "0.0.0.0", HostPort: port, ContainerPort: 80},
+	})
+	want := fmt.Sprintf("publish 0.0.0.0:%d/tcp: listen tcp 0.0.0.0:%d: bind: address already in use (stop what listens on port %d, or publish another host port)", port, port, port)
+	if err == nil || err.Error() != want {
+		t.Fatalf("Listen = %v, want %q", err, want)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after the failed Listen, %d before", after, before)
+	}
+	// The first port was released.
+	l, err := Listen([]Spec{{Proto: "tcp", HostIP: "127.0.0.1", HostPort: free, ContainerPort: 80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
+func TestListenPrivilegedPort(t *testing.T) {
+	start := unprivilegedPortStart()
+	if os.Geteuid() == 0 || start <= 1 {
+		t.Skipf("binding a port below %d is allowed here (root, or net.ipv4.ip_unprivileged_port_start=%d)", start, start)
+	}
+	_, err := Listen([]Spec{{Proto: "tcp", HostIP: "0.0.0.0", HostPort: start - 1, ContainerPort: 80}})
+	want := fmt.Sprintf("bind: permission denied (use a host port >= %d, or set net.ipv4.ip_unprivileged_port_start=%d)", start, start-1)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Listen = %v, want %q", err, want)
+	}
+}
+
+func udpEchoServer(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.WriteTo(append([]byte("echo "+from.String()+" "), buf[:n]...), from)
+		}
+	}()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func TestForwardUDP(t *testing.T) {
+	f := startFwd(t, "udp", "127.0.0.1", udpEchoServer(t), func(l *Listeners) { l.UDPIdleTimeout = 300 * time.Millisecond })
+	var clients [2]net.Conn
+	for i := range clients {
+		c, err := net.Dial("udp", f.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	// Each client gets its own flow: the server sees two source addresses,
+	// and each reply goes back to the client that asked.
+	var seen [2]string
+	buf := make([]byte, 2048)
+	for round := range 3 {
+		for i, c := range clients {
+			msg := fmt.Sprintf("client %d round %d", i, round)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			from, rest, _ := strings.Cut(strings.TrimPrefix(string(buf[:n]), "echo "), " ")
+			if rest != msg {
+				t.Fatalf("client %d got %q, want its own %q", i, buf[:n], msg)
+			}
+			if seen[i] == "" {
+				seen[i] = from
+			} else if seen[i] != from {
+				t.Errorf("client %d's datagrams came from %s, then from %s: not one flow", i, seen[i], from)
+			}
+		}
+	}
+	if seen[0] == seen[1] {
+		t.Errorf("both clients share the flow %s", seen[0])
+	}
+	if st := f.l.Stats(); st.Flows != 2 {
+		t.Errorf("stats %+v, want 2 flows", st)
+	}
+	waitFor(t, "idle flows to close", func() bool { return f.l.Stats().Flows == 0 })
+	// A client that comes back after the timeout gets a new flow.
+	clients[0].Write([]byte("again"))
+	clients[0].SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := clients[0].Read(buf); err != nil || !strings.HasSuffix(string(buf[:n]), " again") {
+		t.Fatalf("after the idle timeout: %q, %v", buf[:n], err)
+	}
+}
+
+func TestCloseUDPFlows(t *testing.T) {
+	f := startFwd(t, "udp", "127.0.0.1", udpEchoServer(t))
+	before := openFDs(t)
+	for range 10 {
+		c, err := net.Dial("udp", f.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("hi"))
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if st := f.l.Stats(); st.Flows != 10 {
+		t.Fatalf("stats %+v, want 10 flows", st)
+	}
+	if err := f.l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.l.Stats(); st.Flows != 0 {
+		t.Errorf("stats after Close %+v", st)
+	}
+	// The listener, the loop's epoll and socket duplicate are gone too.
+	if after := openFDs(t); after > before-3 {
+		t.Errorf("%d descriptors open after Close, %d before", after, before)
+	}
+}
+
+// TestOutOfDescriptors takes every free descriptor, so that the forwarder's
+// accept fails with EMFILE, then gives them back: the queued connection is
+// served once descriptors are free, and the forwarder keeps accepting.
+func TestOutOfDescriptors(t *testing.T) {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	if err := roundTrip(f.addr(), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(openFDs(t) + 64)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	var filler []int
+	release := func() {
+		for _, fd := range filler {
+			unix.Close(fd)
+		}
+		filler = nil
+	}
+	defer release()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		filler = append(filler, fd)
+	}
+	unix.Close(filler[len(filler)-1]) // room for the client's socket only
+	filler = filler[:len(filler)-1]
+
+	done := make(chan error, 1)
+	go func() { done <- roundTrip(f.addr(), []byte("during")) }()
+	select {
+	case err := <-f.errs:
+		if !errors.Is(err, unix.EMFILE) {
+			t.Fatalf("OnError got %v, want EMFILE from accept", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("accept did not run out of descriptors")
+	}
+	release()
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the connection queued during EMFILE: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection queued during EMFILE was not served")
+	}
+	if err := roundTrip(f.addr(), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChildGone(t *testing.T) {
+	l, err := Listen([]Spec{{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: 80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	l.Serve(context.Background(), parent, "127.0.0.1")
+	child.Close()
+	select {
+	case <-l.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("forwarding did not stop when the child closed its end")
+	}
+	if err := l.Wait(); !errors.Is(err, errChildGone) {
+		t.Errorf("Wait = %v, want %v", err, errChildGone)
+	}
+}
+
+func TestCancelStops(t *testing.T) {
+	sp := Spec{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: echoServer(t)}
+	l, err := Listen([]Spec{sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	childDone := make(chan error, 1)
+	go func() { childDone <- ServeChild(ctx, child) }()
+	l.Serve(ctx, parent, "127.0.0.1")
+	if err := roundTrip(sp.hostAddr(), []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-l.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("forwarding did not stop when ctx was cancelled")
+	}
+	if err := l.Wait(); err != nil {
+		t.Errorf("Wait = %v", err)
+	}
+	if err := <-childDone; err != nil {
+		t.Errorf("ServeChild = %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close after cancel = %v", err)
+	}
+	ln, err := net.Listen("tcp", sp.hostAddr())
+	if err != nil {
+		t.Fatalf("bind after cancel: %v", err)
+	}
+	ln.Close()
+}
