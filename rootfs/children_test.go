@@ -293,6 +293,11 @@ func childSetupOnly(a childArgs) error {
 	if err != nil {
 		return err
 	}
+	if a.FakeNull != "" {
+		if err := unix.Mount(a.FakeNull, "/dev/null", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s over /dev/null: %w", a.FakeNull, err)
+		}
+	}
 	before, err := mountIDs()
 	if err != nil {
 		return err

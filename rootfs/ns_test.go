@@ -54,6 +54,9 @@ type childArgs struct {
 	Nested    string
 	NestedSrc string
 	NewNet    bool
+	// FakeNull is bound over the host's /dev/null (in the child's mount
+	// namespace) before Setup.
+	FakeNull string
 }
 
 var children = map[string]func(a childArgs) error{

@@ -80,9 +80,11 @@ func (r *root) check(h *os.File, unsafePath string) error {
 func (r *root) open(unsafePath string) (*os.File, error) {
 	h, err := pathrs.OpenatInRoot(r.dir, unsafePath)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+		// pathrs-lite wraps the errno in one or two *os.PathError naming
+		// the path again; keep the errno alone when there is one.
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			err = errno
 		}
 		return nil, fmt.Errorf("%s: %w", unsafePath, err)
 	}
@@ -123,10 +125,10 @@ func (r *root) openOrCreate(unsafePath string, dir bool) (*os.File, error) {
 		}
 		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(joined, r.path), "/")
 		if err := r.create(rel, dir); err != nil {
-			return nil, fmt.Errorf("create mount point %s: %w", unsafePath, err)
+			return nil, fmt.Errorf("%s: create: %w", unsafePath, err)
 		}
 	}
-	return nil, fmt.Errorf("create mount point %s: the rootfs keeps changing under it (gave up after %d tries)", unsafePath, maxCreateTries)
+	return nil, fmt.Errorf("%s: the rootfs keeps changing under it (gave up after %d tries)", unsafePath, maxCreateTries)
 }
 
 // create makes rel (a symlink-free path relative to the root) as a directory
@@ -168,9 +170,9 @@ func checkKind(h *os.File, unsafePath string, dir bool) error {
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	switch {
 	case dir && !isDir:
-		return fmt.Errorf("mount point %s: not a directory", unsafePath)
+		return fmt.Errorf("%s: not a directory", unsafePath)
 	case !dir && isDir:
-		return fmt.Errorf("mount point %s: is a directory, the source is a file", unsafePath)
+		return fmt.Errorf("%s: is a directory, the source is a file", unsafePath)
 	}
 	return nil
 }
