@@ -1,0 +1,293 @@
+// Command probe is the attacker-shaped payload of the integration tests. Each
+// subcommand tries one thing from inside the container and prints what
+// happened, one "key: value" line per attempt, so the tests can decide.
+//
+//	probe status              capabilities, no_new_privs, seccomp, session, tty
+//	probe seccomp             system calls the default profile denies
+//	probe tiocsti TEXT        push TEXT into the input queue of fd 0's terminal
+//	probe keyring             the session keyring's serial
+//	probe exewrite            open every /proc/*/exe for writing, write if it opens
+//	probe dial ADDR           TCP connect (3 s timeout) and print the first line read
+//	probe ifaces              network interfaces with MTU, flags and addresses
+//	probe stat PATH...        file type, device numbers, mode and link target
+//	probe masked PATH...      entries of a directory or bytes of a file
+//	probe segv                die from SIGSEGV with the default action
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe status|seccomp|tiocsti|keyring|exewrite|dial|ifaces|stat|masked|segv")
+		os.Exit(2)
+	}
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "status":
+		status()
+	case "seccomp":
+		seccomp()
+	case "tiocsti":
+		tiocsti(strings.Join(args, " "))
+	case "keyring":
+		keyring()
+	case "exewrite":
+		exewrite()
+	case "dial":
+		os.Exit(dial(args[0]))
+	case "ifaces":
+		ifaces()
+	case "stat":
+		statPaths(args)
+	case "masked":
+		masked(args)
+	case "segv":
+		segv()
+	default:
+		fmt.Fprintln(os.Stderr, "probe: unknown subcommand", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// errName prints an errno by its symbolic name, "ok" for success.
+func errName(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var e syscall.Errno
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	names := map[syscall.Errno]string{
+		syscall.EPERM: "EPERM", syscall.ENOENT: "ENOENT", syscall.EIO: "EIO", syscall.ENXIO: "ENXIO",
+		syscall.EBADF: "EBADF", syscall.EACCES: "EACCES", syscall.EFAULT: "EFAULT", syscall.EBUSY: "EBUSY",
+		syscall.EINVAL: "EINVAL", syscall.ENOTTY: "ENOTTY", syscall.ETXTBSY: "ETXTBSY", syscall.EROFS: "EROFS",
+		syscall.ENOSYS: "ENOSYS", syscall.ENOKEY: "ENOKEY", syscall.EOPNOTSUPP: "EOPNOTSUPP",
+		syscall.ENOSPC: "ENOSPC", syscall.EEXIST: "EEXIST", syscall.ENOTDIR: "ENOTDIR", syscall.EISDIR: "EISDIR",
+		syscall.ELOOP: "ELOOP", syscall.EAGAIN: "EAGAIN", syscall.ESRCH: "ESRCH", syscall.EXDEV: "EXDEV",
+	}
+	if n, ok := names[e]; ok {
+		return n
+	}
+	return fmt.Sprintf("errno%d", int(e))
+}
+
+func status() {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		fmt.Println("status:", err)
+		os.Exit(1)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters":
+			fmt.Printf("%s: %s\n", k, strings.Join(strings.Fields(v), " "))
+		}
+	}
+	nnp, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, 39 /* PR_GET_NO_NEW_PRIVS */, 0, 0, 0, 0, 0)
+	fmt.Printf("prctl_no_new_privs: %d %s\n", nnp, errName(errnoOrNil(e)))
+	sid, _, _ := syscall.RawSyscall(syscall.SYS_GETSID, 0, 0, 0)
+	fmt.Printf("pid: %d\nsid: %d\npgid: %d\n", os.Getpid(), sid, syscall.Getpgrp())
+	fd, err := syscall.Open("/dev/tty", syscall.O_RDWR|syscall.O_NOCTTY, 0)
+	if err == nil {
+		syscall.Close(fd)
+	}
+	fmt.Printf("ctty: %s\n", errName(err))
+}
+
+func errnoOrNil(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// seccomp tries calls that docker's default profile denies but that an
+// unconfined container root gets through (or fails with another errno).
+func seccomp() {
+	keySpecSessionKeyring := ^uintptr(2) // -3
+	_, _, e := syscall.RawSyscall(syscall.SYS_KEYCTL, 0 /* KEYCTL_GET_KEYRING_ID */, keySpecSessionKeyring, 0)
+	fmt.Println("keyctl:", errName(errnoOrNil(e)))
+	_, _, e = syscall.RawSyscall(syscall.SYS_NFSSERVCTL, 0, 0, 0)
+	fmt.Println("nfsservctl:", errName(errnoOrNil(e)))
+	_, _, e = syscall.RawSyscall6(syscall.SYS_GET_MEMPOLICY, 0, 0, 0, 0, 0, 0)
+	fmt.Println("get_mempolicy:", errName(errnoOrNil(e)))
+	// TIOCLINUX subcode 7 (TIOCL_GETSHIFTSTATE) on stdin: ENOTTY/EINVAL on a pty.
+	sub := byte(7)
+	_, _, e = syscall.Syscall(syscall.SYS_IOCTL, 0, 0x541C /* TIOCLINUX */, uintptr(unsafe.Pointer(&sub)))
+	fmt.Println("tioclinux:", errName(errnoOrNil(e)))
+}
+
+func tiocsti(text string) {
+	var err error
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		_, _, e := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCSTI, uintptr(unsafe.Pointer(&c)))
+		if e != 0 {
+			err = e
+			break
+		}
+	}
+	fmt.Println("tiocsti:", errName(err))
+}
+
+func keyring() {
+	id, _, e := syscall.RawSyscall(syscall.SYS_KEYCTL, 0, ^uintptr(2) /* -3: KEY_SPEC_SESSION_KEYRING */, 0)
+	if e != 0 {
+		fmt.Println("keyring:", errName(e))
+		return
+	}
+	fmt.Println("keyring:", int32(id))
+}
+
+// exewrite tries to reach the binary of every process it can see through
+// /proc/PID/exe: directly for writing, and through an O_PATH descriptor
+// reopened for writing (the CVE-2019-5736 technique). Whatever opens gets a
+// marker written into it, so a successful attack changes the file.
+func exewrite() {
+	paths, _ := filepath.Glob("/proc/[0-9]*/exe")
+	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/exe")
+	paths = append(paths, tasks...)
+	opened := 0
+	for _, p := range paths {
+		target, _ := os.Readlink(p)
+		for _, how := range []string{"wronly", "rdwr", "opath"} {
+			fd, err := openExe(p, how)
+			if err == nil {
+				_, err = syscall.Pwrite(fd, []byte("PWNED-BY-CONTAINER"), 0)
+				syscall.Close(fd)
+				if err == nil {
+					opened++
+				}
+			}
+			fmt.Printf("%s (%s) %s: %s\n", p, target, how, errName(err))
+		}
+	}
+	fmt.Println("written:", opened)
+}
+
+func openExe(p, how string) (int, error) {
+	switch how {
+	case "wronly":
+		return syscall.Open(p, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	case "rdwr":
+		return syscall.Open(p, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	}
+	pfd, err := syscall.Open(p, 0x200000 /* O_PATH */ |syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer syscall.Close(pfd)
+	return syscall.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+}
+
+func dial(addr string) int {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		fmt.Println("dial error:", err)
+		return 1
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Println("read error:", err)
+		return 1
+	}
+	fmt.Println("connected:", strings.TrimSpace(line))
+	return 0
+}
+
+func ifaces() {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		fmt.Println("ifaces:", err)
+		os.Exit(1)
+	}
+	for _, i := range ifs {
+		addrs, _ := i.Addrs()
+		var as []string
+		for _, a := range addrs {
+			as = append(as, a.String())
+		}
+		fmt.Printf("iface %s mtu=%d flags=%s addrs=%s\n", i.Name, i.MTU, i.Flags, strings.Join(as, ","))
+	}
+}
+
+func statPaths(paths []string) {
+	for _, p := range paths {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			fmt.Printf("%s: %s\n", p, errName(err))
+			continue
+		}
+		kind := map[uint32]string{
+			syscall.S_IFREG: "file", syscall.S_IFDIR: "dir", syscall.S_IFLNK: "symlink",
+			syscall.S_IFCHR: "char", syscall.S_IFBLK: "block", syscall.S_IFIFO: "fifo", syscall.S_IFSOCK: "socket",
+		}[st.Mode&syscall.S_IFMT]
+		line := fmt.Sprintf("%s: %s %d:%d %04o uid=%d gid=%d", p, kind,
+			(st.Rdev>>8)&0xfff, (st.Rdev&0xff)|((st.Rdev>>12)&0xfff00), st.Mode&07777, st.Uid, st.Gid)
+		if kind == "symlink" {
+			t, _ := os.Readlink(p)
+			line += " -> " + t
+		}
+		fmt.Println(line)
+	}
+}
+
+func masked(paths []string) {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			fmt.Printf("%s: %s\n", p, errName(err))
+		case fi.IsDir():
+			ents, err := os.ReadDir(p)
+			fmt.Printf("%s: dir %d %s\n", p, len(ents), errName(err))
+		default:
+			f, err := os.Open(p)
+			if err != nil {
+				fmt.Printf("%s: file open %s\n", p, errName(err))
+				continue
+			}
+			buf := make([]byte, 4096)
+			n, err := f.Read(buf)
+			f.Close()
+			if err != nil && n == 0 && err.Error() == "EOF" {
+				err = nil
+			}
+			fmt.Printf("%s: file %d %s\n", p, n, errName(err))
+		}
+	}
+}
+
+// segv dies from a real fault with SIGSEGV's default action, which the
+// kernel delivers even to the init of a PID namespace (a signal sent with
+// kill would be ignored there).
+func segv() {
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0) // no core file
+	var act [4]uintptr                                                   // sa_handler = SIG_DFL, no flags
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(syscall.SIGSEGV), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+	if e != 0 {
+		fmt.Println("rt_sigaction:", errName(e))
+		os.Exit(1)
+	}
+	fmt.Println("faulting")
+	var p *int
+	*p = 1
+}
