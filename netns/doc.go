@@ -1,7 +1,21 @@
 // Package netns owns the container's network: the slirp4netns lifecycle
 // (start, ready, stop, death), the host-side checks that slirp4netns can run
-// (binary present, /dev/net/tun usable), and what the sandbox configures or
-// checks itself with netlink (lo up, tap0 present and up).
+// (binary present, /dev/net/tun usable), what the sandbox configures or
+// checks itself with netlink (lo up, tap0 present and up), and the generated
+// /etc/resolv.conf and /etc/hosts.
 //
-// It leaves host ports (portfwd) and the rootfs alone.
+// The parent calls, in this order:
+//
+//	feat, err := netns.Check(cfg)              // before anything is started
+//	s, err := netns.StartSlirp(pid, cfg, feat) // once the sandbox's id maps are written
+//	...                                        // prepare the rootfs meanwhile
+//	err = s.WaitReady(ctx)                     // before the payload starts
+//	<-s.Done()                                 // slirp4netns died under the container
+//	s.Stop()                                   // teardown
+//
+// The sandbox calls SetupLoopback, and init calls CheckTap just before exec.
+//
+// It leaves host ports (portfwd) and the rootfs alone, and it does not enter
+// namespaces: slirp4netns joins them itself, and the netlink calls work in
+// whatever network namespace the calling process is in.
 package netns

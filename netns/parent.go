@@ -332,7 +332,7 @@ func (s *Slirp) WaitReady(ctx context.Context) error {
 		return fmt.Errorf("slirp4netns: %w", s.readyE)
 	}
 	if s.readyE == errExitedBeforeReady {
-		return errors.New("slirp4netns: exited before ready: " + s.exitReason())
+		return errors.New("slirp4netns: exited before ready: " + withFix(s.exitReason()))
 	}
 	return fmt.Errorf("slirp4netns: %w", s.readyE)
 }
@@ -346,6 +346,17 @@ func (s *Slirp) exitReason() string {
 		return strings.TrimPrefix(s.err.Error(), "slirp4netns: ")
 	}
 	return "no error message"
+}
+
+// withFix adds the host fix to the slirp4netns failures that have one.
+func withFix(reason string) string {
+	switch {
+	case strings.Contains(reason, tunPath) && strings.Contains(reason, "Permission denied"):
+		return reason + " (run \"sudo chmod 0666 " + tunPath + "\" or load the tun module with mode 0666)"
+	case strings.Contains(reason, tunPath):
+		return reason + " (load the tun module with \"sudo modprobe tun\")"
+	}
+	return reason
 }
 
 // Done is closed when slirp4netns has exited.

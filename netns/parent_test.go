@@ -235,3 +235,15 @@ func BenchmarkDetectFeatures(b *testing.B) {
 		}
 	})
 }
+
+func TestWithFix(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`open("/dev/net/tun"): Permission denied`, `open("/dev/net/tun"): Permission denied (run "sudo chmod 0666 /dev/net/tun" or load the tun module with mode 0666)`},
+		{`open("/dev/net/tun"): No such file or directory`, `open("/dev/net/tun"): No such file or directory (load the tun module with "sudo modprobe tun")`},
+		{"/proc/4242/ns/net: Permission denied", "/proc/4242/ns/net: Permission denied"},
+	} {
+		if got := withFix(tc.in); got != tc.want {
+			t.Errorf("withFix(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
