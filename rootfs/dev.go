@@ -94,7 +94,7 @@ func openHostDevice(d device) (*os.File, error) {
 	p := "/dev/" + d.name
 	f, err := os.OpenFile(p, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open host %s: %w", p, err)
+		return nil, err
 	}
 	if err := isDevice(f, d); err != nil {
 		f.Close()

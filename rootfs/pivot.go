@@ -51,7 +51,7 @@ func Finish(cfg Config) error {
 	}
 	h, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open /: %w", err)
+		return err
 	}
 	defer h.Close()
 	return remountReadOnly(h, "/", false)

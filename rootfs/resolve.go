@@ -33,6 +33,16 @@ func fdPath(f *os.File) string {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 }
 
+// bareErr strips the *os.PathError that os.OpenFile wraps around its errno,
+// for messages that name the path themselves.
+func bareErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // realPath returns where a handle really is, as the current process sees it.
 func realPath(f *os.File) (string, error) {
 	return os.Readlink(fdPath(f))
@@ -43,7 +53,7 @@ func realPath(f *os.File) (string, error) {
 func openRoot(path string) (*root, error) {
 	dir, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open rootfs: %w", err)
+		return nil, fmt.Errorf("open rootfs %s: %w", path, bareErr(err))
 	}
 	real, err := realPath(dir)
 	if err != nil {

@@ -92,7 +92,7 @@ func Setup(cfg Config) error {
 func bindRootfs(path string) (*root, error) {
 	under, err := os.OpenFile(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open rootfs: %w", err)
+		return nil, fmt.Errorf("open rootfs %s: %w", path, bareErr(err))
 	}
 	defer under.Close()
 	if err := bindOn(under, under, true, "rootfs "+path, "itself"); err != nil {
@@ -174,7 +174,7 @@ func (r *root) setupSys(hostNetwork bool) error {
 func bindHost(hostPath string, under *os.File) error {
 	src, err := os.OpenFile(hostPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("bind the host's %s: %w", hostPath, err)
+		return fmt.Errorf("bind the host's %s: %w", hostPath, bareErr(err))
 	}
 	defer src.Close()
 	return bindOn(src, under, true, "the host's "+hostPath, hostPath)
@@ -186,7 +186,7 @@ func bindHost(hostPath string, under *os.File) error {
 func (r *root) bindVolume(m Mount, role string) error {
 	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open %w", err)
+		return fmt.Errorf("bind %s on %s: open source: %w", m.Source, m.Dest, bareErr(err))
 	}
 	defer src.Close()
 	var st unix.Stat_t
