@@ -51,6 +51,9 @@ func ParseVolume(s, cwd string) (Mount, error) {
 		if !filepath.IsAbs(cwd) {
 			return bad(fmt.Sprintf("relative source and no absolute working directory (%q)", cwd))
 		}
+		if strings.IndexByte(cwd, 0) >= 0 {
+			return bad("working directory contains a NUL byte")
+		}
 		src = filepath.Join(cwd, src)
 	}
 	if dst == "" {

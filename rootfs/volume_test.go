@@ -48,6 +48,10 @@ func TestParseVolumeRelativeWithoutCwd(t *testing.T) {
 	if _, err := ParseVolume("data:/data", ""); err == nil {
 		t.Fatal("relative source with empty cwd: want an error")
 	}
+	// Found by FuzzParseVolume (testdata/fuzz/FuzzParseVolume/d266ce063a45a312).
+	if _, err := ParseVolume("0:/00", "/\x00"); err == nil {
+		t.Fatal("cwd with a NUL byte: want an error")
+	}
 	if _, err := ParseVolume("data:/data", "rel"); err == nil {
 		t.Fatal("relative source with relative cwd: want an error")
 	}
