@@ -35,7 +35,7 @@ func childFull(a childArgs) error {
 	c := &checker{}
 	c.pid1(a.HostProc)
 	c.devices()
-	c.pty()
+	c.pty(a.TTYGroup)
 	c.masked()
 	c.readonly(a)
 	c.oldRootGone(a.Marker)
@@ -116,7 +116,7 @@ func (c *checker) devices() {
 	}
 }
 
-func (c *checker) pty() {
+func (c *checker) pty(ttyGroup bool) {
 	master, slave, err := OpenPTY()
 	if err != nil {
 		c.errorf("OpenPTY: %v", err)
@@ -135,6 +135,12 @@ func (c *checker) pty() {
 	}
 	if !strings.HasPrefix(slave.Name(), "/dev/pts/") {
 		c.errorf("pty slave name %q", slave.Name())
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(slave.Fd()), &st); err != nil {
+		c.errorf("stat pty slave: %v", err)
+	} else if ttyGroup && (st.Gid != ttyGID || st.Mode&0o777 != 0o620) {
+		c.errorf("pty slave gid %d mode %#o, want gid %d mode 0620", st.Gid, st.Mode&0o777, ttyGID)
 	}
 }
 

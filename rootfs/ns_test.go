@@ -15,7 +15,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +56,8 @@ type childArgs struct {
 	Nested    string
 	NestedSrc string
 	NewNet    bool
+	// TTYGroup: gid 5 is mapped, the pty slaves must belong to it.
+	TTYGroup bool
 	// FakeNull is bound over the host's /dev/null (in the child's mount
 	// namespace) before Setup.
 	FakeNull string
@@ -68,6 +72,9 @@ var children = map[string]func(a childArgs) error{
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(waitMapEnv) != "" {
+		waitForMaps()
+	}
 	if name := os.Getenv(childEnv); name != "" {
 		os.Exit(runChild(name))
 	}
@@ -104,6 +111,13 @@ func (s skipError) Error() string { return "skip: " + s.reason }
 // spawn runs the named child in new namespaces with a single-id mapping and
 // returns its output and exit code.
 func spawn(name string, a childArgs, newNet bool) (string, int, error) {
+	return spawnWith(name, a, newNet, false)
+}
+
+// spawnWith is spawn; with subids the child gets the full mapping a real run
+// has (0 -> the user, 1..65536 -> the user's subordinate range), written with
+// newuidmap/newgidmap (or directly, as root) while the child waits.
+func spawnWith(name string, a childArgs, newNet, subids bool) (string, int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", -1, err
@@ -120,23 +134,109 @@ func spawn(name string, a childArgs, newNet bool) (string, int, error) {
 	if newNet {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:                 flags,
-		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-		GidMappingsEnableSetgroups: false,
-		Pdeathsig:                  unix.SIGKILL,
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: unix.SIGKILL}
+	var mapped *os.File
+	if subids {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return "", -1, err
+		}
+		defer r.Close()
+		defer w.Close()
+		mapped = w
+		cmd.ExtraFiles = []*os.File{r}
+		cmd.Env = append(cmd.Env, waitMapEnv+"=1")
+	} else {
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", -1, err
 	}
+	if mapped != nil {
+		if err := writeSubidMaps(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return out.String(), -1, err
+		}
+		mapped.Write([]byte("m"))
+		mapped.Close()
+	}
 	err = cmd.Wait()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return out.String(), ee.ExitCode(), nil
 	}
 	return out.String(), 0, err
+}
+
+// waitMapEnv tells a child to wait on fd 3 for its id maps and then re-exec
+// itself: it started unmapped, so it has no capabilities until then.
+const waitMapEnv = "_RABBITC_ROOTFS_TEST_WAITMAP"
+
+// waitForMaps is the child's half of spawnWith(subids).
+func waitForMaps() {
+	f := os.NewFile(3, "maps-written")
+	b := make([]byte, 1)
+	if n, _ := f.Read(b); n != 1 || b[0] != 'm' {
+		os.Exit(1)
+	}
+	f.Close()
+	os.Unsetenv(waitMapEnv)
+	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	fmt.Fprintf(os.Stderr, "re-exec after the id maps: %v\n", err)
+	os.Exit(1)
+}
+
+// writeSubidMaps maps 0 to the invoking user and 1..65536 to its subordinate
+// ids: as root directly, else with newuidmap and newgidmap.
+func writeSubidMaps(pid int) error {
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		for _, f := range []string{"uid_map", "gid_map"} {
+			m := "0 0 1\n1 100000 65536\n"
+			if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, f), []byte(m), 0); err != nil {
+				return fmt.Errorf("write %s: %w", f, err)
+			}
+		}
+		return nil
+	}
+	for _, tool := range []struct {
+		cmd, file string
+		id        int
+	}{{"newgidmap", "/etc/subgid", gid}, {"newuidmap", "/etc/subuid", uid}} {
+		start, count, err := subidRange(tool.file, uid)
+		if err != nil {
+			return err
+		}
+		args := []string{strconv.Itoa(pid), "0", strconv.Itoa(tool.id), "1", "1", start, count}
+		if out, err := exec.Command(tool.cmd, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s (install uidmap)", tool.cmd, strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// subidRange finds the invoking user's first range in /etc/subuid or
+// /etc/subgid, by name or by uid.
+func subidRange(file string, uid int) (start, count string, err error) {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return "", "", err
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", fmt.Errorf("read %s: %w", file, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) == 3 && (f[0] == u.Username || f[0] == u.Uid) {
+			return f[1], f[2], nil
+		}
+	}
+	return "", "", fmt.Errorf("no range for %s in %s (add \"%s:100000:65536\" to /etc/subuid and /etc/subgid)", u.Username, file, u.Username)
 }
 
 var (
@@ -178,9 +278,15 @@ func requireUserns(t *testing.T) {
 // child reports a missing kernel feature.
 func run(t *testing.T, name string, a childArgs, newNet bool) string {
 	t.Helper()
+	return runWith(t, name, a, newNet, false)
+}
+
+// runWith is run; subids asks for the full id mapping (see spawnWith).
+func runWith(t *testing.T, name string, a childArgs, newNet, subids bool) string {
+	t.Helper()
 	requireUserns(t)
 	before := hostMounts(t)
-	out, code, err := spawn(name, a, newNet)
+	out, code, err := spawnWith(name, a, newNet, subids)
 	if err != nil {
 		t.Fatalf("child %s: %v\n%s", name, err, out)
 	}

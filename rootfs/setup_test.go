@@ -94,3 +94,12 @@ func TestSetupNested(t *testing.T) {
 		t.Fatalf("nested child output: %s", out)
 	}
 }
+
+// TestSetupSubids runs the container with the mapping of a real run (0 and
+// 1..65536 mapped): gid 5 exists, so /dev/pts gets gid=5 and its ptys
+// belong to the tty group.
+func TestSetupSubids(t *testing.T) {
+	tr := newTree(t, true)
+	cfg := Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()}
+	runWith(t, "full", childArgs{Config: cfg, Marker: tr.marker, TTYGroup: true}, true, true)
+}
