@@ -11,7 +11,7 @@ import (
 
 // `rabbitc run --rootfs R -- sh -c 'echo hi; exit 7'` prints hi and exits 7.
 func TestRunCommandExitCode(t *testing.T) {
-	r := run(t, rc(sh("echo hi; exit 7")...)...)
+	r := run(t, rc(sh("echo hi; exit 7"))...)
 	wantCode(t, r, 7)
 	if r.stdout != "hi\n" {
 		t.Errorf("stdout %q, want \"hi\\n\":\n%s", r.stdout, r)
@@ -60,7 +60,7 @@ func TestCommandAndArgs(t *testing.T) {
 
 func TestExitCodesPassThrough(t *testing.T) {
 	for _, code := range []int{0, 1, 2, 42, 124, 125, 126, 127, 128, 255} {
-		r := run(t, rcNoNet(sh("exit "+itoa(code))...)...)
+		r := run(t, rcNoNet(sh("exit "+itoa(code)))...)
 		wantCode(t, r, code)
 		if r.stderr != "" {
 			t.Errorf("stderr not empty:\n%s", r)
@@ -81,7 +81,7 @@ func TestExitCodeKilledBySignal(t *testing.T) {
 // SIGKILL sent from the host to the payload (PID 1 in the container): 137.
 func TestExitCodePayloadKilledFromHost(t *testing.T) {
 	o := opts{}
-	p := start(t, o, rcNoNet(sh("echo ready; exec sleep 60")...)...)
+	p := start(t, o, rcNoNet(sh("echo ready; exec sleep 60"))...)
 	p.waitOutput(t, o, "ready", 10*time.Second)
 	payload := findPayload(t, p, "sleep")
 	if err := killPid(payload, 9); err != nil {
@@ -104,7 +104,7 @@ func TestExitCodesNotFoundNotExecutable(t *testing.T) {
 		{[]string{"--", "/bin/notexec"}, 126, "/bin/notexec"},
 		{[]string{"--", "/tmp"}, 126, "/tmp"},
 	} {
-		r := run(t, rcNoNet(tc.args...)...)
+		r := run(t, rcNoNet(tc.args)...)
 		wantOneErrorLine(t, r, tc.code, tc.want)
 	}
 }

@@ -77,14 +77,30 @@ func shellJoin(args []string) string {
 	return b.String()
 }
 
-// rc returns "run --rootfs <test rootfs>" followed by args.
-func rc(args ...string) []string {
-	return append([]string{"run", "--rootfs", env.rootfs}, args...)
+// rc returns "run --rootfs <test rootfs>" followed by args, each a string or
+// a []string.
+func rc(args ...any) []string {
+	return append([]string{"run", "--rootfs", env.rootfs}, flatten(args)...)
 }
 
 // rcNoNet is rc with --net none, for tests that are not about the network.
-func rcNoNet(args ...string) []string {
-	return rc(append([]string{"--net", "none"}, args...)...)
+func rcNoNet(args ...any) []string {
+	return append([]string{"run", "--rootfs", env.rootfs, "--net", "none"}, flatten(args)...)
+}
+
+func flatten(args []any) []string {
+	var out []string
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			out = append(out, v)
+		case []string:
+			out = append(out, v...)
+		default:
+			panic(fmt.Sprintf("rc: argument of type %T", a))
+		}
+	}
+	return out
 }
 
 // sh returns the arguments that run script with the container's sh.

@@ -1,0 +1,374 @@
+package tests
+
+// Issue 2, points 2, 3 and 4: the user namespace and its maps, the other
+// namespaces, the root filesystem and the mounts inside.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Container root is the invoking user; 1..N map to the user's subordinate
+// ranges, written with newuidmap/newgidmap.
+func TestUserNamespaceMaps(t *testing.T) {
+	r := run(t, rcNoNet(sh("cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; cat /proc/self/setgroups; id -u"))...)
+	wantCode(t, r, 0)
+	parts := strings.Split(r.stdout, "--\n")
+	if len(parts) != 3 {
+		t.Fatalf("unexpected output:\n%s", r)
+	}
+	if got, want := normMap(parts[0]), expectedMap(env.user.uid, env.user.subuid); got != want {
+		t.Errorf("uid_map:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := normMap(parts[1]), expectedMap(env.user.gid, env.user.subgid); got != want {
+		t.Errorf("gid_map:\n%s\nwant:\n%s", got, want)
+	}
+	if f := strings.Fields(parts[2]); len(f) != 2 || f[0] != "allow" || f[1] != "0" {
+		t.Errorf("setgroups %q then id -u, want allow and 0:\n%s", parts[2], r)
+	}
+}
+
+func normMap(s string) string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func expectedMap(id int, ranges []idRange) string {
+	lines := []string{fmt.Sprintf("0 %d 1", id)}
+	next := 1
+	for _, r := range ranges {
+		lines = append(lines, fmt.Sprintf("%d %d %d", next, r.start, r.count))
+		next += r.count
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Without newuidmap in $PATH rabbitc either maps only the user (with one
+// warning line saying how to get the full ranges) or refuses with one line.
+func TestMissingNewuidmap(t *testing.T) {
+	dir := userDir(t, "path-without-newuidmap", 0o755)
+	r := runOpt(t, opts{path: dir}, rcNoNet(sh("cat /proc/self/uid_map; echo --; cat /proc/self/setgroups"))...)
+	switch r.code {
+	case 0:
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if len(lines) != 1 || !strings.Contains(r.stderr, "newuidmap") || strings.Contains(r.stderr, "panic") {
+			t.Errorf("the fallback to a single-id map needs exactly one warning line naming newuidmap:\n%s", r)
+		}
+		parts := strings.Split(r.stdout, "--\n")
+		if len(parts) != 2 || normMap(parts[0]) != fmt.Sprintf("0 %d 1", env.user.uid) || strings.TrimSpace(parts[1]) != "deny" {
+			t.Errorf("want uid_map \"0 %d 1\" and setgroups deny:\n%s", env.user.uid, r)
+		}
+	case 125:
+		wantRuntimeError(t, r, "newuidmap")
+	default:
+		t.Errorf("want the single-id fallback (exit 0) or a runtime error (125):\n%s", r)
+	}
+}
+
+// Every namespace of the container differs from the host's.
+func TestNamespacesDiffer(t *testing.T) {
+	requireNet(t)
+	for _, args := range [][]string{
+		rc(sh("for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n); done")),
+		rcNoNet(sh("for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n); done")),
+	} {
+		r := run(t, args...)
+		wantCode(t, r, 0)
+		inside := map[string]string{}
+		for _, l := range strings.Split(r.out(), "\n") {
+			if f := strings.Fields(l); len(f) == 2 {
+				inside[f[0]] = f[1]
+			}
+		}
+		for ns, host := range env.hostNS {
+			if inside[ns] == "" || inside[ns] == host {
+				t.Errorf("%s namespace inside %q, host %q: want a new one\n%s", ns, inside[ns], host, r)
+			}
+		}
+	}
+}
+
+// ps inside shows only the container's processes.
+func TestPIDNamespace(t *testing.T) {
+	r := run(t, rcNoNet(sh("sleep 5 & ps; kill $!"))...)
+	wantCode(t, r, 0)
+	procs := parsePS(r.stdout)
+	var cmds []string
+	for _, p := range procs {
+		pid, cmd, _ := strings.Cut(p, " ")
+		if pid == "1" {
+			cmds = append(cmds, "1:"+cmd)
+		} else {
+			cmds = append(cmds, cmd)
+		}
+	}
+	sort.Strings(cmds)
+	if len(procs) != 3 || !strings.HasPrefix(cmds[0], "1:") || !strings.Contains(cmds[0], "sh") {
+		t.Errorf("ps shows %q, want PID 1 sh, sleep and ps only:\n%s", procs, r)
+	}
+}
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	root, point, opts, fstype, source, super string
+}
+
+func parseMountinfo(s string) []mountEntry {
+	var out []mountEntry
+	for _, line := range strings.Split(s, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 6 || len(g) < 3 {
+			continue
+		}
+		out = append(out, mountEntry{root: f[3], point: f[4], opts: f[5], fstype: g[0], source: g[1], super: g[2]})
+	}
+	return out
+}
+
+func findMount(ms []mountEntry, point string) *mountEntry {
+	var found *mountEntry
+	for i := range ms {
+		if ms[i].point == point {
+			found = &ms[i] // the last one is on top
+		}
+	}
+	return found
+}
+
+func hasOpt(opts, o string) bool {
+	for _, x := range strings.Split(opts, ",") {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// The mounts inside: fresh /proc, read-only /sys, a tmpfs /dev with the
+// usual nodes and links, /dev/pts (ptmxmode=0666), /dev/shm, /dev/mqueue,
+// the generated /etc files, and nothing of the host's tree.
+func TestMountsInside(t *testing.T) {
+	r := run(t, rcNoNet("--", "cat", "/proc/self/mountinfo")...)
+	wantCode(t, r, 0)
+	ms := parseMountinfo(r.stdout)
+	check := func(point, fstype string, wantRO bool, superOpt string) {
+		m := findMount(ms, point)
+		switch {
+		case m == nil:
+			t.Errorf("nothing mounted on %s", point)
+		case fstype != "" && m.fstype != fstype && !(point == "/sys" && m.root == "/"):
+			t.Errorf("%s is %s, want %s", point, m.fstype, fstype)
+		case wantRO && !hasOpt(m.opts, "ro"):
+			t.Errorf("%s is mounted %s, want ro", point, m.opts)
+		case superOpt != "" && !hasOpt(m.super, superOpt) && !hasOpt(m.opts, superOpt):
+			t.Errorf("%s has options %s %s, want %s", point, m.opts, m.super, superOpt)
+		}
+	}
+	check("/", "", false, "")
+	check("/proc", "proc", false, "")
+	check("/sys", "sysfs", true, "")
+	check("/dev", "tmpfs", false, "")
+	check("/dev/pts", "devpts", false, "ptmxmode=666")
+	check("/dev/shm", "tmpfs", false, "")
+	check("/dev/mqueue", "mqueue", false, "")
+	for _, f := range []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
+		check(f, "", false, "")
+	}
+	roots := 0
+	for _, m := range ms {
+		ok := m.point == "/" || m.point == "/etc/hostname" || m.point == "/etc/hosts" || m.point == "/etc/resolv.conf"
+		for _, prefix := range []string{"/proc", "/sys", "/dev"} {
+			ok = ok || m.point == prefix || strings.HasPrefix(m.point, prefix+"/")
+		}
+		if !ok {
+			t.Errorf("unexpected mount inside the container: %+v", m)
+		}
+		if m.point == "/" {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d mounts on / inside the container, want 1:\n%s", roots, r.stdout)
+	}
+}
+
+func TestDevNodes(t *testing.T) {
+	r := run(t, rcNoNet("--", "/bin/probe", "stat", "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+		"/dev/urandom", "/dev/tty", "/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr", "/dev/ptmx", "/dev/pts/ptmx",
+		"/dev/shm", "/dev/mqueue")...)
+	wantCode(t, r, 0)
+	got := map[string]string{}
+	for _, l := range strings.Split(r.out(), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			got[k] = v
+		}
+	}
+	for path, want := range map[string]string{
+		"/dev/null": "char 1:3", "/dev/zero": "char 1:5", "/dev/full": "char 1:7", "/dev/random": "char 1:8",
+		"/dev/urandom": "char 1:9", "/dev/tty": "char 5:0", "/dev/pts/ptmx": "char 5:2",
+		"/dev/fd": "-> /proc/self/fd", "/dev/stdin": "-> /proc/self/fd/0", "/dev/stdout": "-> /proc/self/fd/1",
+		"/dev/stderr": "-> /proc/self/fd/2", "/dev/shm": "dir", "/dev/mqueue": "dir",
+	} {
+		if !strings.HasPrefix(got[path], want) && !strings.HasSuffix(got[path], want) {
+			t.Errorf("%s: %q, want %q", path, got[path], want)
+		}
+	}
+	if p := got["/dev/ptmx"]; !strings.HasPrefix(p, "char 5:2") && !strings.HasSuffix(p, "-> pts/ptmx") && !strings.HasSuffix(p, "-> /dev/pts/ptmx") {
+		t.Errorf("/dev/ptmx: %q, want a link to pts/ptmx", p)
+	}
+	r = run(t, rcNoNet(sh("echo x > /dev/null && head -c 5 /dev/zero | wc -c && head -c 7 /dev/urandom | wc -c && "+
+		"head -c 3 /dev/random | wc -c && echo x > /dev/full; echo full=$?; echo shm > /dev/shm/f && cat /dev/shm/f"))...)
+	wantCode(t, r, 0)
+	if strings.Join(strings.Fields(r.stdout), " ") != "5 7 3 full=1 shm" || !strings.Contains(r.stderr, "No space left") {
+		t.Errorf("the device nodes do not behave:\n%s", r)
+	}
+}
+
+// Nothing of the host's tree is reachable: a file next to the rootfs on the
+// host cannot be found from inside.
+func TestOldRootUnreachable(t *testing.T) {
+	marker := fmt.Sprintf("host-marker-%d", os.Getpid())
+	userFile(t, filepath.Join(env.base, marker), "host\n", 0o644)
+	r := run(t, rcNoNet(sh("find / -path /proc -prune -o -path /sys -prune -o -name "+marker+" -print; ls -a / | tr '\\n' ' '"))...)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, marker) {
+		t.Errorf("a host file is reachable from inside the container:\n%s", r)
+	}
+	r = run(t, rcNoNet(sh("ls /proc/1/root/ | tr '\\n' ' '; ls -d /proc/*/root/*/"+marker+" 2>/dev/null; true"))...)
+	wantCode(t, r, 0)
+	if strings.Contains(r.stdout, marker) {
+		t.Errorf("a host file is reachable through /proc:\n%s", r)
+	}
+}
+
+// A run does not change the rootfs on disk, not even the files it generates
+// (/etc/hosts, /etc/hostname, /etc/resolv.conf), with or without networking.
+func TestRootfsNotModified(t *testing.T) {
+	requireNet(t)
+	root := copyRootfs(t)
+	before := snapshotTree(t, root)
+	for _, args := range [][]string{
+		{"run", "--rootfs", root, "--net", "none", "--", "true"},
+		{"run", "--rootfs", root, "--hostname", "changed", "-e", "A=b", "-w", "/tmp", "--", "cat", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"},
+		{"run", "--rootfs", root, "--read-only", "--", "true"},
+		{"--rootfs=" + root, "--cmd=/bin/true"},
+	} {
+		wantCode(t, run(t, args...), 0)
+	}
+	after := snapshotTree(t, root)
+	if d := diffSnapshots(before, after); d != "" {
+		t.Errorf("the runs changed the rootfs on disk:\n%s", d)
+	}
+}
+
+func snapshotTree(t testing.TB, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		v := fmt.Sprintf("%v size=%d mtime=%d ino=%d uid=%d", fi.Mode(), fi.Size(), st.Mtim.Nano(), st.Ino, st.Uid)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			l, _ := os.Readlink(p)
+			v += " -> " + l
+		} else if fi.Mode().IsRegular() && fi.Size() < 4096 {
+			data, _ := os.ReadFile(p)
+			v += fmt.Sprintf(" %q", data)
+		}
+		out[p] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffSnapshots(a, b map[string]string) string {
+	var d []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			d = append(d, "removed "+k)
+		} else if v != w {
+			d = append(d, fmt.Sprintf("changed %s: %s -> %s", k, v, w))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			d = append(d, "added "+k)
+		}
+	}
+	sort.Strings(d)
+	return strings.Join(d, "\n")
+}
+
+// -v SRC:DST is read-write and writes land on the host as the user; :ro is
+// read-only; a file can be a volume too.
+func TestVolumes(t *testing.T) {
+	src := userDir(t, "vol", 0o755)
+	userFile(t, filepath.Join(src, "in"), "from-host\n", 0o644)
+	file := filepath.Join(userDir(t, "volfile", 0o755), "motd")
+	userFile(t, file, "volume-file\n", 0o644)
+
+	r := run(t, rcNoNet("-v", src+":/data", sh("cat /data/in; echo from-container > /data/out"))...)
+	wantCode(t, r, 0)
+	if r.stdout != "from-host\n" {
+		t.Errorf("the volume's file reads %q:\n%s", r.stdout, r)
+	}
+	st, err := os.Stat(filepath.Join(src, "out"))
+	if err != nil {
+		t.Fatalf("the container's write did not reach the host: %v", err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != env.user.uid {
+		t.Errorf("a file written by container root belongs to uid %d on the host, want %d", uid, env.user.uid)
+	}
+
+	r = run(t, rcNoNet("--volume", src+":/mnt:rw", "-v", file+":/etc/motd:ro", sh("cat /etc/motd; echo again > /mnt/out2"))...)
+	wantCode(t, r, 0)
+	if r.stdout != "volume-file\n" {
+		t.Errorf("the file volume reads %q:\n%s", r.stdout, r)
+	}
+	if _, err := os.Stat(filepath.Join(src, "out2")); err != nil {
+		t.Errorf("the :rw volume was not writable: %v", err)
+	}
+
+	r = run(t, rcNoNet("-v", src+":/data:ro", sh("cat /data/in; touch /data/new"))...)
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Errorf("writing to a :ro volume should fail with \"Read-only file system\":\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(src, "new")); err == nil {
+		t.Errorf("a file was created through a :ro volume")
+	}
+	r = run(t, rcNoNet("-v", file+":/etc/motd:ro", sh("echo x >> /etc/motd"))...)
+	if r.code == 0 {
+		t.Errorf("appending to a :ro file volume succeeded:\n%s", r)
+	}
+}
+
+// --read-only makes / read-only; volumes stay writable.
+func TestReadOnlyRootfs(t *testing.T) {
+	vol := userDir(t, "rovol", 0o755)
+	r := run(t, rcNoNet("--read-only", "-v", vol+":/data", sh("touch /data/ok && echo vol-ok; touch /newfile; echo rc=$?; touch /tmp/x; echo rc=$?"))...)
+	wantCode(t, r, 0)
+	if r.stdout != "vol-ok\nrc=1\nrc=1\n" || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Errorf("want a writable volume and a read-only / and /tmp:\n%s", r)
+	}
+	r = run(t, rcNoNet("--", "cat", "/proc/self/mountinfo")...)
+	if m := findMount(parseMountinfo(r.stdout), "/"); m == nil || hasOpt(m.opts, "ro") {
+		t.Errorf("/ should be read-write without --read-only: %+v", m)
+	}
+}
