@@ -136,7 +136,12 @@ func (c *checker) pty(ttyGroup bool) {
 	if !strings.HasPrefix(slave.Name(), "/dev/pts/") {
 		c.errorf("pty slave name %q", slave.Name())
 	}
-	var st unix.Stat_t
+	var st, console unix.Stat_t
+	if err := BindConsole(slave); err != nil {
+		c.errorf("BindConsole: %v", err)
+	} else if err := unix.Stat("/dev/console", &console); err != nil || unix.Fstat(int(slave.Fd()), &st) != nil || console.Rdev != st.Rdev {
+		c.errorf("/dev/console rdev %#x, pty slave %#x, %v", console.Rdev, st.Rdev, err)
+	}
 	if err := unix.Fstat(int(slave.Fd()), &st); err != nil {
 		c.errorf("stat pty slave: %v", err)
 	} else if ttyGroup && (st.Gid != ttyGID || st.Mode&0o777 != 0o620) {

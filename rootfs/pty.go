@@ -47,3 +47,23 @@ func OpenPTY() (master, slave *os.File, err error) {
 	}
 	return master, os.NewFile(sfd, name), nil
 }
+
+// BindConsole binds the pty slave on /dev/console (after PivotRoot), as runc
+// does with -t, for programs that write to the console. /dev is the tmpfs
+// Setup mounted, so the name is created there with O_EXCL|O_NOFOLLOW.
+func BindConsole(slave *os.File) error {
+	dev, err := os.OpenFile("/dev", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if err := isFS(tmpfsMagic)(dev); err != nil {
+		return fmt.Errorf("bind console: /dev: %w", err)
+	}
+	target, err := openAt(dev, "console", unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("create /dev/console: %w", err)
+	}
+	defer target.Close()
+	return bindOn(slave, target, false, slave.Name(), "/dev/console")
+}
