@@ -1,0 +1,190 @@
+package tests
+
+// Issue 2, points 6 and 7 (and issue 5, point 8): every exit path leaves
+// nothing behind; errors are one line with exit 125.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rabbitc killed with SIGKILL while the container runs: no process, mount,
+// port or state directory remains.
+func TestKillRabbitcWhileRunning(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	cases := map[string][]string{
+		"no-net":      rcNoNet(sh("echo ready; sleep 60")),
+		"slirp":       rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), sh("echo ready; sleep 60")),
+		"user-1000":   rcNoNet("-u", "1000:1000", sh("echo ready; sleep 60")),
+		"exec-sleep":  rc(sh("echo ready; exec sleep 60")),
+		"trap-ignore": rcNoNet(sh("trap '' TERM INT HUP; echo ready; sleep 60 & wait")),
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			o := opts{}
+			p := start(t, o, args...)
+			p.waitOutput(t, o, "ready", 10*time.Second)
+			p.signal(t, syscall.SIGKILL)
+			r := p.wait(t) // checks for leftovers, with a grace period
+			if r.signaled != syscall.SIGKILL {
+				t.Errorf("rabbitc was not killed by SIGKILL:\n%s", r)
+			}
+		})
+	}
+	t.Run("tty", func(t *testing.T) {
+		tty := newPty(t, 24, 80)
+		o := opts{pty: tty}
+		p := start(t, o, rcNoNet("-t", sh("echo ready; sleep 60"))...)
+		tty.waitFor(t, "ready", 10*time.Second)
+		p.signal(t, syscall.SIGKILL)
+		p.wait(t)
+	})
+}
+
+// rabbitc killed with SIGKILL at every moment of start-up (issue 5, point 8).
+func TestKillRabbitcDuringStartup(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	for _, delay := range []time.Duration{0, 1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 70, 100} {
+		d := delay * time.Millisecond
+		for name, args := range map[string][]string{
+			"slirp": rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--", "sleep", "60"),
+			"none":  rcNoNet("--", "sleep", "60"),
+		} {
+			t.Run(fmt.Sprintf("%v/%s", d, name), func(t *testing.T) {
+				p := start(t, opts{}, args...)
+				time.Sleep(d)
+				syscall.Kill(p.pid(), syscall.SIGKILL)
+				r := p.wait(t)
+				if t.Failed() {
+					t.Logf("after SIGKILL %v into start-up:\n%s", d, r)
+				}
+			})
+		}
+	}
+}
+
+// SIGTERM and SIGINT to rabbitc end the container and clean up, also with
+// networking and a published port.
+func TestSignalCleanup(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		o := opts{}
+		p := start(t, o, rc("--stop-timeout", "1", "-p", fmt.Sprintf("%d:80", port), sh("trap 'exit 0' TERM INT HUP; echo ready; i=0; while [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"))...)
+		p.waitOutput(t, o, "ready", 10*time.Second)
+		p.signal(t, sig)
+		wantCode(t, p.wait(t), 0)
+	}
+}
+
+// Runtime errors: one line, exit 125, nothing left behind.
+func TestRuntimeErrors(t *testing.T) {
+	requireSetup(t)
+	file := filepath.Join(userDir(t, "errs", 0o755), "file")
+	userFile(t, file, "not a directory\n", 0o644)
+	vol := userDir(t, "errvol", 0o755)
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing-rootfs", []string{"run", "--rootfs", "/no/such/rootfs", "--net", "none", "--", "true"}, []string{"/no/such/rootfs"}},
+		{"rootfs-is-file", []string{"run", "--rootfs", file, "--net", "none", "--", "true"}, []string{file}},
+		{"no-rootfs", []string{"run", "--net", "none", "--", "true"}, []string{"rootfs"}},
+		{"seed-form-missing-rootfs", []string{"--rootfs=/no/such/rootfs"}, []string{"/no/such/rootfs"}},
+		{"bad-flag", rcNoNet("--bogus-flag", "--", "true"), []string{"bogus-flag"}},
+		{"bad-shorthand", rcNoNet("-Z", "--", "true"), []string{"-Z"}},
+		{"unknown-subcommand", []string{"bogus-subcommand"}, nil},
+		{"bad-net", rc("--net", "bogus", "--", "true"), []string{"bogus"}},
+		{"bad-user", rcNoNet("-u", "1000:abc:def", "--", "true"), nil},
+		{"negative-user", rcNoNet("-u", "-5", "--", "true"), nil},
+		{"unknown-user-name", rcNoNet("-u", "no-such-user", "--", "true"), []string{"no-such-user"}},
+		{"volume-missing-source", rcNoNet("-v", "/no/such/source:/data", "--", "true"), []string{"/no/such/source"}},
+		{"volume-no-destination", rcNoNet("-v", vol, "--", "true"), nil},
+		{"volume-relative-destination", rcNoNet("-v", vol+":data", "--", "true"), nil},
+		{"volume-bad-mode", rcNoNet("-v", vol+":/data:bogus", "--", "true"), []string{"bogus"}},
+		{"volume-empty-source", rcNoNet("-v", ":/data", "--", "true"), nil},
+		{"hostname-too-long", rcNoNet("--hostname", strings.Repeat("h", 100), "--", "true"), nil},
+		{"bad-env", rcNoNet("-e", "=value", "--", "true"), nil},
+		{"bad-mtu", rc("--mtu", "abc", "--", "true"), []string{"mtu"}},
+		{"mtu-too-small", rc("--mtu", "10", "--", "true"), nil},
+		{"workdir-relative", rcNoNet("-w", "relative/dir", "--", "true"), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, tc.args...)
+			wantRuntimeError(t, r, tc.want...)
+		})
+	}
+}
+
+// Without XDG_RUNTIME_DIR the state goes to a directory of the user's own
+// under /tmp, and is gone afterwards too.
+func TestStateWithoutXDGRuntimeDir(t *testing.T) {
+	r := runOpt(t, opts{noXDG: true}, rcNoNet("--", "true")...)
+	wantCode(t, r, 0)
+	dir := fallbackStateDir(true)
+	if st, err := os.Lstat(dir); err == nil {
+		sys := st.Sys().(*syscall.Stat_t)
+		if int(sys.Uid) != env.user.uid || st.Mode().Perm()&0o022 != 0 || !st.IsDir() {
+			t.Errorf("%s is %v owned by %d: want a directory of the user's own, not writable by others", dir, st.Mode(), sys.Uid)
+		}
+	}
+}
+
+// A state directory that cannot be written fails cleanly; a full file system
+// too (issue 5, point 8).
+func TestStateDirUnusable(t *testing.T) {
+	ro := userDir(t, "xdg-readonly", 0o500)
+	r := runOpt(t, opts{env: []string{"XDG_RUNTIME_DIR=" + ro}}, rcNoNet("--", "true")...)
+	wantRuntimeError(t, r)
+	if os.Geteuid() != 0 {
+		t.Log("not root: the full file system case needs a small tmpfs mounted by root")
+		return
+	}
+	full := userDir(t, "xdg-full", 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=64k,nr_inodes=16,mode=0700,uid=%d,gid=%d", env.user.uid, env.user.gid), "tmpfs", full).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", full).Run()
+	ctxOf(t).mounts = readMounts() // the tmpfs is ours, not a leftover
+	for i := 0; i < 100; i++ {
+		if err := os.WriteFile(filepath.Join(full, fmt.Sprintf("fill%d", i)), make([]byte, 16384), 0o600); err != nil {
+			break
+		}
+	}
+	for i := 0; i < 100; i++ {
+		if err := os.Mkdir(filepath.Join(full, fmt.Sprintf("d%d", i)), 0o700); err != nil {
+			break
+		}
+	}
+	r = runOpt(t, opts{env: []string{"XDG_RUNTIME_DIR=" + full}}, rcNoNet("--", "true")...)
+	if r.code != 0 {
+		wantRuntimeError(t, r)
+	}
+}
+
+// Run as root, rabbitc works (root maps to itself) or refuses with one line.
+func TestRunAsRoot(t *testing.T) {
+	requireSetup(t)
+	if os.Geteuid() != 0 {
+		t.Skip("the tests do not run as root")
+	}
+	r := runOpt(t, opts{asRoot: true}, rcNoNet("--", "id", "-u")...)
+	switch r.code {
+	case 0:
+		if r.out() != "0" {
+			t.Errorf("id -u as root in the container: %q:\n%s", r.out(), r)
+		}
+	default:
+		wantRuntimeError(t, r, "root")
+	}
+}
