@@ -115,6 +115,10 @@ func setupStdio(tty bool, cred *credential) (*os.File, error) {
 		return nil, err
 	}
 	defer slave.Close()
+	if err := rootfs.BindConsole(slave); err != nil {
+		master.Close()
+		return nil, err
+	}
 	if err := unix.Fchown(int(slave.Fd()), cred.uid, cred.gid); err != nil {
 		master.Close()
 		return nil, fmt.Errorf("chown %s: %w", slave.Name(), err)
