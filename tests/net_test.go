@@ -1,0 +1,704 @@
+package tests
+
+// Issue 3: slirp4netns, --net, --publish and the forwarder. Traffic goes only
+// to the host's loopback (127.0.0.1, ::1) and to 10.0.2.x inside the
+// containers' own network namespaces. No DNS.
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const seedAnswer = "Hello from rabbitc container"
+
+// httpGet fetches url without proxies or keep-alive.
+func httpGet(url string) (string, error) {
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// waitHTTP polls url until it answers want.
+func waitHTTP(t testing.TB, p *proc, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if p != nil && p.exited() {
+			t.Fatalf("rabbitc exited while waiting for %s:\n%s", url, p.res)
+		}
+		body, err := httpGet(url)
+		if err == nil && body == want {
+			return
+		}
+		last = fmt.Sprintf("%q %v", body, err)
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer %q within 15s; last: %s", url, want, last)
+}
+
+// stop sends SIGTERM to rabbitc and waits for it (and the leftover check).
+func stop(t *testing.T, p *proc) result {
+	t.Helper()
+	p.signal(t, syscall.SIGTERM)
+	return p.wait(t)
+}
+
+// The seed's demo: the HTTP server behind --publish answers on 127.0.0.1.
+func TestSeedServerPublished(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	for _, args := range [][]string{
+		rc("--publish", fmt.Sprintf("%d:80", port), "--cmd", "/bin/server"),
+		{"--rootfs=" + env.rootfs, "--publish=" + fmt.Sprintf("%d:80", port), "--cmd=/bin/server"},
+	} {
+		o := opts{}
+		p := start(t, o, args...)
+		p.waitOutput(t, o, "running HTTP server on 10.0.2.100:80", 10*time.Second)
+		waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/", port), seedAnswer)
+		for i := 0; i < 20; i++ {
+			if body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/x%d", port, i)); err != nil || body != seedAnswer {
+				t.Fatalf("request %d: %q %v", i, body, err)
+			}
+		}
+		stop(t, p)
+	}
+}
+
+// With slirp4netns: tap0 at 10.0.2.100 with MTU 65520 (or --mtu), lo up,
+// resolv.conf pointing at slirp's DNS, /etc/hosts naming the container.
+func TestSlirpInterface(t *testing.T) {
+	requireNet(t)
+	r := run(t, rc("--hostname", "nethost", sh("/bin/probe ifaces; cat /etc/resolv.conf /etc/hosts"))...)
+	wantCode(t, r, 0)
+	for _, want := range []string{"iface lo mtu=65536 flags=up|loopback", "127.0.0.1/8",
+		"iface tap0 mtu=65520 flags=up", "10.0.2.100/24", "nameserver 10.0.2.3", "nethost"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("want %q in:\n%s", want, r)
+		}
+	}
+	r = run(t, rc("--mtu", "1500", "--", "/bin/probe", "ifaces")...)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, "iface tap0 mtu=1500 ") {
+		t.Errorf("--mtu 1500 not applied:\n%s", r)
+	}
+}
+
+// --net none: loopback only, up.
+func TestNetNone(t *testing.T) {
+	r := run(t, rcNoNet("--", "/bin/probe", "ifaces")...)
+	wantCode(t, r, 0)
+	lines := strings.Split(r.out(), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "iface lo ") || !strings.Contains(lines[0], "flags=up") {
+		t.Errorf("want only lo, up:\n%s", r)
+	}
+}
+
+// --net host: the host's network namespace; --publish is refused.
+func TestNetHost(t *testing.T) {
+	requireSetup(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go serveBanner(l, "host-net-banner\n")
+	r := run(t, rc("--net", "host", sh("readlink /proc/self/ns/net; /bin/probe dial "+l.Addr().String()))...)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, env.hostNS["net"]) || !strings.Contains(r.stdout, "connected: host-net-banner") {
+		t.Errorf("want the host's network namespace %s and the host's 127.0.0.1:\n%s", env.hostNS["net"], r)
+	}
+	port := freePort(t, 1)
+	r = run(t, rc("--net", "host", "-p", fmt.Sprintf("%d:80", port), "--", "true")...)
+	wantRuntimeError(t, r, "publish")
+}
+
+func serveBanner(l net.Listener, banner string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte(banner))
+		c.Close()
+	}
+}
+
+// echoCheck sends msg over a new TCP connection to addr and expects it back.
+func echoCheck(addr, msg string) error {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(b) != msg {
+		return fmt.Errorf("echo from %s: got %q, want %q", addr, b, msg)
+	}
+	return nil
+}
+
+func waitEcho(t testing.TB, p *proc, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := echoCheck(addr, "ping")
+		if err == nil {
+			return
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("echo through %s: %v\n%s", addr, err, p.res)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// udpEcho sends msg from a new socket to addr and expects it back.
+func udpEcho(addr, msg string) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 65536)
+	for try := 0; try < 20; try++ {
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil {
+			if string(buf[:n]) != msg {
+				return fmt.Errorf("udp echo: got %q, want %q", buf[:n], msg)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("udp echo from %s: no reply", addr)
+}
+
+// Several ports in one container, TCP and UDP, and a range.
+func TestPublishSeveralPorts(t *testing.T) {
+	requireNet(t)
+	base := freePort(t, 6)
+	o := opts{}
+	p := start(t, o, rc(
+		"-p", fmt.Sprintf("%d:80", base), "--publish", fmt.Sprintf("127.0.0.1:%d:81/tcp", base+1),
+		"-p", fmt.Sprintf("%d:82/udp", base+2),
+		"-p", fmt.Sprintf("%d-%d:9000-9002", base+3, base+5),
+		"--", "/bin/echoserver", "-tcp", ":80", "-tcp", ":81", "-udp", ":82", "-tcp", ":9000", "-tcp", ":9001", "-tcp", ":9002")...)
+	p.waitOutput(t, o, "listening tcp [::]:9002", 10*time.Second)
+	waitEcho(t, p, fmt.Sprintf("127.0.0.1:%d", base))
+	for i, port := range []int{base, base + 1, base + 3, base + 4, base + 5} {
+		if err := echoCheck(fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("msg-%d", i)); err != nil {
+			t.Errorf("port %d: %v", port, err)
+		}
+	}
+	if err := udpEcho(fmt.Sprintf("127.0.0.1:%d", base+2), "udp-msg"); err != nil {
+		t.Errorf("udp port %d: %v", base+2, err)
+	}
+	stop(t, p)
+}
+
+// UDP: replies go to the right client, for several clients at once.
+func TestPublishUDP(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	o := opts{}
+	p := start(t, o, rc("-p", fmt.Sprintf("127.0.0.1:%d:7/udp", port), "--", "/bin/echoserver", "-udp", ":7")...)
+	p.waitOutput(t, o, "listening udp", 10*time.Second)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := udpEcho(addr, "first"); err != nil {
+		t.Fatalf("%v\n%s", err, p.stderr.String())
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 2048)
+			for j := 0; j < 20; j++ {
+				msg := fmt.Sprintf("client-%d-datagram-%d-%s", i, j, strings.Repeat("x", i*100))
+				got := false
+				for try := 0; try < 10 && !got; try++ {
+					c.Write([]byte(msg))
+					c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+					for {
+						n, err := c.Read(buf)
+						if err != nil {
+							break
+						}
+						if string(buf[:n]) == msg {
+							got = true
+							break
+						}
+						if !strings.HasPrefix(string(buf[:n]), fmt.Sprintf("client-%d-", i)) {
+							errs <- fmt.Errorf("client %d got another client's datagram %q", i, buf[:n])
+							return
+						}
+					}
+				}
+				if !got {
+					errs <- fmt.Errorf("client %d: no reply to datagram %d", i, j)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	stop(t, p)
+}
+
+func ipv6Loopback(t testing.TB) {
+	t.Helper()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 on the host's loopback (net.ipv6.conf.lo.disable_ipv6=1?): %v", err)
+	}
+	l.Close()
+}
+
+// An IPv6 host address: [::1]:PORT:80; the port is then bound on ::1 only.
+func TestPublishIPv6Loopback(t *testing.T) {
+	requireNet(t)
+	ipv6Loopback(t)
+	port := freePort(t, 1)
+	o := opts{}
+	p := start(t, o, rc("-p", fmt.Sprintf("[::1]:%d:80", port), "--cmd", "/bin/server")...)
+	waitHTTP(t, p, fmt.Sprintf("http://[::1]:%d/", port), seedAnswer)
+	if _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+		t.Errorf("published on [::1] only, but 127.0.0.1:%d answers too", port)
+	}
+	stop(t, p)
+
+	p = start(t, o, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--cmd", "/bin/server")...)
+	waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/", port), seedAnswer)
+	if _, err := httpGet(fmt.Sprintf("http://[::1]:%d/", port)); err == nil {
+		t.Errorf("published on 127.0.0.1 only, but [::1]:%d answers too", port)
+	}
+	stop(t, p)
+}
+
+// stream mirrors the sink payload's deterministic byte stream.
+type stream struct {
+	x    uint64
+	word [8]byte
+	used int
+}
+
+func newStream(seed uint64) *stream { return &stream{x: seed*0x9E3779B97F4A7C15 | 1, used: 8} }
+
+func (s *stream) Read(p []byte) (int, error) {
+	for i := range p {
+		if s.used == 8 {
+			s.x ^= s.x >> 12
+			s.x ^= s.x << 25
+			s.x ^= s.x >> 27
+			v := s.x * 0x2545F4914F6CDD1D
+			for j := range s.word {
+				s.word[j] = byte(v >> (8 * j))
+			}
+			s.used = 0
+		}
+		p[i] = s.word[s.used]
+		s.used++
+	}
+	return len(p), nil
+}
+
+// 100 MB each way through a published port, with half-close in both
+// directions and checksums on both ends.
+func TestPublishTransfer100MB(t *testing.T) {
+	requireNet(t)
+	const size = 100 << 20
+	port := freePort(t, 1)
+	o := opts{timeout: 90 * time.Second}
+	p := start(t, o, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--", "/bin/sink", "-listen", ":80")...)
+	p.waitOutput(t, o, "listening tcp", 10*time.Second)
+
+	sentHash := sha256.New()
+	wantBack := sha256.New()
+	io.CopyN(wantBack, newStream(2), size)
+	var c net.Conn
+	var err error
+	for i := 0; i < 100; i++ {
+		if c, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	t0 := time.Now()
+	// The sink answers only after our half-close, so write everything first.
+	if _, err := io.CopyN(io.MultiWriter(c, sentHash), newStream(1), size); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatalf("half-close: %v", err)
+	}
+	br := bufio.NewReaderSize(c, 1<<20)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("no report from the sink after our half-close: %v\n%s", err, p.stderr.String())
+	}
+	if want := fmt.Sprintf("%d %s\n", size, hex.EncodeToString(sentHash.Sum(nil))); line != want {
+		t.Errorf("the container received %q, want %q", line, want)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, br) // ends at the sink's close: half-close back to us
+	if err != nil {
+		t.Fatalf("receive: %v after %d bytes", err, n)
+	}
+	if n != size || hex.EncodeToString(got.Sum(nil)) != hex.EncodeToString(wantBack.Sum(nil)) {
+		t.Errorf("received %d bytes with another checksum, want %d bytes of the sink's stream", n, size)
+	}
+	t.Logf("200 MB through the forwarder in %v", time.Since(t0).Round(time.Millisecond))
+	stop(t, p)
+}
+
+// fdCounts counts the descriptors of rabbitc and every process below it
+// except the payload (named skip).
+func fdCounts(pid int, skip string) (map[string]int, int) {
+	out := map[string]int{}
+	total := 0
+	pids := []procInfo{{pid: pid, comm: "rabbitc"}}
+	pids = append(pids, descendants(pid)...)
+	for _, p := range pids {
+		if p.state == 'Z' || p.comm == skip {
+			continue
+		}
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+		if err != nil {
+			continue
+		}
+		out[fmt.Sprintf("%d(%s)", p.pid, p.comm)] = len(ents)
+		total += len(ents)
+	}
+	return out, total
+}
+
+// 1000 concurrent connections, then clients that reset: no error, and the
+// descriptor count of rabbitc's processes (parent, sandbox, slirp4netns) is
+// flat afterwards.
+func TestPublishManyConnections(t *testing.T) {
+	requireNet(t)
+	const conns = 1000
+	port := freePort(t, 1)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	o := opts{timeout: 120 * time.Second}
+	p := start(t, o, rc("-p", addr+":80", "--", "/bin/echoserver", "-tcp", ":80")...)
+	p.waitOutput(t, o, "listening tcp", 10*time.Second)
+	waitEcho(t, p, addr)
+	for i := 0; i < 10; i++ { // warm up
+		if err := echoCheck(addr, "warm-up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, beforeTotal := fdCounts(p.pid(), "echoserver")
+	var after, afterFirst map[string]int
+	var afterTotal, afterFirstTotal int
+	for round := 1; round <= 2; round++ {
+		flood(t, addr, conns)
+		// Clients that reset their connection (SO_LINGER 0) mid-transfer.
+		for i := 0; i < 50; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte(strings.Repeat("r", 1000)))
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+		if err := echoCheck(addr, "still alive"); err != nil {
+			t.Errorf("the forwarder stopped after resets: %v", err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			after, afterTotal = fdCounts(p.pid(), "echoserver")
+			if afterTotal <= beforeTotal || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if round == 1 {
+			afterFirst, afterFirstTotal = after, afterTotal
+		}
+	}
+	t.Logf("descriptors of rabbitc's processes: %d before, %d after %d connections, %d after %d more",
+		beforeTotal, afterFirstTotal, conns+51, afterTotal, conns+51)
+	// A constant pool (a spare splice pipe, a lazily created poller) is
+	// flat; anything that grows with the number of connections is not.
+	if afterFirstTotal > beforeTotal+4 || afterTotal > afterFirstTotal {
+		t.Errorf("descriptors of rabbitc's processes are not flat: %d before, %d after %d connections, %d after %d more:\n before %v\n after  %v\n then   %v",
+			beforeTotal, afterFirstTotal, conns+51, afterTotal, conns+51, before, afterFirst, after)
+	}
+	stop(t, p)
+}
+
+// flood opens conns connections at once, echoes a message on each and
+// closes them all.
+func flood(t *testing.T, addr string, conns int) {
+	t.Helper()
+	t0 := time.Now()
+	var wg, connected sync.WaitGroup
+	connected.Add(conns)
+	errs := make(chan error, conns)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := net.DialTimeout("tcp", addr, 20*time.Second)
+			connected.Done()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			connected.Wait() // all of them open at once
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			msg := fmt.Sprintf("connection %d", i)
+			if _, err := c.Write([]byte(msg)); err != nil {
+				errs <- err
+				return
+			}
+			buf := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+				errs <- fmt.Errorf("connection %d: got %q, %v", i, buf, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	nerr := 0
+	for err := range errs {
+		if nerr++; nerr <= 5 {
+			t.Error(err)
+		}
+	}
+	if nerr > 0 {
+		t.Errorf("%d of %d connections failed", nerr, conns)
+	}
+	t.Logf("%d concurrent connections in %v", conns, time.Since(t0).Round(time.Millisecond))
+}
+
+// A host port in use: exit 125, one line naming the port, the payload never
+// starts.
+func TestPublishPortInUse(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	c := ctxOf(t)
+	vol := userDir(t, "inuse", 0o755)
+	marker := "touch /data/payload-started"
+
+	l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.hold(hostPort{"tcp", "0.0.0.0", port}, true)
+	r := run(t, rc("-v", vol+":/data", "-p", fmt.Sprintf("%d:80", port), sh(marker))...)
+	wantRuntimeError(t, r, strconv.Itoa(port))
+	l.Close()
+	c.hold(hostPort{"tcp", "0.0.0.0", port}, false)
+
+	u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.hold(hostPort{"udp", "127.0.0.1", port}, true)
+	r = run(t, rc("-v", vol+":/data", "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", port), sh(marker))...)
+	wantRuntimeError(t, r, strconv.Itoa(port))
+	u.Close()
+	c.hold(hostPort{"udp", "127.0.0.1", port}, false)
+
+	// The second of two specs clashes: the first listener is closed again.
+	other := freePort(t, 1)
+	l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.hold(hostPort{"tcp", "127.0.0.1", port}, true)
+	r = run(t, rc("-v", vol+":/data", "-p", fmt.Sprintf("127.0.0.1:%d:80", other), "-p", fmt.Sprintf("127.0.0.1:%d:81", port), sh(marker))...)
+	wantRuntimeError(t, r, strconv.Itoa(port))
+	l.Close()
+	c.hold(hostPort{"tcp", "127.0.0.1", port}, false)
+
+	if _, err := os.Stat(filepath.Join(vol, "payload-started")); err == nil {
+		t.Errorf("the payload ran although publishing failed")
+	}
+}
+
+// Every garbled --publish spec: exit 125 and one line.
+func TestPublishBadSpecs(t *testing.T) {
+	requireNet(t)
+	port := strconv.Itoa(freePort(t, 1))
+	for _, spec := range []string{
+		"abc", "70000:80", ":80", "80/sctp", port + ":80/sctp", port + ":0", port + ":70000", port,
+		"-1:80", port + ":80:90", "a:" + port + ":80", "999.1.1.1:" + port + ":80", "[::1:" + port + ":80",
+		port + ":80/tcpx", port + "-" + port + ":80-82", port + ":abc", "", port + ":80/", "0x10:80",
+	} {
+		t.Run(spec, func(t *testing.T) {
+			r := run(t, rc("-p", spec, "--", "true")...)
+			wantRuntimeError(t, r)
+		})
+	}
+	// A privileged host port names the sysctl that allows it.
+	unprivStart := 1024
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
+		unprivStart, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	if unprivStart > 1 {
+		priv := unprivStart - 1
+		if priv > 1023 {
+			priv = 1023
+		}
+		if hp := (hostPort{"tcp", "127.0.0.1", priv}); hp.bindable() == nil {
+			r := run(t, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", priv), "--", "true")...)
+			wantRuntimeError(t, r, "ip_unprivileged_port_start")
+		}
+	}
+}
+
+// The container cannot reach the host's 127.0.0.1 through 10.0.2.2 unless
+// --allow-host-loopback is given.
+func TestHostLoopback(t *testing.T) {
+	requireNet(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted sync.WaitGroup
+	var mu sync.Mutex
+	n := 0
+	accepted.Add(1)
+	go func() {
+		defer accepted.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+			c.Write([]byte("host-loopback-banner\n"))
+			c.Close()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	target := fmt.Sprintf("10.0.2.2:%d", port)
+
+	r := run(t, rc("--", "/bin/probe", "dial", target)...)
+	mu.Lock()
+	got := n
+	mu.Unlock()
+	if r.code == 0 || strings.Contains(r.stdout, "connected") || got != 0 {
+		t.Errorf("the container reached the host's 127.0.0.1:%d through %s by default:\n%s", port, target, r)
+	}
+	r = run(t, rc("--allow-host-loopback", "--", "/bin/probe", "dial", target)...)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, "connected: host-loopback-banner") {
+		t.Errorf("--allow-host-loopback: no connection to the host's 127.0.0.1:%d:\n%s", port, r)
+	}
+	l.Close()
+	accepted.Wait()
+}
+
+// A port can be published again as soon as the previous container ended.
+func TestPublishRebindAtOnce(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	for i := 0; i < 3; i++ {
+		o := opts{}
+		p := start(t, o, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--cmd", "/bin/server")...)
+		waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/", port), seedAnswer)
+		stop(t, p)
+	}
+}
+
+// slirp4netns killed under a running container is noticed and reported
+// (issue 5, point 8).
+func TestSlirpKilled(t *testing.T) {
+	requireNet(t)
+	o := opts{}
+	p := start(t, o, rc("--stop-timeout", "1", sh("trap 'exit 0' TERM; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"))...)
+	p.waitOutput(t, o, "ready", 10*time.Second)
+	slirp := findPayload(t, p, "slirp4netns")
+	killPid(slirp, syscall.SIGKILL)
+	if !p.stderr.waitFor("slirp4netns", 5*time.Second) {
+		t.Errorf("slirp4netns was killed, rabbitc said nothing within 5s; stderr %q", p.stderr.String())
+	}
+	if !p.exited() {
+		p.signal(t, syscall.SIGTERM)
+	}
+	r := p.wait(t)
+	if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "rabbitc: ") {
+		t.Errorf("want one line about slirp4netns:\n%s", r)
+	}
+}
+
+// Ten containers started at once on the same host port: exactly one runs,
+// nine fail cleanly (issue 5, point 8).
+func TestTenOnSamePort(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	var procs []*proc
+	for i := 0; i < 10; i++ {
+		procs = append(procs, start(t, opts{}, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", port), "--", "sleep", "4")...))
+	}
+	ok := 0
+	for _, p := range procs {
+		r := p.wait(t)
+		switch r.code {
+		case 0:
+			ok++
+		case 125:
+			wantRuntimeError(t, r, strconv.Itoa(port))
+		default:
+			t.Errorf("want 0 or 125:\n%s", r)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of 10 containers ran, want exactly 1", ok)
+	}
+}
