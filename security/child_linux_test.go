@@ -1,0 +1,425 @@
+package security
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel tests re-exec the test binary into a new user namespace (a
+// single-id mapping: root inside, no privileges needed), where it applies
+// PrepareCaps/Finalize as init does and then probes or execs.
+
+const childEnv = "_RABBITC_SECURITY_TEST_CHILD"
+
+// childTask is what the re-exec'd test binary does.
+type childTask struct {
+	Mode     string // "probe", "status" or "x32"
+	Config   Config
+	Prepare  bool // call PrepareCaps
+	Finalize bool // call Finalize
+	// FilterOnly sets no_new_privs and loads the filter without touching
+	// capabilities: every EPERM then comes from the filter.
+	FilterOnly bool
+	SetUID   int  // after PrepareCaps, setuid to this (0: stay root)
+}
+
+func TestMain(m *testing.M) {
+	if task := os.Getenv(childEnv); task != "" {
+		os.Exit(childMain(task))
+	}
+	os.Exit(m.Run())
+}
+
+func childMain(task string) int {
+	var t childTask
+	if err := json.Unmarshal([]byte(task), &t); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	runtime.LockOSThread()
+	if t.Prepare {
+		if err := PrepareCaps(t.Config); err != nil {
+			fmt.Fprintln(os.Stderr, "PrepareCaps:", err)
+			return 3
+		}
+	}
+	if t.SetUID != 0 {
+		if err := unix.Setgid(t.SetUID); err != nil {
+			fmt.Fprintln(os.Stderr, "setgid:", err)
+			return 3
+		}
+		if err := unix.Setuid(t.SetUID); err != nil {
+			fmt.Fprintln(os.Stderr, "setuid:", err)
+			return 3
+		}
+	}
+	if t.Finalize {
+		if err := Finalize(t.Config); err != nil {
+			fmt.Fprintln(os.Stderr, "Finalize:", err)
+			return 3
+		}
+	}
+	if t.FilterOnly {
+		caps, err := t.Config.Capabilities()
+		if err == nil {
+			err = unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+		}
+		if err == nil {
+			err = loadSeccomp(t.Config, caps)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load filter:", err)
+			return 3
+		}
+	}
+	switch t.Mode {
+	case "status":
+		err := unix.Exec("/bin/cat", []string{"cat", "/proc/self/status"}, os.Environ())
+		fmt.Fprintln(os.Stderr, "exec /bin/cat:", err)
+		return 4
+	case "x32":
+		if x32Bit != 0 {
+			unix.RawSyscall(x32Bit|unix.SYS_GETPID, 0, 0, 0)
+		}
+		return 0
+	}
+	b, _ := json.Marshal(probe())
+	os.Stdout.Write(b)
+	return 0
+}
+
+func errnoName(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return unix.ErrnoName(e)
+	}
+	return err.Error()
+}
+
+func rawErr(errno syscall.Errno) error {
+	if errno == 0 {
+		return nil
+	}
+	return errno
+}
+
+// probe tries the calls a hostile payload would, and ordinary ones.
+func probe() map[string]string {
+	res := map[string]string{}
+	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
+	if err != nil {
+		res["open"] = err.Error()
+		return res
+	}
+	defer devnull.Close()
+	fd := devnull.Fd()
+
+	_, _, e := unix.RawSyscall(unix.SYS_GETPID, 0, 0, 0)
+	res["getpid"] = errnoName(rawErr(e))
+	_, err = devnull.Write([]byte("x"))
+	res["write"] = errnoName(err)
+	_, _, e = unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, uintptr(0xfffffffd) /* KEY_SPEC_SESSION_KEYRING */, 0)
+	res["keyctl"] = errnoName(rawErr(e))
+	res["unshare-user"] = errnoName(unix.Unshare(unix.CLONE_NEWUSER))
+	cmd := exec.Command("/bin/true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
+	res["clone-user"] = errnoName(cmd.Run())
+	_, _, e = unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+	res["clone3"] = errnoName(rawErr(e))
+	c := byte('x')
+	for name, req := range map[string]uint64{"tiocsti": unix.TIOCSTI, "tiocsti-high": 1<<32 | unix.TIOCSTI, "tioclinux": unix.TIOCLINUX} {
+		_, _, e = unix.Syscall(unix.SYS_IOCTL, fd, uintptr(req), uintptr(unsafe.Pointer(&c)))
+		res[name] = errnoName(rawErr(e))
+	}
+	dir, err := os.MkdirTemp("", "mnt")
+	if err == nil {
+		err = unix.Mount("none", dir, "tmpfs", 0, "")
+		if err == nil {
+			unix.Unmount(dir, unix.MNT_DETACH)
+		}
+		os.Remove(dir)
+	}
+	res["mount"] = errnoName(err)
+	_, _, e = unix.Syscall6(unix.SYS_REBOOT, 0, 0, 0, 0, 0, 0) // wrong magic: EINVAL unless denied
+	res["reboot"] = errnoName(rawErr(e))
+	_, _, e = unix.Syscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
+	res["personality-query"] = errnoName(rawErr(e))
+	_, _, e = unix.Syscall(unix.SYS_PERSONALITY, 0x0040000 /* ADDR_NO_RANDOMIZE */, 0, 0)
+	res["personality-set"] = errnoName(rawErr(e))
+
+	// The Go runtime keeps working: threads, GC, timers, fork+exec.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			b := make([][]byte, 0, 64)
+			for range 64 {
+				b = append(b, make([]byte, 64<<10))
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+			_ = b
+		})
+	}
+	wg.Wait()
+	res["runtime"] = "ok"
+	res["exec"] = errnoName(exec.Command("/bin/true").Run())
+
+	st, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		s := parseStatus(st)
+		res["status-seccomp"], res["status-nnp"] = s["Seccomp"], s["NoNewPrivs"]
+	}
+	// Every thread is filtered (TSYNC), not only this one.
+	tasks, _ := os.ReadDir("/proc/self/task")
+	unfiltered := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if err == nil && parseStatus(b)["Seccomp"] != res["status-seccomp"] {
+			unfiltered++
+		}
+	}
+	res["threads"] = strconv.Itoa(len(tasks))
+	res["threads-differing"] = strconv.Itoa(unfiltered)
+	return res
+}
+
+func parseStatus(b []byte) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// runChild runs task in a re-exec'd child in new user, mount and PID
+// namespaces, root inside, and returns its stdout.
+func runChild(t *testing.T, task childTask) ([]byte, error) {
+	t.Helper()
+	b, err := json.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	attr := &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	if task.SetUID != 0 {
+		// Only root can map a second id without newuidmap.
+		attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: task.SetUID, HostID: 100000 + task.SetUID, Size: 1})
+		attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: task.SetUID, HostID: 100000 + task.SetUID, Size: 1})
+	}
+	cmd.SysProcAttr = attr
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			skipWithoutUserns(t, err)
+		}
+		return out, fmt.Errorf("%w: %s", err, stderr.Bytes())
+	}
+	return out, nil
+}
+
+// skipWithoutUserns skips when the child could not be started because the
+// kernel does not allow unprivileged user namespaces.
+func skipWithoutUserns(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EINVAL) {
+		if b, _ := os.ReadFile("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); strings.TrimSpace(string(b)) == "1" {
+			t.Skipf("unprivileged user namespaces disabled (kernel.apparmor_restrict_unprivileged_userns=1): %v", err)
+		}
+		if b, _ := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); strings.TrimSpace(string(b)) == "0" {
+			t.Skipf("unprivileged user namespaces disabled (kernel.unprivileged_userns_clone=0): %v", err)
+		}
+		if b, _ := os.ReadFile("/proc/sys/user/max_user_namespaces"); strings.TrimSpace(string(b)) == "0" {
+			t.Skipf("user namespaces disabled (user.max_user_namespaces=0): %v", err)
+		}
+	}
+	t.Fatalf("start child in a user namespace: %v", err)
+}
+
+func runProbe(t *testing.T, task childTask) map[string]string {
+	t.Helper()
+	task.Mode = "probe"
+	out, err := runChild(t, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string]string{}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("child output %q: %v", out, err)
+	}
+	return res
+}
+
+func checkProbe(t *testing.T, res, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if res[k] != v {
+			t.Errorf("%s: got %s, want %s", k, res[k], v)
+		}
+	}
+}
+
+// TestSeccompProbes runs an attacker-shaped probe with and without the
+// default filter. The unfiltered run shows that each probe would succeed (or
+// fail differently) without the defence.
+func TestSeccompProbes(t *testing.T) {
+	common := map[string]string{
+		"getpid": "ok", "write": "ok", "personality-query": "ok", "runtime": "ok", "exec": "ok",
+	}
+	t.Run("unfiltered", func(t *testing.T) {
+		res := runProbe(t, childTask{})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{
+			"keyctl": "ok", "unshare-user": "EINVAL", "clone-user": "ok", "clone3": "EINVAL",
+			"tiocsti": "ENOTTY", "tiocsti-high": "ENOTTY", "tioclinux": "ENOTTY",
+			"mount": "ok", "reboot": "EINVAL", "personality-set": "ok", "status-seccomp": "0",
+		})
+	})
+	t.Run("default", func(t *testing.T) {
+		// The child keeps all capabilities of its user namespace, so
+		// every EPERM here comes from the filter.
+		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true}, FilterOnly: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{
+			"keyctl": "EPERM", "unshare-user": "EPERM", "clone-user": "EPERM", "clone3": "ENOSYS",
+			"tiocsti": "EPERM", "tiocsti-high": "EPERM", "tioclinux": "EPERM",
+			"mount": "EPERM", "reboot": "EPERM", "personality-set": "EPERM",
+			"status-seccomp": "2", "status-nnp": "1", "threads-differing": "0",
+		})
+		if n, _ := strconv.Atoi(res["threads"]); n < 2 {
+			t.Errorf("only %d threads: TSYNC not exercised", n)
+		}
+	})
+	t.Run("sys_admin", func(t *testing.T) {
+		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true, CapAdd: []string{"SYS_ADMIN"}}, FilterOnly: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{
+			"mount": "ok", "unshare-user": "EPERM", "clone-user": "EPERM", "clone3": "ENOSYS",
+			"tiocsti": "EPERM", "keyctl": "EPERM",
+		})
+	})
+	t.Run("init-sequence", func(t *testing.T) {
+		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true}, Prepare: true, Finalize: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{
+			"keyctl": "EPERM", "unshare-user": "EPERM", "clone-user": "EPERM", "clone3": "ENOSYS",
+			"tiocsti": "EPERM", "tiocsti-high": "EPERM", "tioclinux": "EPERM",
+			"mount": "EPERM", "reboot": "EPERM", "personality-set": "EPERM",
+			"status-seccomp": "2", "status-nnp": "1", "threads-differing": "0",
+		})
+	})
+	t.Run("no-new-privileges=false", func(t *testing.T) {
+		res := runProbe(t, childTask{Config: Config{NoNewPrivs: false}, Prepare: true, Finalize: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{"tiocsti": "EPERM", "status-seccomp": "2", "status-nnp": "0", "threads-differing": "0"})
+	})
+	t.Run("unconfined", func(t *testing.T) {
+		cfg := Config{NoNewPrivs: true, Seccomp: SeccompUnconfined, CapAdd: []string{"SYS_ADMIN"}}
+		res := runProbe(t, childTask{Config: cfg, Prepare: true, Finalize: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{"mount": "ok", "personality-set": "ok", "status-seccomp": "0", "status-nnp": "1", "keyctl": "ok"})
+	})
+}
+
+func TestX32Killed(t *testing.T) {
+	if x32Bit == 0 {
+		t.Skip("no x32 ABI on " + runtime.GOARCH)
+	}
+	_, err := runChild(t, childTask{Mode: "x32", Config: Config{NoNewPrivs: true}, Finalize: true})
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("x32 getpid: got %v, want death by SIGSYS", err)
+	}
+	if ws := ee.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != unix.SIGSYS {
+		t.Fatalf("x32 getpid: got %v, want death by SIGSYS", err)
+	}
+}
+
+// TestCapabilitySets execs /bin/cat /proc/self/status after the init
+// sequence and checks the payload's sets.
+func TestCapabilitySets(t *testing.T) {
+	last := lastCap()
+	mask := func(caps ...int) uint64 {
+		var m uint64
+		for _, c := range caps {
+			if c <= last {
+				m |= 1 << c
+			}
+		}
+		return m
+	}
+	all := make([]int, last+1)
+	for i := range all {
+		all[i] = i
+	}
+	def := mask(defaultCaps...)
+	tests := []struct {
+		name   string
+		cfg    Config
+		setuid int
+		bnd    uint64
+		eff    uint64
+		nnp    string
+	}{
+		{"default", Config{NoNewPrivs: true}, 0, def, def, "1"},
+		{"add NET_ADMIN", Config{NoNewPrivs: true, CapAdd: []string{"NET_ADMIN"}}, 0, def | mask(unix.CAP_NET_ADMIN), def | mask(unix.CAP_NET_ADMIN), "1"},
+		{"drop SETUID SETGID", Config{NoNewPrivs: true, CapDrop: []string{"SETUID", "cap_setgid"}}, 0, def &^ mask(unix.CAP_SETUID, unix.CAP_SETGID), def &^ mask(unix.CAP_SETUID, unix.CAP_SETGID), "1"},
+		{"drop ALL add CHOWN", Config{NoNewPrivs: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CHOWN"}}, 0, mask(unix.CAP_CHOWN), mask(unix.CAP_CHOWN), "1"},
+		{"add ALL", Config{NoNewPrivs: true, CapAdd: []string{"ALL"}}, 0, mask(all...), mask(all...), "1"},
+		{"no-new-privileges=false", Config{}, 0, def, def, "0"},
+		{"non-root payload", Config{NoNewPrivs: true}, 1000, def, 0, "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.setuid != 0 && os.Getuid() != 0 {
+				t.Skip("mapping a second uid needs root (or newuidmap)")
+			}
+			out, err := runChild(t, childTask{Mode: "status", Config: tt.cfg, Prepare: true, Finalize: true, SetUID: tt.setuid})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := parseStatus(out)
+			for _, f := range []struct {
+				key  string
+				want uint64
+			}{{"CapBnd", tt.bnd}, {"CapPrm", tt.eff}, {"CapEff", tt.eff}, {"CapInh", 0}, {"CapAmb", 0}} {
+				got, err := strconv.ParseUint(st[f.key], 16, 64)
+				if err != nil || got != f.want {
+					t.Errorf("%s = %s, want %016x", f.key, st[f.key], f.want)
+				}
+			}
+			if st["NoNewPrivs"] != tt.nnp || st["Seccomp"] != "2" {
+				t.Errorf("NoNewPrivs %s Seccomp %s, want %s and 2", st["NoNewPrivs"], st["Seccomp"], tt.nnp)
+			}
+		})
+	}
+}

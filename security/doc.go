@@ -1,0 +1,26 @@
+// Package security owns what the payload is allowed to do once it runs:
+// its capability sets, no_new_privs, its session keyring and its seccomp
+// filter.
+//
+// The parent validates the user's --cap-add, --cap-drop and --security-opt
+// values with [ParseConfig], which also reads a seccomp profile file (init
+// cannot see host files). Init, strictly in sequence and on one locked OS
+// thread, calls [PrepareCaps] before it changes its uid and [Finalize] as the
+// very last step before execve.
+//
+// The default seccomp profile is docker's, taken as Go data from
+// github.com/moby/profiles/seccomp with its capability- and kernel-gated rules
+// resolved against the container's capability set, plus rules docker does not
+// have: the TIOCSTI and TIOCLINUX ioctls and nested user namespaces are denied
+// (clone and unshare with CLONE_NEWUSER fail with EPERM, clone3 with ENOSYS so
+// that libc falls back to clone). Profiles are compiled to classic BPF in this
+// process, without libseccomp: an architecture check (only the native one;
+// i386 and x32 system calls kill the process), a binary search over the
+// syscall number, and the profile's argument conditions with 64-bit compares
+// (32-bit ones for the deny rules on int arguments, which the kernel
+// truncates). Numbers beyond the newest syscall this package knows return
+// ENOSYS, as runc does, so that libc falls back to older calls.
+//
+// This package does not create namespaces, mount anything or start
+// processes; it only changes the calling process.
+package security

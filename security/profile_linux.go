@@ -1,0 +1,209 @@
+package security
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// SeccompUnconfined is the --security-opt seccomp= value that turns seccomp off.
+const SeccompUnconfined = "unconfined"
+
+// filter is a compiled seccomp program and the flags to load it with.
+type filter struct {
+	prog  []unix.SockFilter
+	flags uintptr // SECCOMP_FILTER_FLAG_*, TSYNC included
+}
+
+// buildFilter compiles the profile c asks for against the capability set
+// caps. It returns a nil filter for seccomp=unconfined.
+func buildFilter(c Config, caps []int) (*filter, error) {
+	if c.Seccomp == SeccompUnconfined {
+		return nil, nil
+	}
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: capNamesOf(caps)}}}
+	var (
+		prof   *specs.LinuxSeccomp
+		err    error
+		extras []rule
+		what   = "default seccomp profile"
+	)
+	if c.Seccomp == "" {
+		prof, err = seccomp.GetDefaultProfile(rs)
+		extras = hardeningRules()
+	} else {
+		what = "seccomp profile " + c.Seccomp
+		prof, err = loadProfile(c.SeccompJSON, rs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	p, flags, err := resolve(prof)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	p.rules = append(p.rules, extras...) // order between precedence levels does not matter
+	prog, err := compile(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return &filter{prog: prog, flags: flags | unix.SECCOMP_FILTER_FLAG_TSYNC}, nil
+}
+
+// loadProfile decodes a docker-format JSON profile and resolves its
+// includes and excludes as docker does.
+func loadProfile(b []byte, rs *specs.Spec) (*specs.LinuxSeccomp, error) {
+	var probe seccomp.Seccomp
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("decode json: %w", err)
+	}
+	if probe.DefaultAction == "" {
+		return nil, errors.New(`no "defaultAction" (use --security-opt seccomp=unconfined to run without seccomp)`)
+	}
+	return seccomp.LoadProfile(string(b), rs)
+}
+
+// hardeningRules are the rules rabbitc adds to docker's default profile.
+// They are more restrictive than its allow rules for the same syscalls, so
+// they win whatever the capability set enables.
+func hardeningRules() []rule {
+	newUser := cond{arg: 0, op: opMaskedEQ, value: unix.CLONE_NEWUSER, value2: unix.CLONE_NEWUSER, low32: true}
+	clone, _ := syscallNumber("clone")
+	unshare, _ := syscallNumber("unshare")
+	clone3, _ := syscallNumber("clone3")
+	ioctl, _ := syscallNumber("ioctl")
+	return []rule{
+		// Typing into the terminal (CVE-2017-5226) and the console ioctls.
+		{nr: ioctl, act: retEPERM, conds: []cond{{arg: 1, op: opEQ, value: unix.TIOCSTI, low32: true}}},
+		{nr: ioctl, act: retEPERM, conds: []cond{{arg: 1, op: opEQ, value: unix.TIOCLINUX, low32: true}}},
+		// Nested user namespaces. clone3 passes its flags in memory the
+		// filter cannot read: ENOSYS makes libc fall back to clone.
+		{nr: clone, act: retEPERM, conds: []cond{newUser}},
+		{nr: unshare, act: retEPERM, conds: []cond{newUser}},
+		{nr: clone3, act: retENOSYS},
+	}
+}
+
+// resolve turns a runtime-spec profile into a policy for this architecture,
+// with runc's semantics: names this build does not know are skipped, and a
+// rule that compares one argument more than once becomes one rule per
+// comparison.
+func resolve(prof *specs.LinuxSeccomp) (policy, uintptr, error) {
+	p := policy{arch: nativeArch, maxNr: maxSyscall(), x32Bit: x32Bit}
+	if prof == nil {
+		return p, 0, errors.New(`no "defaultAction" (use --security-opt seccomp=unconfined to run without seccomp)`)
+	}
+	var err error
+	if p.defaultAct, err = action(prof.DefaultAction, prof.DefaultErrnoRet); err != nil {
+		return p, 0, fmt.Errorf("defaultAction: %w", err)
+	}
+	n := 0
+	for _, sc := range prof.Syscalls {
+		n += len(sc.Names)
+	}
+	p.rules = make([]rule, 0, n+8)
+	var flags uintptr
+	for _, f := range prof.Flags {
+		switch f {
+		case specs.LinuxSeccompFlagLog:
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		default:
+			return p, 0, fmt.Errorf("flag %q is not supported (use SECCOMP_FILTER_FLAG_LOG or SECCOMP_FILTER_FLAG_SPEC_ALLOW)", f)
+		}
+	}
+	for i, sc := range prof.Syscalls {
+		act, err := action(sc.Action, sc.ErrnoRet)
+		if err != nil {
+			return p, 0, fmt.Errorf("syscalls[%d] %v: %w", i, sc.Names, err)
+		}
+		conds, perIndex, err := conditions(sc.Args)
+		if err != nil {
+			return p, 0, fmt.Errorf("syscalls[%d] %v: %w", i, sc.Names, err)
+		}
+		for _, name := range sc.Names {
+			nr, ok := syscallNumber(name)
+			if !ok {
+				continue
+			}
+			if perIndex {
+				for _, c := range conds {
+					p.rules = append(p.rules, rule{nr: nr, act: act, conds: []cond{c}})
+				}
+				continue
+			}
+			p.rules = append(p.rules, rule{nr: nr, act: act, conds: conds})
+		}
+	}
+	return p, flags, nil
+}
+
+// conditions converts the argument comparisons of one rule. perIndex
+// reports that an argument is compared more than once, which runc (and so
+// docker) reads as "any of these".
+func conditions(args []specs.LinuxSeccompArg) (conds []cond, perIndex bool, err error) {
+	var seen [6]bool
+	for _, a := range args {
+		if a.Index > 5 {
+			return nil, false, fmt.Errorf("argument index %d out of range 0-5", a.Index)
+		}
+		op, ok := ops[a.Op]
+		if !ok {
+			return nil, false, fmt.Errorf("unknown operator %q", a.Op)
+		}
+		perIndex = perIndex || seen[a.Index]
+		seen[a.Index] = true
+		conds = append(conds, cond{arg: uint8(a.Index), op: op, value: a.Value, value2: a.ValueTwo})
+	}
+	return conds, perIndex, nil
+}
+
+var ops = map[specs.LinuxSeccompOperator]cmpOp{
+	specs.OpEqualTo:      opEQ,
+	specs.OpNotEqual:     opNE,
+	specs.OpLessThan:     opLT,
+	specs.OpLessEqual:    opLE,
+	specs.OpGreaterThan:  opGT,
+	specs.OpGreaterEqual: opGE,
+	specs.OpMaskedEqual:  opMaskedEQ,
+}
+
+// action converts a profile action. ERRNO defaults to EPERM; TRACE, which
+// needs a tracer rabbitc does not provide, returns its errno or ENOSYS, as
+// the kernel does for an untraced process.
+func action(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
+	errno := func(def unix.Errno) (uint32, error) {
+		e := uint(def)
+		if errnoRet != nil {
+			e = *errnoRet
+		}
+		if e > 4095 {
+			return 0, fmt.Errorf("errnoRet %d out of range 0-4095", e)
+		}
+		return unix.SECCOMP_RET_ERRNO | uint32(e), nil
+	}
+	switch a {
+	case specs.ActAllow:
+		return unix.SECCOMP_RET_ALLOW, nil
+	case specs.ActErrno:
+		return errno(unix.EPERM)
+	case specs.ActTrace:
+		return errno(unix.ENOSYS)
+	case specs.ActKill, specs.ActKillThread:
+		return unix.SECCOMP_RET_KILL_THREAD, nil
+	case specs.ActKillProcess:
+		return unix.SECCOMP_RET_KILL_PROCESS, nil
+	case specs.ActTrap:
+		return unix.SECCOMP_RET_TRAP, nil
+	case specs.ActLog:
+		return unix.SECCOMP_RET_LOG, nil
+	case specs.ActNotify:
+		return 0, errors.New("action SCMP_ACT_NOTIFY is not supported (rabbitc has no seccomp agent)")
+	}
+	return 0, fmt.Errorf("unknown action %q", a)
+}
