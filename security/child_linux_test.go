@@ -35,7 +35,7 @@ type childTask struct {
 	// FilterOnly sets no_new_privs and loads the filter without touching
 	// capabilities: every EPERM then comes from the filter.
 	FilterOnly bool
-	SetUID   int  // after PrepareCaps, setuid to this (0: stay root)
+	SetUID     int // after PrepareCaps, setuid to this (0: stay root)
 }
 
 func TestMain(m *testing.M) {
