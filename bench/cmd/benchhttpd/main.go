@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const reply = "Hello from rabbitc container"
+
+func main() {
+	addr := flag.String("addr", "0.0.0.0:80", "listen address, or auto for the first non-loopback IPv4 address on port 80")
+	waitFD := flag.Int("wait-fd", -1, "read one byte from this descriptor before listening")
+	flag.Parse()
+	if err := run(*addr, *waitFD); err != nil {
+		fmt.Fprintln(os.Stderr, "benchhttpd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, waitFD int) error {
+	if waitFD >= 0 {
+		f := os.NewFile(uintptr(waitFD), "wait-fd")
+		b := make([]byte, 1)
+		if _, err := f.Read(b); err != nil {
+			return fmt.Errorf("read wait-fd %d: %w", waitFD, err)
+		}
+		f.Close()
+	}
+	if addr == "auto" {
+		addr = autoAddr()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigs
+		os.Exit(0)
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, reply)
+	})
+	return http.Serve(ln, mux)
+}
+
+// autoAddr picks the address the seed's server picks: the last non-loopback
+// IPv4 address of the interfaces, port 80, or 127.0.0.1:80 when there is none.
+func autoAddr() string {
+	ip := "127.0.0.1"
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ip + ":80"
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP.String()
+		}
+	}
+	return net.JoinHostPort(ip, "80")
+}

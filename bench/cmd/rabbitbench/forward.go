@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// payload is what runs in every forwarding container: an iperf3 server on
+// 5201 and the HTTP server on 80.
+const payload = "/usr/bin/iperf3 -s -p 5201 & exec /bin/httpd"
+
+// payloadComms are the processes of the container's payload, which are not
+// counted as the runtime's own.
+var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true}
+
+// fwdPeer is one long-running container with both ports published.
+type fwdPeer struct {
+	name                string
+	iperfPort, httpPort int
+	cmd                 *exec.Cmd
+	exited              chan error
+	stderr              bytes.Buffer
+	// forwarders are the processes whose CPU is charged to forwarding.
+	forwarders func() ([]int, error)
+	// helpers are all the runtime's own processes (for memory and CPU).
+	helpers func() ([]int, error)
+	stop    func()
+	skipped string
+}
+
+func forwarding(e *env, res *results) {
+	peers := []*fwdPeer{
+		e.directPeer(),
+		e.rabbitcPeer(),
+		e.rootlesskitPeer("RootlessKit builtin", "builtin"),
+		e.rootlesskitPeer("RootlessKit slirp4netns", "slirp4netns"),
+		e.podmanPeer(),
+		e.pastaPeer(),
+	}
+	var live []*fwdPeer
+	for _, p := range peers {
+		if p.skipped == "" {
+			if err := p.waitReady(); err != nil {
+				p.skipped = oneLine(err.Error())
+				p.stop()
+			}
+		}
+		if p.skipped != "" {
+			e.logf("forwarding: %s: cannot run here: %s", p.name, p.skipped)
+			continue
+		}
+		e.logf("forwarding: %s up (iperf3 on 127.0.0.1:%d, http on 127.0.0.1:%d)", p.name, p.iperfPort, p.httpPort)
+		live = append(live, p)
+	}
+	defer func() {
+		for _, p := range live {
+			p.stop()
+		}
+	}()
+	e.memory(res, "memory: idle, after one request (RSS of the runtime's processes)", peers)
+
+	type load struct {
+		group string
+		run   func(p *fwdPeer) ([]measure, error)
+	}
+	var loads []load
+	for _, dir := range []struct {
+		name string
+		rev  bool
+	}{{"host→container", false}, {"container→host", true}} {
+		for _, streams := range []int{1, 4} {
+			group := fmt.Sprintf("iperf3 %s, %d stream(s)", dir.name, streams)
+			rev, n := dir.rev, streams
+			loads = append(loads, load{group, func(p *fwdPeer) ([]measure, error) { return e.iperf(p, n, rev) }})
+		}
+	}
+	for _, w := range []struct {
+		group        string
+		threads, con int
+		close        bool
+	}{
+		{"HTTP keep-alive, 1 connection", 1, 1, false},
+		{"HTTP keep-alive, 32 connections", 2, 32, false},
+		{"HTTP new connection per request (Connection: close), 32 clients", 2, 32, true},
+	} {
+		w := w
+		loads = append(loads, load{w.group, func(p *fwdPeer) ([]measure, error) { return e.wrk(p, w.threads, w.con, w.close) }})
+	}
+	for _, l := range loads {
+		var cs []*contender
+		for _, p := range peers {
+			p, l := p, l
+			cs = append(cs, &contender{name: p.name, skipped: p.skipped, run: func(int) ([]measure, error) { return l.run(p) }})
+		}
+		alternate(res, l.group, e.loadRounds, cs, e.logf)
+	}
+	e.memory(res, "memory: after the load (RSS of the runtime's processes)", peers)
+}
+
+// memory records the summed VmRSS of each peer's own processes.
+func (e *env) memory(res *results, group string, peers []*fwdPeer) {
+	for _, p := range peers {
+		if p.skipped != "" {
+			if p.name != "direct loopback" {
+				res.skip(group, p.name, p.skipped)
+			}
+			continue
+		}
+		if p.helpers == nil {
+			continue
+		}
+		pids, err := p.helpers()
+		if err != nil {
+			res.note(group, p.name, "not measured: "+oneLine(err.Error()))
+			continue
+		}
+		total, names := 0, []string{}
+		for _, pid := range pids {
+			kb, err := rssKiB(pid)
+			if err != nil {
+				continue
+			}
+			total += kb
+			st, _ := readStat(pid)
+			names = append(names, fmt.Sprintf("%s %d KiB", st.comm, kb))
+		}
+		res.get(group, "RSS", "MiB", p.name, false).vals = []float64{float64(total) / 1024}
+		res.note(group, p.name, strings.Join(names, ", "))
+	}
+}
+
+func (p *fwdPeer) waitReady() error {
+	if err := firstByte(p.httpPort, time.Now().Add(60*time.Second), p.exited); err != nil {
+		return fmt.Errorf("%w: %s", err, oneLine(p.stderr.String()))
+	}
+	return nil
+}
+
+// startPeer starts argv as a long-running contender.
+func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer {
+	p := &fwdPeer{name: name, exited: make(chan error, 1)}
+	p.iperfPort, p.httpPort = e.port(), e.port()
+	for i, a := range argv {
+		argv[i] = strings.NewReplacer("IPERF", strconv.Itoa(p.iperfPort), "HTTP", strconv.Itoa(p.httpPort)).Replace(a)
+	}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdout = e.logFile
+	p.cmd.Stderr = &p.stderr
+	p.cmd.Env = append(os.Environ(), extraEnv...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	p.stop = func() {}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		p.skipped = fmt.Sprintf("%s not found in $PATH", argv[0])
+		return p
+	}
+	if err := p.cmd.Start(); err != nil {
+		p.skipped = err.Error()
+		return p
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	p.stop = func() { stopCmd(p.cmd, p.exited, 10*time.Second) }
+	top := p.cmd.Process.Pid
+	p.helpers = func() ([]int, error) {
+		var pids []int
+		for _, s := range descendants(top) {
+			if !payloadComms[s.comm] {
+				pids = append(pids, s.pid)
+			}
+		}
+		return pids, nil
+	}
+	p.forwarders = func() ([]int, error) {
+		pid, err := listenerPID(p.iperfPort)
+		return []int{pid}, err
+	}
+	return p
+}
+
+func (e *env) directPeer() *fwdPeer {
+	p := e.startPeer("direct loopback", []string{"sh", "-c",
+		"iperf3 -s -B 127.0.0.1 -p IPERF & exec " + e.httpd + " -addr 127.0.0.1:HTTP"})
+	p.helpers = nil
+	p.forwarders = func() ([]int, error) { return nil, nil }
+	return p
+}
+
+func (e *env) rabbitcPeer() *fwdPeer {
+	return e.startPeer(rabbitcName, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
+		"-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
+}
+
+func (e *env) rootlesskitPeer(name, driver string) *fwdPeer {
+	return e.startPeer(name, []string{"rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback",
+		"--port-driver=" + driver, "-p", "127.0.0.1:IPERF:5201/tcp", "-p", "127.0.0.1:HTTP:80/tcp",
+		"chroot", e.rootfs, "/bin/sh", "-c", payload})
+}
+
+func (e *env) pastaPeer() *fwdPeer {
+	return e.startPeer("pasta", []string{"pasta", "--config-net", "--foreground", "--quiet",
+		"-t", "127.0.0.1/IPERF:5201", "-t", "127.0.0.1/HTTP:80", "-u", "none", "-T", "none", "-U", "none",
+		"--", "chroot", e.rootfs, "/bin/sh", "-c", payload})
+}
+
+// podmanPeer runs a detached podman container; its helpers (conmon,
+// slirp4netns, rootlessport and its child, the pause process) are found
+// through podman inspect and the listener.
+func (e *env) podmanPeer() *fwdPeer {
+	p := &fwdPeer{name: "podman (rootlessport)", exited: make(chan error, 1), stop: func() {}}
+	if _, err := exec.LookPath("podman"); err != nil {
+		p.skipped = "podman not found in $PATH"
+		return p
+	}
+	p.iperfPort, p.httpPort = e.port(), e.port()
+	name := fmt.Sprintf("rabbitbench-%d", os.Getpid())
+	out, err := exec.Command("podman", "run", "-d", "--name", name, "--network", "slirp4netns",
+		"-p", fmt.Sprintf("127.0.0.1:%d:5201", p.iperfPort), "-p", fmt.Sprintf("127.0.0.1:%d:80", p.httpPort),
+		"--rootfs", e.podmanRootfs, "/bin/sh", "-c", payload).CombinedOutput()
+	if err != nil {
+		p.skipped = fmt.Sprintf("podman run: %v: %s", err, oneLine(string(out)))
+		exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
+		return p
+	}
+	p.stop = func() { exec.Command("podman", "rm", "-f", "-t", "0", name).Run() }
+	p.forwarders = func() ([]int, error) {
+		pid, err := listenerPID(p.iperfPort)
+		return []int{pid}, err
+	}
+	p.helpers = func() ([]int, error) {
+		out, err := exec.Command("podman", "inspect", "-f", "{{.State.ConmonPid}} {{.NetworkSettings.SandboxKey}}", name).Output()
+		if err != nil {
+			return nil, fmt.Errorf("podman inspect %s: %w", name, err)
+		}
+		f := strings.Fields(string(out))
+		if len(f) != 2 {
+			return nil, fmt.Errorf("podman inspect %s: %q", name, out)
+		}
+		conmon, _ := strconv.Atoi(f[0])
+		pids := []int{conmon}
+		fw, err := listenerPID(p.iperfPort)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range descendants(fw) {
+			pids = append(pids, s.pid)
+		}
+		for _, s := range allProcs() {
+			if s.comm == "slirp4netns" && strings.Contains(cmdline(s.pid), f[1]) {
+				pids = append(pids, s.pid)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "libpod", "tmp", "pause.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return pids, nil
+	}
+	return p
+}
+
+// cpuDuring runs load and returns the CPU seconds that the peer's
+// forwarders and all its helpers spent meanwhile.
+func cpuDuring(p *fwdPeer, load func() error) (fwd, all float64, err error) {
+	var fpids, hpids []int
+	if p.forwarders != nil {
+		if fpids, err = p.forwarders(); err != nil {
+			return 0, 0, err
+		}
+	}
+	if p.helpers != nil {
+		if hpids, err = p.helpers(); err != nil {
+			return 0, 0, err
+		}
+	}
+	f0, h0 := cpuSeconds(fpids), cpuSeconds(hpids)
+	if err := load(); err != nil {
+		return 0, 0, err
+	}
+	return cpuSeconds(fpids) - f0, cpuSeconds(hpids) - h0, nil
+}
+
+func (e *env) iperf(p *fwdPeer, streams int, reverse bool) ([]measure, error) {
+	args := []string{"-c", "127.0.0.1", "-p", strconv.Itoa(p.iperfPort), "-t", strconv.Itoa(e.loadSecs),
+		"-P", strconv.Itoa(streams), "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	var out []byte
+	fwd, all, err := cpuDuring(p, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+20)*time.Second)
+		defer cancel()
+		var err error
+		out, err = exec.CommandContext(ctx, "iperf3", args...).Output()
+		if err != nil {
+			return fmt.Errorf("iperf3 %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("parse iperf3 json: %w", err)
+	}
+	if r.Error != "" {
+		return nil, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	gb := r.End.SumReceived.Bytes / 1e9
+	if gb <= 0 {
+		return nil, fmt.Errorf("iperf3 moved no bytes")
+	}
+	ms := []measure{{metric: "throughput", unit: "Gbit/s", higher: true, value: r.End.SumReceived.BitsPerSecond / 1e9}}
+	if p.forwarders != nil && p.name != "direct loopback" {
+		ms = append(ms,
+			measure{metric: "forwarder CPU per GB", unit: "s/GB", value: fwd / gb},
+			measure{metric: "all helpers' CPU per GB", unit: "s/GB", value: all / gb})
+	}
+	return ms, nil
+}
+
+var (
+	wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkPct  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkErrs = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func (e *env) wrk(p *fwdPeer, threads, conns int, closeEach bool) ([]measure, error) {
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", e.loadSecs),
+		"--timeout", "2s", "--latency"}
+	if closeEach {
+		args = append(args, "-H", "Connection: close")
+	}
+	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/", p.httpPort))
+	var out []byte
+	_, all, err := cpuDuring(p, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+20)*time.Second)
+		defer cancel()
+		var err error
+		out, err = exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("wrk %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := wrkRate.FindSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("parse wrk output: no Requests/sec: %s", oneLine(string(out)))
+	}
+	rate, _ := strconv.ParseFloat(string(m[1]), 64)
+	if rate == 0 {
+		return nil, fmt.Errorf("wrk: no request completed: %s", oneLine(string(out)))
+	}
+	ms := []measure{{metric: "requests per second", unit: "req/s", higher: true, value: rate}}
+	for _, pm := range wrkPct.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(pm[2]), 64)
+		switch string(pm[3]) {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		ms = append(ms, measure{metric: "p" + string(pm[1]) + " latency", unit: "ms", value: v})
+	}
+	var nerr float64
+	if em := wrkErrs.FindSubmatch(out); em != nil {
+		for _, x := range em[1:] {
+			v, _ := strconv.ParseFloat(string(x), 64)
+			nerr += v
+		}
+	}
+	ms = append(ms, measure{metric: "socket errors", unit: "count", value: nerr})
+	if p.helpers != nil {
+		ms = append(ms, measure{metric: "all helpers' CPU per 1000 requests", unit: "ms", value: all * 1000 / (rate * float64(e.loadSecs)) * 1000})
+	}
+	return ms, nil
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// bar is one target from issue 4: rabbitc's median over the peer's median
+// for metric in group must be at most (or at least) limit.
+type bar struct {
+	text          string
+	group, metric string
+	peer          string
+	atMost        bool
+	limit         float64
+}
+
+func bars() []bar {
+	var bs []bar
+	nonet := "start, no network: start to exit of /bin/true"
+	fb := "start, slirp4netns + 1 publish: start to first HTTP byte"
+	bs = append(bs,
+		bar{"start, no network ≤ 1.0× crun rootless", nonet, "start to exit", "crun rootless", true, 1.0},
+		bar{"start, no network ≤ 2.0× newuidmap floor", nonet, "start to exit", "floor 2: unshare newuidmap + chroot", true, 2.0},
+		bar{"start to first byte ≤ 0.5× RootlessKit+runc", fb, "start to first byte", "RootlessKit builtin + runc", true, 0.5},
+		bar{"start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25},
+		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},
+	)
+	rk := "RootlessKit builtin"
+	for _, dir := range []string{"host→container", "container→host"} {
+		for _, n := range []int{1, 4} {
+			g := fmt.Sprintf("iperf3 %s, %d stream(s)", dir, n)
+			bs = append(bs,
+				bar{fmt.Sprintf("throughput %s %d stream(s) ≥ 1.0× RootlessKit builtin", dir, n), g, "throughput", rk, false, 1.0},
+				bar{fmt.Sprintf("forwarder CPU/GB %s %d stream(s) ≤ 0.6× RootlessKit builtin", dir, n), g, "forwarder CPU per GB", rk, true, 0.6},
+			)
+		}
+	}
+	for _, c := range []string{"1 connection", "32 connections"} {
+		g := "HTTP keep-alive, " + c
+		bs = append(bs,
+			bar{"requests/s over " + c + " ≥ 1.0× RootlessKit builtin", g, "requests per second", rk, false, 1.0},
+			bar{"p99 over " + c + " ≤ 1.2× RootlessKit builtin", g, "p99 latency", rk, true, 1.2},
+		)
+	}
+	bs = append(bs,
+		bar{"new-connection rate ≥ 1.2× RootlessKit builtin", "HTTP new connection per request (Connection: close), 32 clients", "requests per second", rk, false, 1.2},
+		bar{"idle memory ≤ 0.7× RootlessKit (parent+child+slirp4netns)", "memory: idle, after one request (RSS of the runtime's processes)", "RSS", rk, true, 0.7},
+	)
+	return bs
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case math.Abs(v) >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.1f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+// row is one line of the table.
+type row struct {
+	group, metric, unit, peer string
+	median, min, max          float64
+	n                         int
+	ratio                     float64 // rabbitc ÷ peer, NaN for rabbitc itself
+	note                      string
+}
+
+func rows(res *results) []row {
+	var out []row
+	seen := map[[2]string]bool{}
+	for _, s := range res.order {
+		r := row{group: s.group, metric: s.metric, unit: s.unit, peer: s.peer,
+			median: s.median(), min: s.min(), max: s.max(), n: len(s.vals), ratio: math.NaN()}
+		if s.peer != rabbitcName {
+			if v, ok := res.ratio(s.group, s.metric, s.peer); ok {
+				r.ratio = v
+			}
+		}
+		out = append(out, r)
+		seen[[2]string{s.group, s.peer}] = true
+	}
+	for _, n := range res.notes {
+		if !seen[[2]string{n.group, n.peer}] && strings.HasPrefix(n.text, "not run") {
+			out = append(out, row{group: n.group, peer: n.peer, median: math.NaN(), min: math.NaN(),
+				max: math.NaN(), ratio: math.NaN(), note: n.text})
+			seen[[2]string{n.group, n.peer}] = true
+		}
+	}
+	// Keep groups together, in the order they ran; within a group, metrics
+	// in order, rabbitc first.
+	gi, mi := map[string]int{}, map[[2]string]int{}
+	for _, r := range out {
+		if _, ok := gi[r.group]; !ok {
+			gi[r.group] = len(gi)
+		}
+		if _, ok := mi[[2]string{r.group, r.metric}]; !ok {
+			mi[[2]string{r.group, r.metric}] = len(mi)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if gi[a.group] != gi[b.group] {
+			return gi[a.group] < gi[b.group]
+		}
+		if a.metric == "" || b.metric == "" {
+			return b.metric == "" && a.metric != ""
+		}
+		if mi[[2]string{a.group, a.metric}] != mi[[2]string{b.group, b.metric}] {
+			return mi[[2]string{a.group, a.metric}] < mi[[2]string{b.group, b.metric}]
+		}
+		return a.peer == rabbitcName && b.peer != rabbitcName
+	})
+	// Other notes (failed rounds, process lists) go on the first row of
+	// their peer in their group.
+	done := map[[2]string]bool{}
+	for i := range out {
+		k := [2]string{out[i].group, out[i].peer}
+		if out[i].metric == "" || done[k] {
+			continue
+		}
+		done[k] = true
+		var texts []string
+		for _, n := range res.notes {
+			if n.group == k[0] && n.peer == k[1] && !strings.HasPrefix(n.text, "not run") {
+				texts = append(texts, n.text)
+			}
+		}
+		out[i].note = strings.Join(texts, "; ")
+	}
+	return out
+}
+
+type barResult struct {
+	bar
+	ratio  float64
+	status string
+}
+
+func evalBars(res *results) []barResult {
+	var out []barResult
+	for _, b := range bars() {
+		r, ok := res.ratio(b.group, b.metric, b.peer)
+		br := barResult{bar: b, ratio: r}
+		switch {
+		case !ok:
+			br.status = "n/a"
+			for _, n := range res.notes {
+				if n.group == b.group && (n.peer == b.peer || n.peer == rabbitcName) && strings.HasPrefix(n.text, "not run") {
+					br.status = "n/a: " + n.peer + " " + n.text
+				}
+			}
+		case b.atMost && r <= b.limit, !b.atMost && r >= b.limit:
+			br.status = "met"
+		default:
+			br.status = "MISSED"
+		}
+		out = append(out, br)
+	}
+	return out
+}
+
+func machineInfo(e *env) []string {
+	ver := func(argv ...string) string {
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			return "not installed"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cpus := runtime.NumCPU()
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mode := fmt.Sprintf("%d alternating rounds per start-up measurement, %d per load of %ds", e.rounds, e.loadRounds, e.loadSecs)
+	if e.quick {
+		mode += " (BENCH_QUICK=1: a quick development run, not the reference table)"
+	}
+	return []string{
+		"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		fmt.Sprintf("machine: Linux %s, %d CPUs (%s)", strings.TrimSpace(string(kernel)), cpus, model),
+		"rabbitc: " + ver(e.rabbitc, "--version"),
+		"peers: " + strings.Join([]string{
+			ver("unshare", "--version"), ver("bwrap", "--version"), ver("crun", "--version"),
+			ver("runc", "--version"), ver("rootlesskit", "--version"), ver("podman", "--version"),
+			ver("slirp4netns", "--version"), "pasta (passt) " + pkgVersion("passt"),
+			ver("iperf3", "--version"), ver("wrk", "--version"),
+		}, "; "),
+		"method: " + mode,
+		os.Getenv("RABBITC_BENCH_NOTE"),
+	}
+}
+
+func pkgVersion(pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil {
+		return "(version unknown)"
+	}
+	return string(out)
+}
+
+func report(e *env, res *results, dir, stem string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rs := rows(res)
+	bs := evalBars(res)
+	info := machineInfo(e)
+	writeText(os.Stdout, rs, bs, e, info)
+	f, err := os.Create(filepath.Join(dir, stem+".md"))
+	if err != nil {
+		return err
+	}
+	writeMarkdown(f, rs, bs, e, info)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	f, err = os.Create(filepath.Join(dir, stem+".csv"))
+	if err != nil {
+		return err
+	}
+	writeCSV(f, rs)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return writeChart(filepath.Join(dir, stem+".png"), res)
+}
+
+func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
+	fmt.Fprintln(w)
+	for _, l := range info {
+		if l != "" {
+			fmt.Fprintln(w, l)
+		}
+	}
+	group := ""
+	for _, r := range rs {
+		if r.group != group {
+			group = r.group
+			fmt.Fprintf(w, "\n== %s\n", group)
+			fmt.Fprintf(w, "  %-36s %-38s %10s %10s %10s %4s %12s\n", "metric", "peer", "median", "min", "max", "n", "rabbitc/peer")
+		}
+		if r.metric == "" {
+			fmt.Fprintf(w, "  %-36s %-38s %s\n", "", r.peer, r.note)
+			continue
+		}
+		ratio := ""
+		if !math.IsNaN(r.ratio) {
+			ratio = fmt.Sprintf("%.2f×", r.ratio)
+		}
+		fmt.Fprintf(w, "  %-36s %-38s %10s %10s %10s %4d %12s\n", r.metric+" ("+r.unit+")", r.peer,
+			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio)
+	}
+	writeTraceText(w, e)
+	fmt.Fprintf(w, "\n== bars (issue 4)\n")
+	for _, b := range bs {
+		fmt.Fprintf(w, "  %-7s %-70s %s\n", b.status, b.text, ratioText(b.ratio))
+	}
+}
+
+func ratioText(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func writeTraceText(w io.Writer, e *env) {
+	for _, g := range sortedKeys(e.traces) {
+		t := e.traces[g]
+		fmt.Fprintf(w, "\n== rabbitc stages (RABBITC_TRACE=1), %s, %d runs\n", g, t.runs)
+		prev := 0.0
+		for _, st := range t.stages {
+			m := quantile(t.us[st], 0.5)
+			fmt.Fprintf(w, "  %-36s at %9.0f µs   +%8.0f µs\n", st, m, m-prev)
+			prev = m
+		}
+	}
+}
+
+func sortedKeys(m map[string]*traceTable) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
+	fmt.Fprintln(w, "<!-- written by bench/cmd/rabbitbench; do not edit -->")
+	for _, l := range info {
+		if l != "" {
+			fmt.Fprintf(w, "- %s\n", mdEscape(l))
+		}
+	}
+	fmt.Fprintln(w, "\n### Bars (issue 4): rabbitc's median ÷ the peer's median")
+	fmt.Fprintln(w, "\n| bar | ratio | status |\n|---|---:|---|")
+	for _, b := range bs {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", mdEscape(b.text), ratioText(b.ratio), mdEscape(b.status))
+	}
+	group := ""
+	for _, r := range rs {
+		if r.group != group {
+			group = r.group
+			fmt.Fprintf(w, "\n### %s\n\n", mdEscape(group))
+			fmt.Fprintln(w, "| metric | peer | median | min | max | n | rabbitc ÷ peer | note |\n|---|---|---:|---:|---:|---:|---:|---|")
+		}
+		if r.metric == "" {
+			fmt.Fprintf(w, "| | %s | | | | | | %s |\n", mdEscape(r.peer), mdEscape(r.note))
+			continue
+		}
+		peer := mdEscape(r.peer)
+		if r.peer == rabbitcName {
+			peer = "**rabbitc**"
+		}
+		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %d | %s | %s |\n", mdEscape(r.metric), r.unit, peer,
+			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratioText(r.ratio), mdEscape(r.note))
+	}
+	for _, g := range sortedKeys(e.traces) {
+		t := e.traces[g]
+		fmt.Fprintf(w, "\n### rabbitc stages (RABBITC_TRACE=1): %s, median of %d runs\n\n", mdEscape(g), t.runs)
+		fmt.Fprintln(w, "| stage | µs since start | µs since previous stage |\n|---|---:|---:|")
+		prev := 0.0
+		for _, st := range t.stages {
+			m := quantile(t.us[st], 0.5)
+			fmt.Fprintf(w, "| %s | %.0f | %.0f |\n", mdEscape(st), m, m-prev)
+			prev = m
+		}
+	}
+}
+
+func writeCSV(w io.Writer, rs []row) {
+	c := csv.NewWriter(w)
+	c.Write([]string{"group", "metric", "unit", "peer", "median", "min", "max", "n", "rabbitc_over_peer", "note"})
+	f := func(v float64) string {
+		if math.IsNaN(v) {
+			return ""
+		}
+		return fmt.Sprintf("%g", v)
+	}
+	for _, r := range rs {
+		c.Write([]string{r.group, r.metric, r.unit, r.peer, f(r.median), f(r.min), f(r.max),
+			fmt.Sprint(r.n), f(r.ratio), r.note})
+	}
+	c.Flush()
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# bench/run.sh: `make bench`. Measures rabbitc beside its peers in one run and
+# writes bench/results/latest.{md,csv,png} (quick.* with BENCH_QUICK=1).
+#
+# As root it installs missing peers from Debian's packages, builds everything,
+# and runs the measurements as the unprivileged RABBITC_BENCH_USER (default
+# rabbit). As any other user it runs as that user and reports missing peers.
+#
+# Environment:
+#   BENCH_QUICK=1        3 rounds and short loads, for development
+#   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
+#   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
+#   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
+#   BENCH_ONLY=start,firstbyte,forward   phases to run (default all)
+#   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
+#   BENCH_KEEP=1         keep the scratch directory
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static)
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+# user_stage runs as the unprivileged user, inside the bench's mount
+# namespace when run as root: it runs rabbitbench with a private podman
+# home and runtime directory, then stops podman's pause process.
+user_stage() {
+	local work=$1
+	export PATH=$PATH:/usr/sbin:/sbin
+	export HOME=$work/home XDG_RUNTIME_DIR=$work/xdg XDG_DATA_HOME=$work/home/data XDG_CONFIG_HOME=$work/home/config
+	mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
+	mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
+	local args=(-rabbitc "$work/bin/rabbitc" -httpd "$work/bin/httpd" -rootfs "$work/rootfs"
+		-podman-rootfs "$work/rootfs-podman" -work "$work/scratch" -out "$work/results"
+		-only "${BENCH_ONLY:-start,firstbyte,forward}")
+	if [ "${BENCH_QUICK:-0}" = 1 ]; then
+		args+=(-quick -rounds "${BENCH_ROUNDS:-3}" -load-rounds "${BENCH_LOAD_ROUNDS:-3}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
+	else
+		args+=(-rounds "${BENCH_ROUNDS:-20}" -load-rounds "${BENCH_LOAD_ROUNDS:-20}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
+	fi
+	local rc=0
+	"$work/bin/rabbitbench" "${args[@]}" || rc=$?
+	# podman's rootless pause process holds its user namespace; we started it.
+	if [ -s "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid" ]; then
+		kill "$(cat "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid")" 2>/dev/null || true
+	fi
+	if [ "$(id -u)" != 0 ] && command -v podman >/dev/null; then
+		# Files podman wrote belong to subordinate ids: remove them inside its namespace.
+		podman unshare rm -rf "$XDG_DATA_HOME/containers" 2>/dev/null || true
+	fi
+	return $rc
+}
+
+# ns_stage runs as root in a private mount namespace. crun refuses cgroup v2
+# controllers in hybrid mode ("cgroups in hybrid mode not supported"), so when
+# the host is hybrid, /sys/fs/cgroup/unified is hidden under an empty tmpfs
+# in this namespace only. Nobody in the benchmark uses cgroups.
+ns_stage() {
+	local work=$1 user=$2
+	if [ "${BENCH_HYBRID:-0}" = 1 ]; then
+		mount -t tmpfs -o ro,size=4k,mode=0555 rabbitc-bench /sys/fs/cgroup/unified
+	fi
+	mount --make-rshared /
+	exec setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
+		env -i PATH="$PATH" USER="$user" LOGNAME="$user" LANG="${LANG:-C.UTF-8}" \
+		BENCH_QUICK="${BENCH_QUICK:-0}" BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_LOAD_ROUNDS="${BENCH_LOAD_ROUNDS:-}" \
+		BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-}" BENCH_ONLY="${BENCH_ONLY:-}" \
+		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" \
+		bash "$here/run.sh" --user-stage "$work"
+}
+
+case "${1:-}" in
+--user-stage) user_stage "$2"; exit ;;
+--ns-stage) ns_stage "$2" "$3"; exit ;;
+esac
+
+# Peers: install what is missing as root, report it otherwise.
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		log "installing ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	else
+		log "missing packages: ${missing[*]} (install them as root; those peers are reported as not run)"
+	fi
+fi
+
+user=$(id -un)
+if [ "$(id -u)" = 0 ]; then
+	user=${RABBITC_BENCH_USER:-rabbit}
+	id "$user" >/dev/null 2>&1 || die "user $user not found (create it: useradd -m $user, and give it ranges in /etc/subuid and /etc/subgid, or set RABBITC_BENCH_USER)"
+fi
+grep -q "^$user:" /etc/subuid 2>/dev/null || log "no /etc/subuid range for $user: runtimes that use newuidmap will fail (add \"$user:100000:65536\" to /etc/subuid and /etc/subgid)"
+
+GO=$(command -v go || echo /usr/local/go/bin/go)
+work=$(mktemp -d /tmp/rabbitc-bench.XXXXXX)
+chmod 0755 "$work"
+cleanup() {
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		log "kept $work"
+	elif [ "$(id -u)" = 0 ]; then
+		rm -rf "$work"
+	else
+		rm -rf "$work" 2>/dev/null || log "could not remove all of $work"
+	fi
+}
+trap cleanup EXIT
+
+log "building rabbitc and the bench tools in $work"
+mkdir -p "$work/bin"
+cd "$repo"
+if ! out=$("$GO" build -o "$work/bin/rabbitc" ./cmd/rabbitc 2>&1); then
+	# Measure the peers anyway: rabbitc's rows then say why it did not run.
+	log "go build ./cmd/rabbitc failed: $out"
+	printf '#!/bin/sh\necho "rabbitc: go build ./cmd/rabbitc failed: %s" >&2\nexit 125\n' \
+		"$(echo "$out" | head -1 | tr -d "\"'\\\\%")" >"$work/bin/rabbitc"
+	chmod 0755 "$work/bin/rabbitc"
+fi
+CGO_ENABLED=0 "$GO" build -o "$work/bin/httpd" ./bench/cmd/benchhttpd
+"$GO" build -o "$work/bin/rabbitbench" ./bench/cmd/rabbitbench
+
+# The bench rootfs: static busybox, our static HTTP server, and iperf3 with
+# the shared libraries it needs (from ldd).
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,dev,proc,sys,etc,tmp,root,usr/bin}
+chmod 1777 "$rootfs/tmp"
+busybox=$(command -v busybox || echo /bin/busybox)
+cp "$busybox" "$rootfs/bin/busybox"
+for a in $("$rootfs/bin/busybox" --list); do
+	[ -e "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"
+done
+cp "$work/bin/httpd" "$rootfs/bin/httpd"
+if command -v iperf3 >/dev/null; then
+	cp "$(command -v iperf3)" "$rootfs/usr/bin/iperf3"
+	for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
+		mkdir -p "$rootfs$(dirname "$lib")"
+		cp -L "$lib" "$rootfs$lib"
+	done
+fi
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+# podman writes mount points into the rootfs it runs: give it its own copy.
+cp -a "$rootfs" "$work/rootfs-podman"
+mkdir -p "$work/results"
+
+if [ "$(id -u)" = 0 ]; then
+	chown -R "$user:$(id -g "$user")" "$work"
+	export BENCH_HYBRID=0
+	if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = tmpfs ] &&
+		[ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] &&
+		[ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+		BENCH_HYBRID=1
+		export RABBITC_BENCH_NOTE="cgroups: this host is hybrid (v1 + v2 with $(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers)on v2), which crun refuses; the bench hid /sys/fs/cgroup/unified in its own mount namespace, so every runtime ran without cgroups"
+	fi
+	log "running as $user"
+	rc=0
+	unshare --mount --propagation private bash "$here/run.sh" --ns-stage "$work" "$user" || rc=$?
+else
+	rc=0
+	user_stage "$work" || rc=$?
+fi
+mkdir -p "$here/results"
+cp "$work"/results/* "$here/results/" 2>/dev/null || true
+log "results in $here/results/"
+exit $rc
