@@ -32,6 +32,7 @@ type opts struct {
 	timeout    time.Duration // default 30 s
 	asRoot     bool          // when the tests run as root: run rabbitc as root, not as the test user
 	bin        string        // another rabbitc binary
+	dir        string        // rabbitc's working directory on the host
 }
 
 // result is what one rabbitc run did.
@@ -193,6 +194,7 @@ type proc struct {
 	timeout  time.Duration
 	started  time.Time
 	checked  bool
+	pty      *pty
 }
 
 // The registry of running processes that we started. Our children that are
@@ -283,7 +285,7 @@ func start(t *testing.T, o opts, args ...string) *proc {
 	requireSetup(t)
 	c := ctxOf(t)
 	p := &proc{args: args, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{}),
-		timeout: o.timeout, ports: publishedPorts(args)}
+		timeout: o.timeout, ports: publishedPorts(args), pty: o.pty}
 	if p.timeout == 0 {
 		p.timeout = 30 * time.Second
 	}
@@ -325,6 +327,7 @@ func start(t *testing.T, o opts, args ...string) *proc {
 	}
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.ExtraFiles = o.extraFiles
+	cmd.Dir = o.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if o.pty != nil {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = o.pty.slave, o.pty.slave, o.pty.slave
@@ -436,8 +439,13 @@ func (p *proc) wait(t *testing.T) result {
 	select {
 	case <-p.done:
 	case <-time.After(time.Until(p.started.Add(p.timeout))):
-		t.Errorf("rabbitc did not exit within %v; killing it\n  args: %s\n  processes: %s\n  stdout: %q\n  stderr: %q",
-			p.timeout, shellJoin(p.args), describeTree(p.pid()), clip(p.stdout.String()), clip(p.stderr.String()))
+		out := p.stdout.String()
+		if p.pty != nil {
+			out = "[terminal] " + p.pty.out.String()
+		}
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", p.pid()))
+		t.Errorf("rabbitc did not exit within %v; killing it\n  args: %s\n  rabbitc waits in %s; processes below it: %s\n  stdout: %q\n  stderr: %q",
+			p.timeout, shellJoin(p.args), wchan, describeTree(p.pid()), clip(out), clip(p.stderr.String()))
 		syscall.Kill(p.pid(), syscall.SIGKILL)
 		select {
 		case <-p.done:

@@ -177,6 +177,27 @@ func TestStdinEOFWithInteractive(t *testing.T) {
 	}
 }
 
+// With -i, rabbitc ends when the payload ends even if its own stdin stays
+// open (a terminal, or a pipe whose writer is still there), like docker.
+func TestInteractiveStdinStillOpen(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	defer pr.Close()
+	pw.Write([]byte("line\n"))
+	t0 := time.Now()
+	r := runOpt(t, opts{stdin: pr, timeout: 15 * time.Second}, rcNoNet("-i", sh("read l; echo got-$l"))...)
+	wantCode(t, r, 0)
+	if r.out() != "got-line" {
+		t.Errorf("stdout %q, want got-line:\n%s", r.out(), r)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("rabbitc took %v to exit after the payload, waiting for its stdin", d)
+	}
+}
+
 // Signals received by rabbitc reach the payload (PID 1 with a handler).
 func TestSignalsForwarded(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,

@@ -182,3 +182,20 @@ func TestTTYInteractiveEOF(t *testing.T) {
 		t.Errorf("cat did not see the end of input:\n%q", tty.out.String())
 	}
 }
+
+// -i without -t on a terminal: the payload reads the terminal's input, and
+// rabbitc ends with the payload although the terminal never sends EOF.
+func TestInteractiveOnTerminalWithoutTTY(t *testing.T) {
+	tty := newPty(t, 24, 80)
+	o := opts{pty: tty, timeout: 15 * time.Second}
+	p := start(t, o, rcNoNet("-i", sh("echo ready; read l; echo got-$l"))...)
+	tty.waitFor(t, "ready", 10*time.Second)
+	tty.write(t, "line\n")
+	tty.waitFor(t, "got-line", 5*time.Second)
+	t0 := time.Now()
+	r := p.wait(t)
+	wantCode(t, r, 0)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("rabbitc took %v to exit after the payload", d)
+	}
+}

@@ -4,7 +4,7 @@
 //
 //	probe status              capabilities, no_new_privs, seccomp, session, tty
 //	probe seccomp             system calls the default profile denies
-//	probe tiocsti TEXT        push TEXT into the input queue of fd 0's terminal
+//	probe tiocsti TEXT        push TEXT and a newline into the input queue of fd 0's terminal
 //	probe keyring             the session keyring's serial
 //	probe exewrite            open every /proc/*/exe for writing, write if it opens
 //	probe dial ADDR           TCP connect (3 s timeout) and print the first line read
@@ -39,7 +39,7 @@ func main() {
 	case "seccomp":
 		seccomp()
 	case "tiocsti":
-		tiocsti(strings.Join(args, " "))
+		tiocsti(strings.Join(args, " ") + "\n")
 	case "keyring":
 		keyring()
 	case "exewrite":
