@@ -33,8 +33,8 @@ const securityOptForms = "use seccomp=unconfined, seccomp=FILE.json, no-new-priv
 
 // ParseConfig validates --cap-add, --cap-drop and --security-opt values and
 // reads the seccomp profile file, if one is given. It runs in the parent and
-// compiles the seccomp filter once, so that a bad profile fails here with
-// one line rather than in init.
+// compiles a profile file once, so that a bad one fails here with one line
+// rather than in init (the default profile is checked by the tests).
 func ParseConfig(capAdd, capDrop, securityOpts []string) (Config, error) {
 	c := Config{
 		CapAdd:     append([]string(nil), capAdd...),
@@ -54,9 +54,9 @@ func ParseConfig(capAdd, capDrop, securityOpts []string) (Config, error) {
 		if c.SeccompJSON, err = readProfile(c.Seccomp); err != nil {
 			return Config{}, err
 		}
-	}
-	if _, err := buildFilter(c, caps); err != nil {
-		return Config{}, err
+		if _, err := buildFilter(c, caps); err != nil {
+			return Config{}, err
+		}
 	}
 	return c, nil
 }
