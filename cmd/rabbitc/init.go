@@ -14,6 +14,7 @@ import (
 
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/rootfs"
+	"github.com/rabbitc/rabbitc/security"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -64,6 +65,9 @@ func containerMain(ch *userns.Channel) int {
 	if err != nil {
 		return fail(err, 0)
 	}
+	if err := security.PrepareCaps(s.Security); err != nil {
+		return fail(err, 0)
+	}
 	if err := cred.apply(); err != nil {
 		return fail(err, 0)
 	}
@@ -90,6 +94,10 @@ func containerMain(ch *userns.Channel) int {
 		if err := netns.CheckTap(); err != nil {
 			return fail(err, 0)
 		}
+	}
+	// Last: keyring, capabilities, no_new_privs, seccomp.
+	if err := security.Finalize(s.Security); err != nil {
+		return fail(err, 0)
 	}
 	err = unix.Exec(path, s.Args, env)
 	code = 126
@@ -150,10 +158,11 @@ type credential struct {
 func (c *credential) apply() error {
 	if c.uid == 0 && c.gid == 0 && len(c.groups) == 0 {
 		// Drop supplementary groups where setgroups is allowed (full map).
-		unix.Setgroups(nil)
+		syscall.Setgroups(nil)
 		return nil
 	}
-	if err := unix.Setgroups(c.groups); err != nil && !errors.Is(err, unix.EPERM) {
+	// syscall's Setgroups, unlike x/sys/unix's, changes every thread.
+	if err := syscall.Setgroups(c.groups); err != nil && !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("setgroups: %w", err)
 	}
 	if err := unix.Setgid(c.gid); err != nil {

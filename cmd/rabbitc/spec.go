@@ -13,6 +13,7 @@ import (
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/portfwd"
 	"github.com/rabbitc/rabbitc/rootfs"
+	"github.com/rabbitc/rabbitc/security"
 )
 
 // spec is everything the stages need, built from the flags by newSpec. It
@@ -30,6 +31,7 @@ type spec struct {
 	Rootfs   rootfs.Config
 	Net      netns.Config
 	Publish  []portfwd.Spec
+	Security security.Config
 }
 
 // runOptions are the flags of `rabbitc run` (and of the bare seed form).
@@ -49,6 +51,9 @@ type runOptions struct {
 	mtu         int
 	hostLoop    bool
 	stopTimeout int
+	capAdd      []string
+	capDrop     []string
+	securityOpt []string
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -135,6 +140,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		s.Hostname = s.ID[:12]
 	}
 	if err := checkHostname(s.Hostname); err != nil {
+		return nil, err
+	}
+	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, o.securityOpt); err != nil {
 		return nil, err
 	}
 	s.Tty = o.tty
