@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/rabbitc/rabbitc/netns"
@@ -34,6 +35,31 @@ func initMain(stage string) int {
 // port forwarder from inside the network namespace, and exits with init's
 // status. It lives outside the container's PID namespace.
 func sandboxMain(ch *userns.Channel) int {
+	// The parent's death arrives as SIGTERM (Pdeathsig), in either half:
+	// take the container down and remove its state, which the parent can no
+	// longer do. Other signals are the parent's to forward, not ours.
+	stateDir := os.Getenv(envStateDir)
+	var initProc atomic.Pointer[userns.Process]
+	parentGone := func() {
+		if p := initProc.Load(); p != nil {
+			p.Signal(syscall.SIGKILL)
+			<-p.Done()
+		}
+		if stateDir != "" {
+			os.RemoveAll(stateDir)
+		}
+		os.Exit(137)
+	}
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, forwarded...)
+	go func() {
+		for sig := range sigc {
+			if sig == syscall.SIGTERM {
+				parentGone()
+			}
+		}
+	}()
+
 	hasCaps, err := userns.HasCaps()
 	if err != nil {
 		ch.SendError("sandbox", err, 0)
@@ -47,26 +73,9 @@ func sandboxMain(ch *userns.Channel) int {
 		return 125
 	}
 	userns.ReexecDone()
-	stateDir := os.Getenv(envStateDir)
 	ppid, _ := strconv.Atoi(os.Getenv(envPpid))
 	os.Unsetenv(envStateDir)
 	os.Unsetenv(envPpid)
-
-	// The parent's death arrives as SIGTERM: take the container down and
-	// remove its state, which the parent can no longer do.
-	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, forwarded...)
-	var initProc *userns.Process
-	parentGone := func() {
-		if initProc != nil {
-			initProc.Signal(syscall.SIGKILL)
-			<-initProc.Done()
-		}
-		if stateDir != "" {
-			os.RemoveAll(stateDir)
-		}
-		os.Exit(137)
-	}
 	if err := userns.SetPdeathsig(syscall.SIGTERM, ppid); err != nil {
 		parentGone()
 	}
@@ -95,14 +104,15 @@ func sandboxMain(ch *userns.Channel) int {
 		flags |= syscall.CLONE_NEWCGROUP
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
-	initProc, err = userns.Start(cmd, syscall.SIGKILL)
+	p, err := userns.Start(cmd, syscall.SIGKILL)
 	if err != nil {
 		ch.SendError("sandbox", userns.CloneError(err), 0)
 		return 125
 	}
-	if err := ch.SendInitStarted(initProc.Pid()); err != nil {
-		initProc.Signal(syscall.SIGKILL)
-		<-initProc.Done()
+	initProc.Store(p)
+	if err := ch.SendInitStarted(p.Pid()); err != nil {
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
 		return 125
 	}
 	ch.Close() // from here on init alone holds the child end
@@ -112,15 +122,6 @@ func sandboxMain(ch *userns.Channel) int {
 		defer cancel()
 		go portfwd.ServeChild(ctx, os.NewFile(userns.PortFD, "portfwd"))
 	}
-	for {
-		select {
-		case <-initProc.Done():
-			return initProc.ExitCode()
-		case sig := <-sigc:
-			if sig == syscall.SIGTERM {
-				parentGone()
-			}
-			// Other signals are the parent's to forward.
-		}
-	}
+	<-p.Done()
+	return p.ExitCode()
 }
