@@ -21,6 +21,13 @@
 // truncates). Numbers beyond the newest syscall this package knows return
 // ENOSYS, as runc does, so that libc falls back to older calls.
 //
+// A profile file (--security-opt seccomp=FILE.json) is docker's format and
+// is used as written, with runc's reading of it (unknown syscall names are
+// skipped; an argument compared twice in one rule means either value): the
+// rules rabbitc adds to the default profile are not added to it. ERRNO
+// defaults to EPERM, TRACE becomes ERRNO (ENOSYS unless errnoRet says
+// otherwise), NOTIFY is refused.
+//
 // This package does not create namespaces, mount anything or start
 // processes; it only changes the calling process.
 package security
