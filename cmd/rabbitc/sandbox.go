@@ -40,7 +40,9 @@ func sandboxMain(ch *userns.Channel) int {
 	// longer do. Other signals are the parent's to forward, not ours.
 	stateDir := os.Getenv(envStateDir)
 	var initProc atomic.Pointer[userns.Process]
+	var dying atomic.Bool
 	parentGone := func() {
+		dying.Store(true)
 		if p := initProc.Load(); p != nil {
 			p.Signal(syscall.SIGKILL)
 			<-p.Done()
@@ -123,5 +125,8 @@ func sandboxMain(ch *userns.Channel) int {
 		go portfwd.ServeChild(ctx, os.NewFile(userns.PortFD, "portfwd"))
 	}
 	<-p.Done()
+	if dying.Load() {
+		select {} // parentGone is cleaning up and exits
+	}
 	return p.ExitCode()
 }
