@@ -1,0 +1,54 @@
+# rabbitc: a rootless container runtime.
+#
+#   make demo         build rabbitc and a demo rootfs, serve the seed's HTTP server on 127.0.0.1:8080
+#   make test         unit tests, then the integration tests of the built binary
+#
+# Run as root, `make demo` and `make test` first install what is missing
+# (tests/setup.sh); run as a user, they print the one command to run instead.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin/rabbitc
+FUZZTIME ?= 10s
+
+.PHONY: all build demo test unit integration bench fuzz vet clean deps
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/rabbitc
+
+# Installs the Debian packages and the test user as root; checks as a user.
+deps:
+	@tests/setup.sh
+
+demo: deps build
+	@tests/demo.sh
+
+test: deps unit integration
+
+# Unit tests: every package except the integration tests in tests/.
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/tests')
+
+# Integration tests: build rabbitc once and run it as an unprivileged user.
+integration:
+	$(GO) test ./tests/ -v -count=1 -timeout 20m
+
+vet:
+	$(GO) vet ./...
+
+bench: build
+	bench/run.sh
+
+# Each fuzz target for $(FUZZTIME).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./... | grep -v '/tests'); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "$(GO) test -run='^$$' -fuzz='^$$f$$' -fuzztime=$(FUZZTIME) $$pkg"; \
+			$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf bin build
