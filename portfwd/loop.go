@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -201,7 +202,11 @@ func (lp *loop) add(h handle) int32 {
 	return slot
 }
 
-// drop frees a slot; events still queued for it no longer match its generation.
+// drop frees a slot; events still queued for it no longer match its
+// generation. Sockets are closed without EPOLL_CTL_DEL: closing removes them
+// from the epoll set, except in the short moment when the child still holds
+// its duplicate of a socket it dialed, and then the stale events that may
+// still come are dropped for their generation.
 func (lp *loop) drop(slot int32) {
 	h := &lp.handles[slot]
 	*h = handle{gen: h.gen + 1}
@@ -216,14 +221,6 @@ func (lp *loop) register(fd int, slot int32, events uint32) error {
 	return nil
 }
 
-// forget removes fd from the epoll set before it is closed. Closing alone is
-// not enough while another process (the child, before its close) still holds
-// a duplicate of the same socket.
-func (lp *loop) forget(fd int, slot int32) {
-	unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	lp.drop(slot)
-}
-
 // requeue gives slot another turn after the pending events.
 func (lp *loop) requeue(slot int32) {
 	if h := &lp.handles[slot]; !h.queued {
@@ -235,7 +232,7 @@ func (lp *loop) requeue(slot int32) {
 func (lp *loop) run() error {
 	defer lp.shutdown()
 	for !lp.l.stopped.Load() {
-		n, err := unix.EpollWait(lp.epfd, lp.events, lp.timeout())
+		n, err := lp.wait()
 		if err != nil && err != unix.EINTR {
 			return fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_wait", err))
 		}
@@ -251,6 +248,18 @@ func (lp *loop) run() error {
 		}
 	}
 	return nil
+}
+
+// wait waits for events. While sockets are busy, events are usually ready
+// already, and a non-blocking epoll_wait as a raw system call skips the
+// scheduler's bookkeeping for a call that may block.
+func (lp *loop) wait() (int, error) {
+	ev := unsafe.Pointer(&lp.events[0])
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(lp.epfd), uintptr(ev), uintptr(len(lp.events)), 0, 0, 0)
+	if errno == 0 && n > 0 {
+		return int(n), nil
+	}
+	return unix.EpollWait(lp.epfd, lp.events, lp.timeout())
 }
 
 // timeout is the epoll_wait timeout in milliseconds: 0 while something waits
@@ -452,15 +461,19 @@ func (lp *loop) readReplies() {
 		}
 		delete(lp.pending, rep.id)
 		lp.l.stats.pending.Add(-1)
-		if rep.msg == "" && fd < 0 {
-			rep.msg = "reply carried no socket"
-			if flags&unix.MSG_CTRUNC != 0 {
-				rep.msg = "socket dropped by the kernel: too many open files"
-			}
+		var derr error
+		switch {
+		case rep.msg != "":
+			derr = &childError{msg: rep.msg, errno: rep.errno}
+		case fd < 0 && flags&unix.MSG_CTRUNC != 0:
+			// The kernel could not install the descriptor.
+			derr = fmt.Errorf("receive the socket: %w", unix.EMFILE)
+		case fd < 0:
+			derr = errors.New("the reply carried no socket")
 		}
-		if rep.msg != "" {
+		if derr != nil {
 			closeFD(fd)
-			lp.dialFailed(pd, rep.msg)
+			lp.dialFailed(pd, derr)
 			continue
 		}
 		if pd.fl != nil {
@@ -469,6 +482,22 @@ func (lp *loop) readReplies() {
 			lp.startPair(pd.fd, fd)
 		}
 	}
+}
+
+// childError is a dial error as the child reported it.
+type childError struct {
+	msg   string
+	errno unix.Errno
+}
+
+func (e *childError) Error() string { return e.msg }
+
+// Unwrap returns the errno, so that errors.Is(err, syscall.ECONNREFUSED) works.
+func (e *childError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
 }
 
 // receivedFD returns the first descriptor in an SCM_RIGHTS message and closes
@@ -498,9 +527,9 @@ func receivedFD(oob []byte) int {
 	return fd
 }
 
-func (lp *loop) dialFailed(pd pendingDial, msg string) {
+func (lp *loop) dialFailed(pd pendingDial, err error) {
 	lp.l.stats.dialErrors.Add(1)
-	lp.report(fmt.Errorf("publish %s: dial %s in the container: %s", pd.ln.spec.published(), pd.ln.target, msg))
+	lp.report(fmt.Errorf("publish %s: dial %s in the container: %w", pd.ln.spec.published(), pd.ln.target, err))
 	if pd.fl != nil {
 		lp.closeFlow(pd.fl)
 		return

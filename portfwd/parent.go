@@ -112,10 +112,13 @@ func bindSocket(sp Spec) (int, error) {
 	}
 	if typ == unix.SOCK_STREAM {
 		// As Go does: a restarted rabbitc can bind the port at once even
-		// while old connections linger in TIME_WAIT.
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			unix.Close(fd)
-			return -1, opErr("setsockopt", err)
+		// while old connections linger in TIME_WAIT. TCP_NODELAY is
+		// inherited by the accepted sockets.
+		for _, opt := range [][2]int{{unix.SOL_SOCKET, unix.SO_REUSEADDR}, {unix.IPPROTO_TCP, unix.TCP_NODELAY}} {
+			if err := unix.SetsockoptInt(fd, opt[0], opt[1], 1); err != nil {
+				unix.Close(fd)
+				return -1, opErr("setsockopt", err)
+			}
 		}
 	}
 	if err := unix.Bind(fd, sa); err != nil {

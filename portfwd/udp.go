@@ -152,7 +152,7 @@ func (lp *loop) closeFlow(f *flow) {
 		delete(f.ln.flows, f.client)
 	}
 	if f.fd >= 0 {
-		lp.forget(f.fd, f.slot)
+		lp.drop(f.slot)
 		unix.Close(f.fd)
 		f.fd = -1
 	}
