@@ -132,10 +132,11 @@ mkdir -p "$rootfs"/{bin,dev,proc,sys,etc,tmp,root,usr/bin}
 chmod 1777 "$rootfs/tmp"
 busybox=$(command -v busybox || echo /bin/busybox)
 cp "$busybox" "$rootfs/bin/busybox"
-for a in $("$rootfs/bin/busybox" --list); do
-	[ -e "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"
-done
+# Our server first: busybox has an httpd applet too.
 cp "$work/bin/httpd" "$rootfs/bin/httpd"
+for a in $("$rootfs/bin/busybox" --list); do
+	[ -e "$rootfs/bin/$a" ] || [ -L "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"
+done
 if command -v iperf3 >/dev/null; then
 	cp "$(command -v iperf3)" "$rootfs/usr/bin/iperf3"
 	for lib in $(ldd "$(command -v iperf3)" | grep -o '/[^ ]*'); do
@@ -154,9 +155,9 @@ if [ "$(id -u)" = 0 ]; then
 	export BENCH_HYBRID=0
 	if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = tmpfs ] &&
 		[ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] &&
-		[ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+		[ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
 		BENCH_HYBRID=1
-		export RABBITC_BENCH_NOTE="cgroups: this host is hybrid (v1 + v2 with $(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers)on v2), which crun refuses; the bench hid /sys/fs/cgroup/unified in its own mount namespace, so every runtime ran without cgroups"
+		export RABBITC_BENCH_NOTE="cgroups: this host is hybrid (v1, and v2 with $(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers)on it), which crun refuses; the bench hid /sys/fs/cgroup/unified in its own mount namespace, so every runtime ran without cgroups"
 	fi
 	log "running as $user"
 	rc=0

@@ -29,6 +29,7 @@ type contender struct {
 // every measure into res under group. A warm-up round (not recorded) probes
 // each contender; one that fails it is reported as skipped with its error.
 func alternate(res *results, group string, rounds int, cs []*contender, logf func(string, ...any)) {
+	res.begin(group)
 	for _, c := range cs {
 		if c.skipped != "" {
 			continue

@@ -21,7 +21,7 @@ const payload = "/usr/bin/iperf3 -s -p 5201 & exec /bin/httpd"
 
 // payloadComms are the processes of the container's payload, which are not
 // counted as the runtime's own.
-var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true}
+var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true, "unshare": true}
 
 // fwdPeer is one long-running container with both ports published.
 type fwdPeer struct {
@@ -109,6 +109,7 @@ func forwarding(e *env, res *results) {
 
 // memory records the summed VmRSS of each peer's own processes.
 func (e *env) memory(res *results, group string, peers []*fwdPeer) {
+	res.begin(group)
 	for _, p := range peers {
 		if p.skipped != "" {
 			if p.name != "direct loopback" {
@@ -199,16 +200,24 @@ func (e *env) rabbitcPeer() *fwdPeer {
 		"-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
 }
 
+// chrootPayload runs the payload in the rootfs from a tool that gives no
+// mount namespace of its own (RootlessKit, pasta): a private mount namespace
+// with the host's /dev bound in, since iperf3 needs /dev/urandom.
+func (e *env) chrootPayload() []string {
+	return []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount --rbind /dev "$0/dev" && exec chroot "$0" /bin/sh -c "$1"`, e.rootfs, payload}
+}
+
 func (e *env) rootlesskitPeer(name, driver string) *fwdPeer {
-	return e.startPeer(name, []string{"rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback",
-		"--port-driver=" + driver, "-p", "127.0.0.1:IPERF:5201/tcp", "-p", "127.0.0.1:HTTP:80/tcp",
-		"chroot", e.rootfs, "/bin/sh", "-c", payload})
+	return e.startPeer(name, append([]string{"rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback",
+		"--port-driver=" + driver, "-p", "127.0.0.1:IPERF:5201/tcp", "-p", "127.0.0.1:HTTP:80/tcp"},
+		e.chrootPayload()...))
 }
 
 func (e *env) pastaPeer() *fwdPeer {
-	return e.startPeer("pasta", []string{"pasta", "--config-net", "--foreground", "--quiet",
+	return e.startPeer("pasta", append([]string{"pasta", "--config-net", "--foreground", "--quiet",
 		"-t", "127.0.0.1/IPERF:5201", "-t", "127.0.0.1/HTTP:80", "-u", "none", "-T", "none", "-U", "none",
-		"--", "chroot", e.rootfs, "/bin/sh", "-c", payload})
+		"--"}, e.chrootPayload()...))
 }
 
 // podmanPeer runs a detached podman container; its helpers (conmon,

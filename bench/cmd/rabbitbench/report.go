@@ -107,6 +107,9 @@ func rows(res *results) []row {
 	// Keep groups together, in the order they ran; within a group, metrics
 	// in order, rabbitc first.
 	gi, mi := map[string]int{}, map[[2]string]int{}
+	for _, g := range res.groups {
+		gi[g] = len(gi)
+	}
 	for _, r := range out {
 		if _, ok := gi[r.group]; !ok {
 			gi[r.group] = len(gi)
@@ -180,8 +183,8 @@ func evalBars(res *results) []barResult {
 func machineInfo(e *env) []string {
 	ver := func(argv ...string) string {
 		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-		if err != nil {
-			return "not installed"
+		if err != nil && len(out) == 0 {
+			return argv[0] + " not installed"
 		}
 		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	}
@@ -203,12 +206,12 @@ func machineInfo(e *env) []string {
 	return []string{
 		"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		fmt.Sprintf("machine: Linux %s, %d CPUs (%s)", strings.TrimSpace(string(kernel)), cpus, model),
-		"rabbitc: " + ver(e.rabbitc, "--version"),
+		"rabbitc: " + ver(e.rabbitc, "version"),
 		"peers: " + strings.Join([]string{
 			ver("unshare", "--version"), ver("bwrap", "--version"), ver("crun", "--version"),
 			ver("runc", "--version"), ver("rootlesskit", "--version"), ver("podman", "--version"),
 			ver("slirp4netns", "--version"), "pasta (passt) " + pkgVersion("passt"),
-			ver("iperf3", "--version"), ver("wrk", "--version"),
+			ver("iperf3", "--version"), ver("wrk", "-v"),
 		}, "; "),
 		"method: " + mode,
 		os.Getenv("RABBITC_BENCH_NOTE"),
@@ -278,7 +281,11 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 	writeTraceText(w, e)
 	fmt.Fprintf(w, "\n== bars (issue 4)\n")
 	for _, b := range bs {
-		fmt.Fprintf(w, "  %-7s %-70s %s\n", b.status, b.text, ratioText(b.ratio))
+		status, why, _ := strings.Cut(b.status, ": ")
+		fmt.Fprintf(w, "  %-7s %-72s %s\n", status, b.text, ratioText(b.ratio))
+		if why != "" {
+			fmt.Fprintf(w, "          (%s)\n", why)
+		}
 	}
 }
 

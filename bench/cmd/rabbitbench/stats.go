@@ -52,13 +52,24 @@ func quantile(vals []float64, q float64) float64 {
 
 // results keeps every series in the order it was first recorded.
 type results struct {
-	order []*series
-	index map[[3]string]*series
-	notes []note
+	order  []*series
+	index  map[[3]string]*series
+	notes  []note
+	groups []string // in the order they ran
 }
 
 func newResults() *results {
 	return &results{index: map[[3]string]*series{}}
+}
+
+// begin notes that group runs now, to keep the table in running order.
+func (r *results) begin(group string) {
+	for _, g := range r.groups {
+		if g == group {
+			return
+		}
+	}
+	r.groups = append(r.groups, group)
 }
 
 func (r *results) get(group, metric, unit, peer string, higher bool) *series {
