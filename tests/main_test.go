@@ -263,7 +263,7 @@ func buildRabbitc() error {
 		return err
 	}
 	env.bin = filepath.Join(env.base, "rabbitc")
-	cmd := exec.Command("go", "build", "-o", env.bin, "./cmd/rabbitc")
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", env.bin, "./cmd/rabbitc")
 	cmd.Dir = env.repo
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/rabbitc: %v\n%s", err, out)
@@ -331,7 +331,7 @@ func buildRootfs() error {
 	if err := os.WriteFile(filepath.Join(r, "bin/notexec"), []byte("#!/bin/sh\necho should not run\n"), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(r, "bin")+"/", "./tests/payloads/...")
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(r, "bin")+"/", "./tests/payloads/...")
 	cmd.Dir = env.repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -467,8 +467,9 @@ func TestPublishManyConnections(t *testing.T) {
 	t.Logf("descriptors of rabbitc's processes: %d before, %d after %d connections, %d after %d more",
 		beforeTotal, afterFirstTotal, conns+51, afterTotal, conns+51)
 	// A constant pool (a spare splice pipe, a lazily created poller) is
-	// flat; anything that grows with the number of connections is not.
-	if afterFirstTotal > beforeTotal+4 || afterTotal > afterFirstTotal {
+	// flat; anything that grows with the number of connections is not:
+	// after 2100 connections a leak of one descriptor in a hundred shows.
+	if afterFirstTotal > beforeTotal+4 || afterTotal > beforeTotal+4 {
 		t.Errorf("descriptors of rabbitc's processes are not flat: %d before, %d after %d connections, %d after %d more:\n before %v\n after  %v\n then   %v",
 			beforeTotal, afterFirstTotal, conns+51, afterTotal, conns+51, before, afterFirst, after)
 	}
