@@ -372,3 +372,32 @@ func TestReadOnlyRootfs(t *testing.T) {
 		t.Errorf("/ should be read-write without --read-only: %+v", m)
 	}
 }
+
+// Without ranges in /etc/subuid and /etc/subgid rabbitc maps only the user,
+// with one warning line that says how to get the ranges. The files are
+// hidden in a private mount namespace, which needs root to set up; rabbitc
+// itself still runs as the test user.
+func TestMissingSubIDRanges(t *testing.T) {
+	requireSetup(t)
+	if os.Geteuid() != 0 {
+		t.Skip("hiding /etc/subuid from newuidmap needs root; the tests do not run as root")
+	}
+	xdg := userDir(t, "xdg-subid", 0o700)
+	script := fmt.Sprintf(`mount --bind /dev/null /etc/subuid && mount --bind /dev/null /etc/subgid && `+
+		`exec setpriv --reuid %d --regid %d --init-groups env XDG_RUNTIME_DIR=%s HOME=%s `+
+		`%s run --rootfs %s --net none -- sh -c 'cat /proc/self/uid_map; echo --; cat /proc/self/gid_map'`,
+		env.user.uid, env.user.gid, xdg, env.user.home, env.bin, env.rootfs)
+	r := runOpt(t, opts{bin: "unshare", asRoot: true}, "--mount", "--propagation", "private", "sh", "-c", script)
+	wantCode(t, r, 0)
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 || lines[0] == "" || !strings.Contains(r.stderr, "subuid") || strings.Contains(r.stderr, "panic") {
+		t.Errorf("want exactly one warning line that names /etc/subuid:\n%s", r)
+	}
+	parts := strings.Split(r.stdout, "--\n")
+	if len(parts) != 2 || normMap(parts[0]) != fmt.Sprintf("0 %d 1", env.user.uid) || normMap(parts[1]) != fmt.Sprintf("0 %d 1", env.user.gid) {
+		t.Errorf("want single-id maps for uid %d and gid %d:\n%s", env.user.uid, env.user.gid, r)
+	}
+	if left := listTree(filepath.Join(xdg, "rabbitc")); len(left) > 0 {
+		t.Errorf("state left behind: %v", left)
+	}
+}

@@ -517,3 +517,40 @@ func TestSessionKeyring(t *testing.T) {
 		t.Errorf("keyctl under the default profile: %q, want EPERM", r.out())
 	}
 }
+
+// Point 3 (CVE-2025-31133 class): a rootfs whose /dev/null is a symlink to
+// a sensitive file, or a regular file, must not become the source of the
+// masks or of the container's /dev/null.
+func TestFakeDevNullInRootfs(t *testing.T) {
+	root := copyRootfs(t)
+	dev := filepath.Join(root, "dev")
+	for name, target := range map[string]string{"null": "/proc/sys/kernel/core_pattern", "zero": "/proc/sysrq-trigger", "full": "../etc/passwd"} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	userFile(t, filepath.Join(dev, "random"), "not random\n", 0o666)
+	var present []string
+	for _, p := range maskedPaths {
+		if fi, err := os.Lstat(p); err == nil && !fi.IsDir() {
+			present = append(present, p)
+		}
+	}
+	r := run(t, append([]string{"run", "--rootfs", root, "--net", "none", "--", "/bin/probe", "stat",
+		"/dev/null", "/dev/zero", "/dev/full", "/dev/random"}, present...)...)
+	if r.code == 125 {
+		wantRuntimeError(t, r)
+		return
+	}
+	wantCode(t, r, 0)
+	want := map[string]string{"/dev/null": "char 1:3", "/dev/zero": "char 1:5", "/dev/full": "char 1:7", "/dev/random": "char 1:8"}
+	for _, p := range present {
+		want[p] = "char 1:3"
+	}
+	for _, l := range strings.Split(r.out(), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		if w, ok := want[k]; ok && !strings.HasPrefix(v, w) {
+			t.Errorf("%s is %q inside, want the real %s", k, v, w)
+		}
+	}
+}
