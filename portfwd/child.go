@@ -12,12 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DialTimeout bounds each dial the child makes inside the container's
-// network namespace. A dial to a port nobody listens on fails at once
-// (connection refused); the timeout only matters for a container that drops
-// packets.
-var DialTimeout = 3 * time.Second
-
 // ServeChild answers dial requests from Serve until sock reaches EOF (the
 // parent is gone) or ctx is done. It is called by the sandbox, which lives in
 // the container's network namespace, so every socket it dials is a socket of
@@ -164,12 +158,16 @@ func (c *child) dial(req request) error {
 	return c.reply(reply{id: req.id}, fd)
 }
 
-// dialSlow waits up to DialTimeout for a connect in progress.
+// dialSlow waits up to the request's timeout for a connect in progress.
 func (c *child) dialSlow(req request, fd int) {
 	defer c.slow.Done()
 	defer unix.Close(fd)
 	var err error = unix.ETIMEDOUT
-	if c.waitFor(fd, unix.POLLOUT, int(DialTimeout/time.Millisecond)) {
+	timeout := req.timeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	if c.waitFor(fd, unix.POLLOUT, int(timeout/time.Millisecond)) {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 		if n, _ := unix.Poll(fds, 0); n > 0 {
 			err = connectResult(fd)

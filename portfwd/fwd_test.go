@@ -699,11 +699,7 @@ func TestDialTimeout(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	saved := DialTimeout
-	DialTimeout = 300 * time.Millisecond
-	defer func() { DialTimeout = saved }()
-
-	slow := startFwd(t, "tcp", "127.0.0.1", full)
+	slow := startFwd(t, "tcp", "127.0.0.1", full, func(l *Listeners) { l.DialTimeout = 300 * time.Millisecond })
 	start := time.Now()
 	c, err := net.Dial("tcp", slow.addr())
 	if err != nil {

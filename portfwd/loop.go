@@ -91,6 +91,7 @@ type loop struct {
 	wakefd int
 	sock   int // duplicate of the parent end of the socketpair
 	idle   time.Duration
+	dialTO time.Duration
 
 	handles []handle
 	free    []int32
@@ -128,6 +129,10 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 	}
 	if lp.idle <= 0 {
 		lp.idle = DefaultUDPIdleTimeout
+	}
+	lp.dialTO = l.DialTimeout
+	if lp.dialTO <= 0 {
+		lp.dialTO = DefaultDialTimeout
 	}
 	defer func() {
 		if err != nil {
@@ -385,7 +390,7 @@ func (lp *loop) dial(ln *listener, pd pendingDial) {
 	if ln.spec.Proto == "udp" {
 		proto = 'u'
 	}
-	req := request{proto: proto, port: ln.target.Port(), id: lp.nextID, addr: ln.target.Addr()}
+	req := request{proto: proto, port: ln.target.Port(), id: lp.nextID, addr: ln.target.Addr(), timeout: lp.dialTO}
 	lp.pending[req.id] = pd
 	lp.l.stats.pending.Add(1)
 	lp.send(req.marshal(lp.req[:]))

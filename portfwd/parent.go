@@ -25,6 +25,11 @@ type Listeners struct {
 	// without a datagram in either direction. Set it before Serve; zero
 	// means DefaultUDPIdleTimeout.
 	UDPIdleTimeout time.Duration
+	// DialTimeout bounds each dial the child makes in the container's
+	// network namespace. Set it before Serve; zero means DefaultDialTimeout.
+	// A dial to a port nobody listens on fails at once (connection refused);
+	// the timeout only matters for a container that drops packets.
+	DialTimeout time.Duration
 	// OnError, if set before Serve, receives the errors of single
 	// connections and flows (a failed dial, a failed accept). It is called
 	// from the forwarding goroutine and must not block. Errors that stop
@@ -46,6 +51,9 @@ type Listeners struct {
 // DefaultUDPIdleTimeout is the idle timeout of a UDP flow, as in conntrack's
 // default for unreplied UDP (30s) doubled for replied streams.
 const DefaultUDPIdleTimeout = 60 * time.Second
+
+// DefaultDialTimeout is the timeout of a dial in the container.
+const DefaultDialTimeout = 3 * time.Second
 
 // listener is one bound host socket.
 type listener struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,13 +18,14 @@ import (
 // descriptor. Requests carry an id, so any number of dials are in flight at
 // once and replies may come back in any order.
 //
-// request (parent -> child), 24 bytes:
+// request (parent -> child), 28 bytes:
 //
 //	[0]     version (wireVersion)
 //	[1]     protocol: 't' tcp or 'u' udp
 //	[2:4]   port, big endian
 //	[4:8]   id, big endian
 //	[8:24]  IPv6 or IPv4-mapped address
+//	[24:28] dial timeout in milliseconds, big endian
 //
 // reply (child -> parent), 8 bytes and an optional error text:
 //
@@ -34,7 +36,7 @@ import (
 //	[8:]    error text of a failed dial
 const (
 	wireVersion  = 1
-	requestSize  = 24
+	requestSize  = 28
 	replyHdrSize = 8
 	maxReplySize = 512
 	replyOK      = 0
@@ -42,10 +44,11 @@ const (
 )
 
 type request struct {
-	proto byte // 't' or 'u'
-	port  uint16
-	id    uint32
-	addr  netip.Addr
+	proto   byte // 't' or 'u'
+	port    uint16
+	id      uint32
+	addr    netip.Addr
+	timeout time.Duration // millisecond resolution
 }
 
 func (r request) marshal(b []byte) []byte {
@@ -56,6 +59,7 @@ func (r request) marshal(b []byte) []byte {
 	binary.BigEndian.PutUint32(b[4:8], r.id)
 	a16 := r.addr.As16()
 	copy(b[8:24], a16[:])
+	binary.BigEndian.PutUint32(b[24:28], uint32(r.timeout/time.Millisecond))
 	return b
 }
 
@@ -64,10 +68,11 @@ func unmarshalRequest(b []byte) (request, error) {
 		return request{}, fmt.Errorf("malformed dial request of %d bytes", len(b))
 	}
 	r := request{
-		proto: b[1],
-		port:  binary.BigEndian.Uint16(b[2:4]),
-		id:    binary.BigEndian.Uint32(b[4:8]),
-		addr:  netip.AddrFrom16([16]byte(b[8:24])).Unmap(),
+		proto:   b[1],
+		port:    binary.BigEndian.Uint16(b[2:4]),
+		id:      binary.BigEndian.Uint32(b[4:8]),
+		addr:    netip.AddrFrom16([16]byte(b[8:24])).Unmap(),
+		timeout: time.Duration(binary.BigEndian.Uint32(b[24:28])) * time.Millisecond,
 	}
 	if r.proto != 't' && r.proto != 'u' {
 		return request{}, fmt.Errorf("dial request with unknown protocol %q", r.proto)
