@@ -214,10 +214,17 @@ func (e *env) rootlesskitPeer(name, driver string) *fwdPeer {
 		e.chrootPayload()...))
 }
 
+// pastaPeer runs pasta, which forwards in its own process; it makes itself
+// undumpable, so its listener cannot be found through /proc/PID/fd.
 func (e *env) pastaPeer() *fwdPeer {
-	return e.startPeer("pasta", append([]string{"pasta", "--config-net", "--foreground", "--quiet",
+	p := e.startPeer("pasta", append([]string{"pasta", "--config-net", "--foreground", "--quiet",
 		"-t", "127.0.0.1/IPERF:5201", "-t", "127.0.0.1/HTTP:80", "-u", "none", "-T", "none", "-U", "none",
 		"--"}, e.chrootPayload()...))
+	if p.cmd.Process != nil {
+		top := p.cmd.Process.Pid
+		p.forwarders = func() ([]int, error) { return []int{top}, nil }
+	}
+	return p
 }
 
 // podmanPeer runs a detached podman container; its helpers (conmon,

@@ -129,7 +129,11 @@ func listenerPID(port int) (int, error) {
 		}
 		for _, fd := range fds {
 			if l, _ := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name())); l == want {
-				return pid, nil
+				// A payload that inherited the listener is not the forwarder.
+				if st, err := readStat(pid); err == nil && !payloadComms[st.comm] {
+					return pid, nil
+				}
+				break
 			}
 		}
 	}
