@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -701,5 +702,49 @@ func TestTenOnSamePort(t *testing.T) {
 	}
 	if ok != 1 {
 		t.Errorf("%d of 10 containers ran, want exactly 1", ok)
+	}
+}
+
+// slirp4netns missing from $PATH: one line naming it, exit 125.
+func TestSlirpMissing(t *testing.T) {
+	requireNet(t)
+	dir := userDir(t, "path-without-slirp", 0o755)
+	for _, tool := range []string{"newuidmap", "newgidmap"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runOpt(t, opts{path: dir}, rc("--", "true")...)
+	wantRuntimeError(t, r, "slirp4netns")
+	r = runOpt(t, opts{path: dir}, rcNoNet("--", "true")...)
+	wantCode(t, r, 0)
+}
+
+// /dev/net/tun that the user cannot open (mode 0600, as on some fresh
+// machines): one line naming it, exit 125. The device is replaced in a
+// private mount namespace, which needs root to set up; rabbitc runs as the
+// test user.
+func TestTunUnusable(t *testing.T) {
+	requireNet(t)
+	if os.Geteuid() != 0 {
+		t.Skip("replacing /dev/net/tun needs root; the tests do not run as root")
+	}
+	dir := userDir(t, "tun", 0o755)
+	node := filepath.Join(dir, "tun")
+	if err := syscall.Mknod(node, syscall.S_IFCHR|0o600, 10<<8|200); err != nil {
+		t.Fatalf("mknod: %v", err)
+	}
+	xdg := userDir(t, "xdg-tun", 0o700)
+	script := fmt.Sprintf(`mount --bind %s /dev/net/tun && `+
+		`exec setpriv --reuid %d --regid %d --init-groups env XDG_RUNTIME_DIR=%s HOME=%s %s run --rootfs %s -- true`,
+		node, env.user.uid, env.user.gid, xdg, env.user.home, env.bin, env.rootfs)
+	r := runOpt(t, opts{bin: "unshare", asRoot: true}, "--mount", "--propagation", "private", "sh", "-c", script)
+	wantRuntimeError(t, r, "/dev/net/tun")
+	if left := listTree(filepath.Join(xdg, "rabbitc")); len(left) > 0 {
+		t.Errorf("state left behind: %v", left)
 	}
 }

@@ -99,6 +99,12 @@ func TestHostname(t *testing.T) {
 	if !strings.Contains(r.stdout, "localhost") || strings.Count(r.stdout, "rabbit-box") < 3 {
 		t.Errorf("/etc/hosts does not name localhost and the container:\n%s", r)
 	}
+	// Changing the name inside (which needs CAP_SYS_ADMIN) does not reach the host.
+	r = run(t, rcNoNet("--cap-add", "SYS_ADMIN", sh("hostname changed-inside && hostname"))...)
+	wantCode(t, r, 0)
+	if r.out() != "changed-inside" {
+		t.Errorf("hostname inside: %q:\n%s", r.out(), r)
+	}
 	if h, _ := os.Hostname(); h != host {
 		t.Errorf("the host's name changed from %q to %q", host, h)
 	}
