@@ -16,6 +16,11 @@
 //     connection) and a child that answers its msg protocol
 //   - iocopy:      io.Copy both ways between two *net.TCPConn, dialing the
 //     server directly (no child at all)
+//   - rk-1.1-bin:  the rootlesskit binary in $PATH with --port-driver=builtin,
+//     servers inside its network namespace (see rootlesskitBinPeer)
+//
+// BENCH_SECONDS (3) sets the length of each run, BENCH_ROUNDS (1) how many
+// runs of each, alternating between the forwarders; medians are reported.
 package portfwd
 
 import (
@@ -298,6 +303,103 @@ func wrk(t *testing.T, port int, args ...string) (rps, p99us float64) {
 	return rps, p99us
 }
 
+// peer is one forwarder under test, with the iperf3 and HTTP servers behind
+// it, and the processes whose CPU is charged to forwarding.
+type peer struct {
+	iperfPort, httpPort int
+	iperfCPU, httpCPU   func(*testing.T) time.Duration
+}
+
+// harnessPeer runs a forwarder role of this binary twice, to the iperf3 and
+// to the HTTP server on the host.
+func harnessPeer(t *testing.T, mode string, iperfPort, httpPort int) *peer {
+	fi := startRole(t, mode, fmt.Sprintf("LISTEN_PORT=%d", freePort(t, "tcp", "127.0.0.1")), fmt.Sprintf("TARGET_PORT=%d", iperfPort))
+	fh := startRole(t, mode, fmt.Sprintf("LISTEN_PORT=%d", freePort(t, "tcp", "127.0.0.1")), fmt.Sprintf("TARGET_PORT=%d", httpPort))
+	return &peer{
+		iperfPort: envFromCmd(fi.cmd, "LISTEN_PORT"), httpPort: envFromCmd(fh.cmd, "LISTEN_PORT"),
+		iperfCPU: fi.cpu, httpCPU: fh.cpu,
+	}
+}
+
+// rootlesskitBinPeer runs the rootlesskit binary in $PATH (Debian's 1.1.0,
+// built with go1.19, whose splice goes through 64 KiB pipes) with its builtin
+// port driver, the reference of the project's bench: iperf3 and this
+// binary's HTTP role run inside its network namespace. As root it runs as
+// $BENCH_USER (default rabbit), who needs subuid ranges.
+func rootlesskitBinPeer(t *testing.T) *peer {
+	if _, err := exec.LookPath("rootlesskit"); err != nil {
+		t.Logf("rootlesskit binary: %v", err)
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "portfwd-bench-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "bench.test")
+	if b, err := os.ReadFile(exe); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatalf("copy %s: %v", exe, err)
+	}
+	p := &peer{iperfPort: freePort(t, "tcp", "127.0.0.1"), httpPort: freePort(t, "tcp", "127.0.0.1")}
+	cmd := exec.Command("rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback", "--port-driver=builtin",
+		"-p", fmt.Sprintf("127.0.0.1:%d:5201/tcp", p.iperfPort), "-p", fmt.Sprintf("127.0.0.1:%d:80/tcp", p.httpPort),
+		"--", "/bin/sh", "-c", "iperf3 -s -p 5201 >/dev/null 2>&1 & exec "+bin)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), roleEnv+"=http", "LISTEN_PORT=80", "HOME="+dir)
+	if os.Geteuid() == 0 {
+		name := os.Getenv("BENCH_USER")
+		if name == "" {
+			name = "rabbit"
+		}
+		out, err := exec.Command("id", "-u", name).Output()
+		uid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		out2, _ := exec.Command("id", "-g", name).Output()
+		gid, _ := strconv.Atoi(strings.TrimSpace(string(out2)))
+		if err != nil || uid == 0 {
+			t.Logf("rootlesskit binary: no user %q to run it as", name)
+			return nil
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", p.httpPort))
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rootlesskit did not come up: %v: %s", err, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // iperf3 -s
+	pr := &proc{cmd: cmd}
+	p.iperfCPU, p.httpCPU = pr.cpu, pr.cpu
+	return p
+}
+
 func TestBench(t *testing.T) {
 	for _, tool := range []string{"iperf3", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -321,39 +423,52 @@ func TestBench(t *testing.T) {
 	if rounds == 0 {
 		rounds = 1
 	}
+	peers := map[string]*peer{}
 	modes := []string{"rabbitc", "rootlesskit", "iocopy"}
+	for _, mode := range modes {
+		peers[mode] = harnessPeer(t, mode, iperfPort, httpPort)
+	}
+	if p := rootlesskitBinPeer(t); p != nil {
+		peers["rk-1.1-bin"] = p
+		modes = append(modes, "rk-1.1-bin")
+	}
 	type sample struct{ mode, metric string }
 	all := map[sample][]float64{}
 	add := func(mode, metric string, v float64) { all[sample{mode, metric}] = append(all[sample{mode, metric}], v) }
-	for range rounds {
-		for _, mode := range modes {
-			fi := startRole(t, mode, fmt.Sprintf("LISTEN_PORT=%d", freePort(t, "tcp", "127.0.0.1")), fmt.Sprintf("TARGET_PORT=%d", iperfPort))
-			fiPort := envFromCmd(fi.cmd, "LISTEN_PORT")
-			for _, c := range []struct {
-				name string
-				args []string
-			}{
-				{"1 stream", nil}, {"1 stream -R", []string{"-R"}}, {"4 streams", []string{"-P", "4"}}, {"4 streams -R", []string{"-R", "-P", "4"}},
-			} {
-				before := fi.cpu(t)
-				bytes, bps := iperf(t, fiPort, append([]string{"-t", secs}, c.args...)...)
-				cpu := fi.cpu(t) - before
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"1 stream", nil}, {"1 stream -R", []string{"-R"}}, {"4 streams", []string{"-P", "4"}}, {"4 streams -R", []string{"-R", "-P", "4"}},
+	} {
+		for range rounds {
+			for _, mode := range modes {
+				p := peers[mode]
+				before := p.iperfCPU(t)
+				bytes, bps := iperf(t, p.iperfPort, append([]string{"-t", secs}, c.args...)...)
+				cpu := p.iperfCPU(t) - before
 				add(mode, c.name+" Gbit/s", bps/1e9)
 				add(mode, c.name+" CPU s/GB", cpu.Seconds()/(bytes/1e9))
 			}
-			fh := startRole(t, mode, fmt.Sprintf("LISTEN_PORT=%d", freePort(t, "tcp", "127.0.0.1")), fmt.Sprintf("TARGET_PORT=%d", httpPort))
-			fhPort := envFromCmd(fh.cmd, "LISTEN_PORT")
-			for _, c := range []struct {
-				name string
-				args []string
-			}{
-				{"req/s c1", []string{"-t1", "-c1"}},
-				{"req/s c32", []string{"-t2", "-c32"}},
-				{"new conn/s c32", []string{"-t2", "-c32", "-H", "Connection: close"}},
-			} {
-				rps, lat := wrk(t, fhPort, append([]string{"-d", secs + "s"}, c.args...)...)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"req/s c1", []string{"-t1", "-c1"}},
+		{"req/s c32", []string{"-t2", "-c32"}},
+		{"new conn/s c32", []string{"-t2", "-c32", "-H", "Connection: close"}},
+	} {
+		for range rounds {
+			for _, mode := range modes {
+				p := peers[mode]
+				before := p.httpCPU(t)
+				rps, lat := wrk(t, p.httpPort, append([]string{"-d", secs + "s"}, c.args...)...)
+				cpu := p.httpCPU(t) - before
 				add(mode, c.name, rps)
 				add(mode, c.name+" p99 us", lat)
+				add(mode, c.name+" CPU us/req", cpu.Seconds()*1e6/(rps*float64(envSeconds(secs))))
 			}
 		}
 	}
@@ -367,16 +482,36 @@ func TestBench(t *testing.T) {
 	}
 	sort.Strings(metrics)
 	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
 		sort.Float64s(v)
 		return v[len(v)/2]
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-22s %12s %12s %12s %8s\n", "metric (median of "+strconv.Itoa(rounds)+")", "rabbitc", "rootlesskit", "iocopy", "r/rk")
+	fmt.Fprintf(&sb, "%-24s", "median of "+strconv.Itoa(rounds))
+	for _, mode := range modes {
+		fmt.Fprintf(&sb, " %12s", mode)
+	}
+	fmt.Fprintf(&sb, " %8s %8s\n", "r/rk", "r/rkbin")
 	for _, m := range metrics {
-		r, k, c := median(all[sample{"rabbitc", m}]), median(all[sample{"rootlesskit", m}]), median(all[sample{"iocopy", m}])
-		fmt.Fprintf(&sb, "%-22s %12.3f %12.3f %12.3f %8.2f\n", m, r, k, c, r/k)
+		fmt.Fprintf(&sb, "%-24s", m)
+		for _, mode := range modes {
+			fmt.Fprintf(&sb, " %12.3f", median(all[sample{mode, m}]))
+		}
+		r := median(all[sample{"rabbitc", m}])
+		fmt.Fprintf(&sb, " %8.2f", r/median(all[sample{"rootlesskit", m}]))
+		if peers["rk-1.1-bin"] != nil {
+			fmt.Fprintf(&sb, " %8.2f", r/median(all[sample{"rk-1.1-bin", m}]))
+		}
+		sb.WriteString("\n")
 	}
 	t.Log("\n" + sb.String())
+}
+
+func envSeconds(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 func envFromCmd(cmd *exec.Cmd, key string) int {

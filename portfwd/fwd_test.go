@@ -225,7 +225,7 @@ func TestForwardIPv6Host(t *testing.T) {
 }
 
 func TestForwardConcurrent(t *testing.T) {
-	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t), func(l *Listeners) { l.Loops = 3 })
 	data := randomBytes(t, 64<<10)
 	const n = 200
 	errs := make(chan error, n)
@@ -363,14 +363,18 @@ func TestDialRefused(t *testing.T) {
 }
 
 func TestCloseReleasesPort(t *testing.T) {
-	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
-	c, err := net.Dial("tcp", f.addr())
-	if err != nil {
-		t.Fatal(err)
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t), func(l *Listeners) { l.Loops = 3 })
+	var conns []net.Conn
+	for range 6 { // spread over the loops
+		c, err := net.Dial("tcp", f.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("x"))
+		conns = append(conns, c)
 	}
-	defer c.Close()
-	c.Write([]byte("x"))
-	waitFor(t, "the connection to be forwarded", func() bool { return f.l.Stats().Conns == 1 })
+	waitFor(t, "the connections to be forwarded", func() bool { return f.l.Stats().Conns == len(conns) })
 	if err := f.l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -378,9 +382,11 @@ func TestCloseReleasesPort(t *testing.T) {
 	if st.Conns != 0 || st.Pipes != 0 || st.Pending != 0 {
 		t.Errorf("stats after Close %+v", st)
 	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(c); err != nil {
-		t.Logf("client after Close: %v", err)
+	for _, c := range conns {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client after Close: %v", err)
+		}
 	}
 	// The port can be bound again at once, by us and by anyone.
 	l2, err := Listen([]Spec{f.spec})
@@ -720,5 +726,47 @@ func TestDialTimeout(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("no error reported for the timed out dial")
+	}
+}
+
+// TestPingPong exchanges many small messages on one connection, the pattern
+// of keep-alive requests, where a read that misses bytes stalls the exchange.
+func TestPingPong(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c) // echo in whatever pieces arrive
+	}()
+	f := startFwd(t, "tcp", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
+	c, err := net.Dial("tcp", f.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := randomBytes(t, 600)
+	buf := make([]byte, len(msg))
+	for i := range 3000 {
+		n := 1 + i%len(msg)
+		// Several small writes per message, so that segments queue up.
+		for off := 0; off < n; off += 97 {
+			if _, err := c.Write(msg[off:min(off+97, n)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := io.ReadFull(c, buf[:n]); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], msg[:n]) {
+			t.Fatalf("message %d garbled", i)
+		}
 	}
 }

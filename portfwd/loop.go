@@ -1,12 +1,15 @@
 package portfwd
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +48,7 @@ const (
 	udpBufSize     = 65536
 	maxFlowQueue   = 16   // datagrams kept per UDP flow while its dial is in flight
 	maxFlows       = 4096 // UDP flows per listener
+	maxLoops       = 4    // event loops by default, at most
 )
 
 var errChildGone = errors.New("portfwd: the sandbox closed the forwarding socket")
@@ -81,8 +85,9 @@ type pendingDial struct {
 }
 
 type pipe struct {
-	r, w int
-	has  bool
+	r, w  int
+	slots int // capacity in pages: a read of fewer bytes cannot have filled it
+	has   bool
 }
 
 type loop struct {
@@ -112,6 +117,16 @@ type loop struct {
 	buf       []byte
 	oob       []byte
 	req       [requestSize]byte
+
+	workers []*loop      // of the main loop
+	live    atomic.Int64 // pairs placed on this loop
+
+	// A worker loop forwards only the TCP pairs the main loop hands it.
+	worker  bool
+	stop    atomic.Bool
+	inboxMu sync.Mutex
+	inbox   [][2]int // client and container sockets handed over
+	done    chan error
 }
 
 func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err error) {
@@ -138,6 +153,10 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 		if err != nil {
 			lp.closeFDs()
 			closeFD(lp.wakefd)
+			for _, w := range lp.workers {
+				w.closeFDs()
+				closeFD(w.wakefd)
+			}
 		}
 	}()
 	if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
@@ -155,6 +174,17 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 	if err := lp.register(lp.sock, lp.add(handle{kind: hChild}), unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLET); err != nil {
 		return nil, err
 	}
+	loops := l.Loops
+	if loops <= 0 {
+		loops = min(runtime.GOMAXPROCS(0), maxLoops)
+	}
+	for range loops - 1 {
+		w, err := newWorker(l)
+		if err != nil {
+			return nil, err
+		}
+		lp.workers = append(lp.workers, w)
+	}
 	for _, ln := range l.lns {
 		ln.target = netip.AddrPortFrom(target, uint16(ln.spec.ContainerPort))
 		if ln.spec.Proto == "udp" {
@@ -166,6 +196,79 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 		}
 	}
 	return lp, nil
+}
+
+// newWorker creates a loop that forwards the pairs handed to it.
+func newWorker(l *Listeners) (*loop, error) {
+	w := &loop{l: l, epfd: -1, wakefd: -1, sock: -1, worker: true, done: make(chan error, 1),
+		events: make([]unix.EpollEvent, maxEvents)}
+	var err error
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	if w.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		w.closeFDs()
+		return nil, fmt.Errorf("portfwd: %w", os.NewSyscallError("eventfd", err))
+	}
+	if err := w.register(w.wakefd, w.add(handle{kind: hWake}), unix.EPOLLIN); err != nil {
+		w.closeFDs()
+		return nil, err
+	}
+	return w, nil
+}
+
+// start runs the workers; the main loop runs on the caller's goroutine.
+func (lp *loop) start() {
+	for _, w := range lp.workers {
+		go func() { w.done <- w.run() }()
+	}
+}
+
+// placePair gives a new pair to the loop with the fewest pairs.
+func (lp *loop) placePair(client, ctr int) {
+	target := lp
+	best := lp.live.Load()
+	for _, w := range lp.workers {
+		if n := w.live.Load(); n < best {
+			target, best = w, n
+		}
+	}
+	target.live.Add(1)
+	if target == lp {
+		lp.startPair(client, ctr)
+		return
+	}
+	target.inboxMu.Lock()
+	wake := len(target.inbox) == 0
+	target.inbox = append(target.inbox, [2]int{client, ctr})
+	target.inboxMu.Unlock()
+	if wake {
+		signal(target.wakefd)
+	}
+}
+
+// takeInbox starts the pairs handed to a worker.
+func (lp *loop) takeInbox() {
+	lp.inboxMu.Lock()
+	inbox := lp.inbox
+	lp.inbox = nil
+	lp.inboxMu.Unlock()
+	for _, p := range inbox {
+		lp.startPair(p[0], p[1])
+	}
+}
+
+func signal(eventfd int) {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	unix.Write(eventfd, one[:])
+}
+
+func (lp *loop) stopping() bool {
+	if lp.worker {
+		return lp.stop.Load()
+	}
+	return lp.l.stopped.Load()
 }
 
 // dupSocket duplicates the descriptor of sock without touching its blocking
@@ -234,12 +337,18 @@ func (lp *loop) requeue(slot int32) {
 	}
 }
 
-func (lp *loop) run() error {
-	defer lp.shutdown()
-	for !lp.l.stopped.Load() {
-		n, err := lp.wait()
+func (lp *loop) run() (err error) {
+	defer func() {
+		lp.shutdown()
+		if err == nil && !lp.worker {
+			err = lp.l.failure()
+		}
+	}()
+	for !lp.stopping() {
+		n, err := unix.EpollWait(lp.epfd, lp.events, lp.timeout())
 		if err != nil && err != unix.EINTR {
-			return fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_wait", err))
+			lp.fail(fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_wait", err)))
+			continue
 		}
 		lp.now = time.Now()
 		for _, ev := range lp.events[:max(n, 0)] {
@@ -249,22 +358,13 @@ func (lp *loop) run() error {
 		lp.runRetry()
 		lp.sweep()
 		if lp.fatal != nil {
+			if lp.worker {
+				lp.l.fail(lp.fatal)
+			}
 			return lp.fatal
 		}
 	}
 	return nil
-}
-
-// wait waits for events. While sockets are busy, events are usually ready
-// already, and a non-blocking epoll_wait as a raw system call skips the
-// scheduler's bookkeeping for a call that may block.
-func (lp *loop) wait() (int, error) {
-	ev := unsafe.Pointer(&lp.events[0])
-	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(lp.epfd), uintptr(ev), uintptr(len(lp.events)), 0, 0, 0)
-	if errno == 0 && n > 0 {
-		return int(n), nil
-	}
-	return unix.EpollWait(lp.epfd, lp.events, lp.timeout())
 }
 
 // timeout is the epoll_wait timeout in milliseconds: 0 while something waits
@@ -297,6 +397,9 @@ func (lp *loop) dispatch(slot, gen int32, events uint32) {
 	case hWake:
 		var b [8]byte
 		unix.Read(lp.wakefd, b[:])
+		if lp.worker {
+			lp.takeInbox()
+		}
 	case hChild:
 		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 			lp.flush()
@@ -309,8 +412,11 @@ func (lp *loop) dispatch(slot, gen int32, events uint32) {
 		lp.serveListener(h.ln)
 	case hConn:
 		c := h.pc
-		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0 {
 			c.readable = true
+		}
+		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0 {
+			c.readToEnd = true
 		}
 		if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			c.writable = true
@@ -484,7 +590,7 @@ func (lp *loop) readReplies() {
 		if pd.fl != nil {
 			lp.startFlow(pd.fl, fd)
 		} else {
-			lp.startPair(pd.fd, fd)
+			lp.placePair(pd.fd, fd)
 		}
 	}
 }
@@ -567,9 +673,15 @@ func (lp *loop) getPipe() (pipe, error) {
 	}
 	// Without the size (fs.pipe-max-size, or fs.pipe-user-pages-soft used
 	// up) the default 64 KiB pipe works too, with more splice calls.
-	unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceMax)
+	size, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceMax)
+	if err != nil {
+		size, err = unix.FcntlInt(uintptr(fds[0]), unix.F_GETPIPE_SZ, 0)
+	}
+	if err != nil {
+		size = 0 // slots unknown: always read until EAGAIN
+	}
 	lp.l.stats.pipes.Add(1)
-	return pipe{r: fds[0], w: fds[1], has: true}, nil
+	return pipe{r: fds[0], w: fds[1], slots: size / os.Getpagesize(), has: true}, nil
 }
 
 // putPipe returns an empty pipe to the pool, or closes it.
@@ -615,6 +727,23 @@ func (lp *loop) shutdown() {
 		lp.l.stats.pipes.Add(-1)
 	}
 	lp.pipes = nil
+	for _, w := range lp.workers {
+		w.stop.Store(true)
+		signal(w.wakefd)
+		if err := <-w.done; err != nil && lp.fatal == nil {
+			lp.fatal = err
+		}
+	}
+	if lp.worker {
+		for _, p := range lp.inbox {
+			resetClose(p[0])
+			unix.Close(p[1])
+		}
+		lp.inbox = nil
+		lp.closeFDs()
+		unix.Close(lp.wakefd)
+		return
+	}
 	lp.l.closeListeners()
 	lp.closeFDs()
 }

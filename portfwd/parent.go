@@ -2,7 +2,6 @@ package portfwd
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -30,9 +29,14 @@ type Listeners struct {
 	// A dial to a port nobody listens on fails at once (connection refused);
 	// the timeout only matters for a container that drops packets.
 	DialTimeout time.Duration
+	// Loops is the number of event loops (threads) that forward TCP
+	// connections; zero means GOMAXPROCS, at most 4. One loop serves the
+	// listeners, the child socket and UDP, and forwards its share of
+	// connections too.
+	Loops int
 	// OnError, if set before Serve, receives the errors of single
 	// connections and flows (a failed dial, a failed accept). It is called
-	// from the forwarding goroutine and must not block. Errors that stop
+	// from the forwarding goroutines, possibly at once, and must not block. Errors that stop
 	// forwarding altogether are returned by Wait instead.
 	OnError func(error)
 
@@ -46,6 +50,23 @@ type Listeners struct {
 	wakefd  int // eventfd of the running loop, -1 before Serve
 	done    chan struct{}
 	err     error // set before done is closed
+	failed  error // the first error that stopped forwarding, under mu
+}
+
+// fail records why forwarding must stop and stops it.
+func (l *Listeners) fail(err error) {
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+	}
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *Listeners) failure() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
 }
 
 // DefaultUDPIdleTimeout is the idle timeout of a UDP flow, as in conntrack's
@@ -208,6 +229,7 @@ func (l *Listeners) Serve(ctx context.Context, sock *os.File, containerIP string
 	l.wakefd = lp.wakefd
 	l.mu.Unlock()
 	stop := context.AfterFunc(ctx, l.wake)
+	lp.start()
 	go func() {
 		err := lp.run()
 		stop()
@@ -234,9 +256,7 @@ func (l *Listeners) wake() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.wakefd >= 0 {
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(l.wakefd, one[:])
+		signal(l.wakefd)
 	}
 }
 
