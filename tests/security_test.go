@@ -334,11 +334,11 @@ func TestCapabilities(t *testing.T) {
 		}
 	}
 	// The capabilities act: chown needs CAP_CHOWN.
-	r := run(t, rcNoNet(sh("touch /tmp/c && chown 1000 /tmp/c && echo chowned"))...)
+	r := run(t, rcNoNet(sh("touch /tmp/c && chown 1000 /tmp/c && echo chowned; rm -f /tmp/c"))...)
 	if r.out() != "chowned" {
 		t.Errorf("chown with the default capabilities failed:\n%s", r)
 	}
-	r = run(t, rcNoNet("--cap-drop", "CHOWN", sh("touch /tmp/c && chown 1000 /tmp/c && echo chowned"))...)
+	r = run(t, rcNoNet("--cap-drop", "CHOWN", sh("touch /tmp/c && chown 1000 /tmp/c && echo chowned; s=$?; rm -f /tmp/c; exit $s"))...)
 	if r.code == 0 || strings.Contains(r.stdout, "chowned") {
 		t.Errorf("chown succeeded without CAP_CHOWN:\n%s", r)
 	}
