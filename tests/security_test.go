@@ -446,7 +446,7 @@ func TestTIOCSTICannotReachUserTerminal(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		flags    []string
-		hostTerm bool // the payload's stdin is the user's terminal itself
+		hostTerm bool // no pty of its own: the payload's stdin comes from the user's terminal
 	}{
 		{[]string{"-i"}, true},
 		{[]string{"-i", "--security-opt", "seccomp=unconfined"}, true},
