@@ -210,6 +210,11 @@ func TestForwardHalfCloseLarge(t *testing.T) {
 	if err := roundTrip(f.addr(), randomBytes(t, 20<<20)); err != nil {
 		t.Fatal(err)
 	}
+	if f.l.Stats().Pipes == 0 {
+		t.Error("no pipe pooled after a transfer")
+	}
+	// Idle loops give their pooled pipes back.
+	waitFor(t, "pooled pipes to close", func() bool { return f.l.Stats().Pipes == 0 })
 }
 
 func TestForwardIPv6Host(t *testing.T) {

@@ -37,9 +37,14 @@ import (
 // thread would compete with the client and the server for the same cores.
 
 const (
-	maxEvents      = 256
-	spliceMax      = 1 << 20 // bytes per splice call, and the pipe size we ask for
-	maxPooledPipes = 8
+	maxEvents = 256
+	spliceMax = 1 << 20 // bytes per splice call, and the pipe size we ask for
+	// Pipes are pooled per loop while the loop is busy and closed after
+	// pipeIdle without events: the kernel charges a pipe's full size to the
+	// user's fs.pipe-user-pages-soft (64 MiB by default) whether it holds
+	// data or not, and the container's processes run as the same user.
+	maxPooledPipes = 4
+	pipeIdle       = time.Second
 	turnRounds     = 8    // splice rounds per direction before other sockets get a turn
 	turnAccepts    = 64   // accepts or datagrams per listener before other sockets get a turn
 	maxPending     = 1024 // dials in flight before accepting pauses
@@ -111,6 +116,7 @@ type loop struct {
 	flows int
 
 	now       time.Time
+	busy      time.Time // last events
 	nextSweep time.Time
 	fatal     error
 	events    []unix.EpollEvent
@@ -351,6 +357,11 @@ func (lp *loop) run() (err error) {
 			continue
 		}
 		lp.now = time.Now()
+		if n > 0 {
+			lp.busy = lp.now
+		} else if len(lp.pipes) > 0 && lp.now.Sub(lp.busy) >= pipeIdle {
+			lp.dropPipes()
+		}
 		for _, ev := range lp.events[:max(n, 0)] {
 			lp.dispatch(ev.Fd, ev.Pad, ev.Events)
 		}
@@ -381,6 +392,9 @@ func (lp *loop) timeout() int {
 	}
 	if lp.flows > 0 && (next.IsZero() || lp.nextSweep.Before(next)) {
 		next = lp.nextSweep
+	}
+	if len(lp.pipes) > 0 && (next.IsZero() || lp.busy.Add(pipeIdle).Before(next)) {
+		next = lp.busy.Add(pipeIdle)
 	}
 	if next.IsZero() {
 		return -1
@@ -699,6 +713,16 @@ func (lp *loop) putPipe(p *pipe, empty bool) {
 	*p = pipe{}
 }
 
+// dropPipes closes the pooled pipes.
+func (lp *loop) dropPipes() {
+	for _, p := range lp.pipes {
+		unix.Close(p.r)
+		unix.Close(p.w)
+		lp.l.stats.pipes.Add(-1)
+	}
+	lp.pipes = nil
+}
+
 // shutdown closes everything the loop holds; the listeners too.
 func (lp *loop) shutdown() {
 	for slot := range lp.handles {
@@ -721,12 +745,7 @@ func (lp *loop) shutdown() {
 		delete(lp.pending, id)
 		lp.l.stats.pending.Add(-1)
 	}
-	for _, p := range lp.pipes {
-		unix.Close(p.r)
-		unix.Close(p.w)
-		lp.l.stats.pipes.Add(-1)
-	}
-	lp.pipes = nil
+	lp.dropPipes()
 	for _, w := range lp.workers {
 		w.stop.Store(true)
 		signal(w.wakefd)
