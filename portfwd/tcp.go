@@ -77,10 +77,12 @@ func accept4(fd int) (int, error) {
 // child dialed.
 func (lp *loop) startPair(client, ctr int) {
 	// The child made ctr non-blocking; make sure, as a blocking socket
-	// would stall the loop.
-	if err := unix.SetNonblock(ctr, true); err != nil {
+	// would stall the loop (one fcntl: a socket has no other F_SETFL flags
+	// worth keeping).
+	if _, err := unix.FcntlInt(uintptr(ctr), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
 		unix.Close(ctr)
 		resetClose(client)
+		lp.live.Add(-1)
 		lp.report(fmt.Errorf("portfwd: socket from the child: %w", err))
 		return
 	}
