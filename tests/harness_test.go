@@ -453,6 +453,9 @@ func (p *proc) wait(t *testing.T) result {
 			t.Fatalf("rabbitc pid %d survives SIGKILL", p.pid())
 		}
 	}
+	if p.pty != nil {
+		p.pty.settle()
+	}
 	assertNoLeftovers(t)
 	return p.res
 }
@@ -998,6 +1001,21 @@ func (p *pty) termios(t testing.TB) unix.Termios {
 		t.Fatalf("tcgetattr: %v", err)
 	}
 	return *tio
+}
+
+// settle waits until everything written to the terminal has been read from
+// the master (the slave stays open, so there is no end of file to wait for).
+func (p *pty) settle() {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		n := len(p.out.String())
+		time.Sleep(30 * time.Millisecond)
+		fds := []unix.PollFd{{Fd: int32(p.mfd), Events: unix.POLLIN}}
+		ready, _ := unix.Poll(fds, 0)
+		if ready == 0 && len(p.out.String()) == n {
+			return
+		}
+	}
 }
 
 // waitFor waits until the terminal showed s.
