@@ -15,6 +15,7 @@ import (
 // SOCK_SEQPACKET socketpair (each message one packet, fds by SCM_RIGHTS):
 //
 //	parent                      sandbox (stage 1)            init (stage 2)
+//	  | <---------------- ChildHello | (its parent-death handler is armed)
 //	  | -- MapsWritten -------------> |
 //	  | -- Spec ----------------------> | (after the caps re-exec)
 //	  | <------------- InitStarted{Pid} | starts init, closes its end
@@ -30,6 +31,7 @@ import (
 
 // Message types, named for who sends them and what finished.
 const (
+	msgChildHello  = "ChildHello"
 	msgMapsWritten = "MapsWritten"
 	msgSpec        = "Spec"
 	msgInitStarted = "InitStarted"
@@ -184,6 +186,13 @@ func closeAll(files []*os.File) {
 		f.Close()
 	}
 }
+
+// SendChildHello tells the parent the sandbox runs and will clean up
+// after the parent if it dies.
+func (c *Channel) SendChildHello() error { return c.send(Message{Type: msgChildHello}) }
+
+// WaitChildHello is the parent's first wait.
+func (c *Channel) WaitChildHello() error { _, _, err := c.waitFor(msgChildHello); return err }
 
 // SendMapsWritten tells the sandbox its uid and gid maps are in place.
 func (c *Channel) SendMapsWritten() error { return c.send(Message{Type: msgMapsWritten}) }

@@ -14,6 +14,12 @@ func TestChannelRoundTrip(t *testing.T) {
 	defer p.Close()
 	c := NewChannel(cf)
 
+	if err := c.SendChildHello(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitChildHello(); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.SendMapsWritten(); err != nil {
 		t.Fatal(err)
 	}

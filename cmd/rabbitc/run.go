@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,17 +59,19 @@ type runner struct {
 	trace *tracer
 
 	sigc      chan os.Signal
+	pending   []os.Signal  // harmless signals that came during start-up, for the payload
+	killedBy  atomic.Int32 // a signal that aborted the start-up
 	sandbox   *userns.Process
 	initPid   int
 	slirp     *netns.Slirp
 	listeners *portfwd.Listeners
 	console   *console
-	killedBy  syscall.Signal // a signal that aborted the start-up
+	outputs   sync.WaitGroup // copies of the payload's output through pipes
 }
 
 func (r *runner) run() (code int, err error) {
 	s := r.spec
-	r.sigc = make(chan os.Signal, 16)
+	r.sigc = make(chan os.Signal, 32)
 	signal.Notify(r.sigc, forwarded...)
 	defer signal.Stop(r.sigc)
 
@@ -83,11 +87,9 @@ func (r *runner) run() (code int, err error) {
 		}
 		defer r.listeners.Close()
 	}
-	if err := createState(s); err != nil {
+	if err := planState(s); err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(s.StateDir)
-	r.trace.mark("prepared")
 
 	ch, syncChild, err := userns.NewChannelPair()
 	if err != nil {
@@ -115,17 +117,35 @@ func (r *runner) run() (code int, err error) {
 	defer r.stopSandbox()
 	r.trace.mark("sandbox-started")
 
-	// Until the payload runs, a terminating signal aborts the start-up.
+	// Until Start, a terminating signal aborts the start-up.
 	setupDone := make(chan struct{})
 	defer close(setupDone)
 	go r.abortOnSignal(setupDone)
 
-	maps, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
-	if err != nil {
+	// The maps are written while the sandbox's runtime starts.
+	type mapsResult struct {
+		maps userns.Maps
+		err  error
+	}
+	mapsc := make(chan mapsResult, 1)
+	go func() {
+		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
+		mapsc <- mapsResult{m, err}
+	}()
+	if err := ch.WaitChildHello(); err != nil {
 		return 0, r.setupErr(err)
 	}
-	if maps.Warning != "" {
-		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", maps.Warning)
+	// Only now: if rabbitc dies from here on, the sandbox removes the state.
+	if err := createState(s); err != nil {
+		return 0, r.setupErr(err)
+	}
+	defer os.RemoveAll(s.StateDir)
+	mr := <-mapsc
+	if mr.err != nil {
+		return 0, r.setupErr(mr.err)
+	}
+	if mr.maps.Warning != "" {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", mr.maps.Warning)
 	}
 	if err := ch.SendMapsWritten(); err != nil {
 		return 0, r.setupErr(err)
@@ -171,6 +191,13 @@ func (r *runner) run() (code int, err error) {
 		}
 		defer r.console.Close()
 	}
+	// From Start on, signals wait in r.sigc until wait forwards them to the
+	// payload: one that arrives while init is still execing is delivered
+	// right after, instead of aborting a container that is already running.
+	setupDone <- struct{}{}
+	if r.killedBy.Load() != 0 {
+		return 0, r.setupErr(nil)
+	}
 	if err := ch.SendStart(); err != nil {
 		return 0, r.setupErr(err)
 	}
@@ -178,7 +205,6 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
-	setupDone <- struct{}{} // hand the signals over to forwarding
 	return r.wait()
 }
 
@@ -196,8 +222,14 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	// Its own process group: a ^C on the terminal reaches rabbitc, which
 	// forwards it, and not every stage at once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true}
-	r.stdio(cmd)
+	childEnds, err := r.stdio(cmd)
+	if err != nil {
+		return err
+	}
 	p, err := userns.Start(cmd, syscall.SIGTERM)
+	for _, f := range childEnds {
+		f.Close()
+	}
 	if err != nil {
 		return userns.CloneError(err)
 	}
@@ -205,45 +237,73 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	return nil
 }
 
-// stdio wires the payload's standard streams. Without -i stdin is
-// /dev/null, as in docker. A host terminal is never handed to the container
-// as such: with -t it talks to a pty of the container's own; without -t a
-// terminal stream goes through a pipe.
-func (r *runner) stdio(cmd *exec.Cmd) {
-	cmd.WaitDelay = time.Second
+// stdio wires the payload's standard streams and returns the pipe ends to
+// close once the sandbox has started. Without -i stdin is /dev/null, as in
+// docker. A host terminal is never handed to the container as such: with -t
+// the payload talks to a pty of the container's own; without -t a terminal
+// stream goes through a pipe that rabbitc copies. The copy from a terminal
+// is never waited for (a read on it only ends with the user's next key);
+// the copies of output are, until the last writer in the container is gone.
+func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
 	if r.spec.Tty {
 		cmd.Stderr = os.Stderr // only stage errors before init takes the pty
-		return
+		return nil, nil
 	}
+	var childEnds []*os.File
 	if r.opts.interactive {
 		cmd.Stdin = os.Stdin
 		if term.IsTerminal(0) {
-			cmd.Stdin = struct{ io.Reader }{os.Stdin}
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			cmd.Stdin, childEnds = pr, append(childEnds, pr)
+			go func() {
+				io.Copy(pw, os.Stdin)
+				pw.Close()
+			}()
 		}
 	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if term.IsTerminal(1) {
-		cmd.Stdout = struct{ io.Writer }{os.Stdout}
+	for _, out := range []struct {
+		host *os.File
+		dst  *io.Writer
+	}{{os.Stdout, &cmd.Stdout}, {os.Stderr, &cmd.Stderr}} {
+		if !term.IsTerminal(int(out.host.Fd())) {
+			continue
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		*out.dst, childEnds = pw, append(childEnds, pw)
+		r.outputs.Add(1)
+		go func(host *os.File) {
+			defer r.outputs.Done()
+			io.Copy(host, pr)
+			pr.Close()
+		}(out.host)
 	}
-	if term.IsTerminal(2) {
-		cmd.Stderr = struct{ io.Writer }{os.Stderr}
-	}
+	return childEnds, nil
 }
 
 // abortOnSignal kills the sandbox (and so everything below it) when a
 // terminating signal arrives during start-up; the blocked step then fails.
-// A value on done hands the signals to wait.
+// Other signals are kept for the payload. A value on done hands the signals
+// over to wait.
 func (r *runner) abortOnSignal(done chan struct{}) {
 	for {
 		select {
 		case <-done:
 			return
 		case sig := <-r.sigc:
-			if sig == syscall.SIGWINCH || sig == syscall.SIGUSR1 || sig == syscall.SIGUSR2 {
-				continue
+			switch sig {
+			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+				r.killedBy.Store(int32(sig.(syscall.Signal)))
+				r.sandbox.Signal(syscall.SIGKILL)
+			default:
+				r.pending = append(r.pending, sig)
 			}
-			r.killedBy = sig.(syscall.Signal)
-			r.sandbox.Signal(syscall.SIGKILL)
 		}
 	}
 }
@@ -251,8 +311,8 @@ func (r *runner) abortOnSignal(done chan struct{}) {
 // setupErr turns a failed step into the error to print: when the step
 // failed because a signal aborted the start-up, that is all there is to say.
 func (r *runner) setupErr(err error) error {
-	if r.killedBy != 0 {
-		return &exitError{128 + int(r.killedBy)}
+	if sig := r.killedBy.Load(); sig != 0 {
+		return &exitError{128 + int(sig)}
 	}
 	return err
 }
@@ -264,19 +324,17 @@ func (r *runner) wait() (int, error) {
 	if r.slirp != nil {
 		slirpDone = r.slirp.Done()
 	}
+	for _, sig := range r.pending {
+		r.forward(sig)
+	}
 	var killTimer <-chan time.Time
 	for {
 		select {
 		case <-r.sandbox.Done():
+			r.waitOutputs()
 			return r.sandbox.ExitCode(), nil
 		case sig := <-r.sigc:
-			if sig == syscall.SIGWINCH {
-				if r.console != nil {
-					r.console.resize()
-				}
-				continue
-			}
-			unix.Kill(r.initPid, sig.(syscall.Signal))
+			r.forward(sig)
 			if (sig == syscall.SIGTERM || sig == syscall.SIGINT) && killTimer == nil && r.opts.stopTimeout >= 0 {
 				killTimer = time.After(time.Duration(r.opts.stopTimeout) * time.Second)
 			}
@@ -289,6 +347,27 @@ func (r *runner) wait() (int, error) {
 			<-r.sandbox.Done()
 			return 0, fmt.Errorf("slirp4netns exited under the running container: %v", err)
 		}
+	}
+}
+
+// forward passes a signal to the payload; with a pty, a window change is
+// the pty's to announce.
+func (r *runner) forward(sig os.Signal) {
+	if sig == syscall.SIGWINCH && r.console != nil {
+		r.console.resize()
+		return
+	}
+	unix.Kill(r.initPid, sig.(syscall.Signal))
+}
+
+// waitOutputs lets the copies of the payload's output finish, bounded in
+// case something outside the container still holds the pipe.
+func (r *runner) waitOutputs() {
+	done := make(chan struct{})
+	go func() { r.outputs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
 	}
 }
 

@@ -68,6 +68,9 @@ func sandboxMain(ch *userns.Channel) int {
 		return 125
 	}
 	if !hasCaps {
+		if err := ch.SendChildHello(); err != nil {
+			return 125
+		}
 		if err := ch.WaitMapsWritten(); err != nil {
 			return 125 // the parent is gone or failed; it reports
 		}

@@ -59,34 +59,46 @@ func stateRoot() (string, error) {
 	return root, nil
 }
 
-// createState makes the container's directory and writes state.json and the
-// /etc files; it fills s.StateDir and s.Rootfs.EtcFiles.
-func createState(s *spec) error {
+// planState picks the container's state directory (creating the root that
+// holds every container's) and fills s.StateDir and s.Rootfs.EtcFiles; the
+// directory itself is made by createState.
+func planState(s *spec) error {
 	root, err := stateRoot()
 	if err != nil {
 		return err
 	}
 	gcStates(root)
-	dir := filepath.Join(root, s.ID)
+	s.StateDir = filepath.Join(root, s.ID)
+	for _, f := range etcFiles {
+		s.Rootfs.EtcFiles = append(s.Rootfs.EtcFiles, rootfs.Mount{Source: filepath.Join(s.StateDir, f.name), Dest: f.dest})
+	}
+	return nil
+}
+
+// etcFiles are the generated files, in the state directory and where init
+// bind-mounts them.
+var etcFiles = []struct{ name, dest string }{
+	{"hostname", "/etc/hostname"}, {"hosts", "/etc/hosts"}, {"resolv.conf", "/etc/resolv.conf"},
+}
+
+// createState makes the container's directory and writes state.json and
+// the /etc files.
+func createState(s *spec) error {
+	dir := s.StateDir
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
 	}
-	s.StateDir = dir
-	files := []struct {
-		name, dest string
-		data       []byte
-	}{
-		{"hostname", "/etc/hostname", []byte(s.Hostname + "\n")},
-		{"hosts", "/etc/hosts", netns.Hosts(s.Net, s.Hostname)},
-		{"resolv.conf", "/etc/resolv.conf", netns.ResolvConf(s.Net)},
+	content := map[string][]byte{
+		"hostname":    []byte(s.Hostname + "\n"),
+		"hosts":       netns.Hosts(s.Net, s.Hostname),
+		"resolv.conf": netns.ResolvConf(s.Net),
 	}
-	for _, f := range files {
+	for _, f := range etcFiles {
 		p := filepath.Join(dir, f.name)
-		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+		if err := os.WriteFile(p, content[f.name], 0o644); err != nil {
 			os.RemoveAll(dir)
 			return fmt.Errorf("write %s: %w", p, err)
 		}
-		s.Rootfs.EtcFiles = append(s.Rootfs.EtcFiles, rootfs.Mount{Source: p, Dest: f.dest})
 	}
 	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
 		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
