@@ -21,7 +21,14 @@ func initMain(stage string) int {
 	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
 	switch stage {
 	case "sandbox":
-		return sandboxMain(ch)
+		code := sandboxMain(ch)
+		// The container is over, whichever way: its state goes, also when
+		// rabbitc died and so could not remove it (the parent removing it
+		// again is harmless).
+		if d := os.Getenv(envStateDir); d != "" {
+			os.RemoveAll(d)
+		}
+		return code
 	case "container":
 		return containerMain(ch)
 	}
@@ -79,8 +86,6 @@ func sandboxMain(ch *userns.Channel) int {
 	}
 	userns.ReexecDone()
 	ppid, _ := strconv.Atoi(os.Getenv(envPpid))
-	os.Unsetenv(envStateDir)
-	os.Unsetenv(envPpid)
 	if err := userns.SetPdeathsig(syscall.SIGTERM, ppid); err != nil {
 		parentGone()
 	}
@@ -103,7 +108,7 @@ func sandboxMain(ch *userns.Channel) int {
 	cmd := exec.Command(exe, "init", "container")
 	cmd.ExtraFiles = []*os.File{ch.File()}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = []string{}
+	cmd.Env = []string{} // init takes everything from the spec
 	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
 	if _, err := os.Stat("/proc/self/ns/cgroup"); err == nil {
 		flags |= syscall.CLONE_NEWCGROUP
