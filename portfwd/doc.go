@@ -6,4 +6,23 @@
 // It does not start slirp4netns or enter namespaces: it runs wherever it is
 // called (the child half is called by the sandbox, which already lives in the
 // container's network namespace).
+//
+// The parent side, in order:
+//
+//	specs, err := portfwd.ParseSpec("127.0.0.1:8080:80")  // for each -p, then CheckConflicts
+//	l, err := portfwd.Listen(specs)                       // bind now: port in use, privileged port
+//	parent, child, err := portfwd.NewSocketpair()         // child goes to the sandbox (fd 4)
+//	l.Serve(ctx, parent, "10.0.2.100")                    // returns at once
+//	...
+//	l.Close()                                             // or cancel ctx; Wait tells why it stopped
+//
+// and the sandbox runs portfwd.ServeChild(ctx, os.NewFile(4, "portfwd")).
+//
+// A host address of 0.0.0.0 listens on IPv4 only and :: on IPv6 only, as
+// docker's two listeners do; a connection is always dialed to containerIP,
+// the container's own address (never 127.0.0.1, so that a remote client is
+// never mistaken for a local one inside the container).
+//
+// Do not use it for a forwarder that must see the client's address: the
+// container sees connections from its own address.
 package portfwd
