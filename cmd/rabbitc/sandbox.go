@@ -81,6 +81,13 @@ func sandboxMain(ch *userns.Channel) int {
 		if err := ch.WaitMapsWritten(); err != nil {
 			return 125 // the parent is gone or failed; it reports
 		}
+		// A SIGTERM still pending at exec would kill the new image before
+		// its handler exists: disarm the parent-death signal for the
+		// re-exec (the second half re-arms it) and look at the parent.
+		ppid, _ := strconv.Atoi(os.Getenv(envPpid))
+		if err := userns.SetPdeathsig(0, ppid); err != nil {
+			parentGone()
+		}
 		ch.SendError("sandbox", userns.GainCaps(), 0)
 		return 125
 	}
