@@ -58,6 +58,7 @@ func alternate(res *results, group string, rounds int, cs []*contender, logf fun
 			for _, m := range ms {
 				s := res.get(group, m.metric, m.unit, c.name, m.higher)
 				s.vals = append(s.vals, m.value)
+				s.rounds = append(s.rounds, round)
 			}
 		}
 	}

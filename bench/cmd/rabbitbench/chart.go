@@ -41,7 +41,7 @@ func writeChart(path string, res *results) error {
 	grey := color.RGBA{170, 170, 170, 255}
 	x0 := marginL + labelW
 	xOf := func(r float64) int { return x0 + int(math.Min(r, maxRatio)/maxRatio*plotW) }
-	drawText(img, marginL, rowH/2, "RABBITC / PEER, MEDIAN OVER MEDIAN; TICK = TARGET OF ISSUE 4", black, scale)
+	drawText(img, marginL, rowH/2, "RABBITC / PEER (MEDIAN OF THE RATIOS PER ROUND); TICK = TARGET OF ISSUE 4", black, scale)
 	for r := 0.0; r <= maxRatio; r++ {
 		x := xOf(r)
 		fill(img, image.Rect(x, top-rowH/2, x+1, h-rowH/2), grey)

@@ -125,7 +125,7 @@ func (e *env) memory(res *results, group string, peers []*fwdPeer) {
 			res.note(group, p.name, "not measured: "+oneLine(err.Error()))
 			continue
 		}
-		total, names := 0, []string{}
+		total, pss, pssOK, names := 0, 0, true, []string{}
 		for _, pid := range pids {
 			kb, err := rssKiB(pid)
 			if err != nil {
@@ -134,9 +134,17 @@ func (e *env) memory(res *results, group string, peers []*fwdPeer) {
 			total += kb
 			st, _ := readStat(pid)
 			names = append(names, fmt.Sprintf("%s %d KiB", st.comm, kb))
+			if kb, err := pssKiB(pid); err == nil {
+				pss += kb
+			} else {
+				pssOK = false
+			}
 		}
 		res.get(group, "RSS", "MiB", p.name, false).vals = []float64{float64(total) / 1024}
-		res.note(group, p.name, strings.Join(names, ", "))
+		if pssOK {
+			res.get(group, "PSS", "MiB", p.name, false).vals = []float64{float64(pss) / 1024}
+		}
+		res.note(group, p.name, "RSS: "+strings.Join(names, ", "))
 	}
 }
 

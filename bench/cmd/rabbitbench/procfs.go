@@ -57,19 +57,30 @@ func cpuSeconds(pids []int) float64 {
 
 // rssKiB is VmRSS of pid from /proc/PID/status.
 func rssKiB(pid int) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	return procKiB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:")
+}
+
+// pssKiB is the proportional set size of pid from /proc/PID/smaps_rollup:
+// pages shared with other processes (such as two processes of one binary)
+// count in part.
+func pssKiB(pid int) (int, error) {
+	return procKiB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")
+}
+
+func procKiB(path, key string) (int, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return kb, err
 		}
 	}
-	return 0, fmt.Errorf("read /proc/%d/status: no VmRSS (a zombie?)", pid)
+	return 0, fmt.Errorf("read %s: no %s (a zombie?)", path, key)
 }
 
 // allProcs reads the stat of every process visible in /proc.

@@ -79,7 +79,8 @@ type row struct {
 	group, metric, unit, peer string
 	median, min, max          float64
 	n                         int
-	ratio                     float64 // rabbitc ÷ peer, NaN for rabbitc itself
+	ratio                     float64 // rabbitc's median ÷ the peer's, NaN for rabbitc itself
+	paired                    float64 // median of rabbitc ÷ peer within each round
 	note                      string
 }
 
@@ -88,10 +89,13 @@ func rows(res *results) []row {
 	seen := map[[2]string]bool{}
 	for _, s := range res.order {
 		r := row{group: s.group, metric: s.metric, unit: s.unit, peer: s.peer,
-			median: s.median(), min: s.min(), max: s.max(), n: len(s.vals), ratio: math.NaN()}
+			median: s.median(), min: s.min(), max: s.max(), n: len(s.vals), ratio: math.NaN(), paired: math.NaN()}
 		if s.peer != rabbitcName {
 			if v, ok := res.ratio(s.group, s.metric, s.peer); ok {
 				r.ratio = v
+			}
+			if v, ok := res.pairedRatio(s.group, s.metric, s.peer); ok {
+				r.paired = v
 			}
 		}
 		out = append(out, r)
@@ -100,7 +104,7 @@ func rows(res *results) []row {
 	for _, n := range res.notes {
 		if !seen[[2]string{n.group, n.peer}] && strings.HasPrefix(n.text, "not run") {
 			out = append(out, row{group: n.group, peer: n.peer, median: math.NaN(), min: math.NaN(),
-				max: math.NaN(), ratio: math.NaN(), note: n.text})
+				max: math.NaN(), ratio: math.NaN(), paired: math.NaN(), note: n.text})
 			seen[[2]string{n.group, n.peer}] = true
 		}
 	}
@@ -160,7 +164,10 @@ type barResult struct {
 func evalBars(res *results) []barResult {
 	var out []barResult
 	for _, b := range bars() {
-		r, ok := res.ratio(b.group, b.metric, b.peer)
+		r, ok := res.pairedRatio(b.group, b.metric, b.peer)
+		if !ok {
+			r, ok = res.ratio(b.group, b.metric, b.peer)
+		}
 		br := barResult{bar: b, ratio: r}
 		switch {
 		case !ok:
@@ -265,18 +272,21 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 		if r.group != group {
 			group = r.group
 			fmt.Fprintf(w, "\n== %s\n", group)
-			fmt.Fprintf(w, "  %-36s %-38s %10s %10s %10s %4s %12s\n", "metric", "peer", "median", "min", "max", "n", "rabbitc/peer")
+			fmt.Fprintf(w, "  %-40s %-38s %10s %10s %10s %4s %8s %8s\n", "metric", "peer", "median", "min", "max", "n", "med/med", "paired")
 		}
 		if r.metric == "" {
-			fmt.Fprintf(w, "  %-36s %-38s %s\n", "", r.peer, r.note)
+			fmt.Fprintf(w, "  %-40s %-38s %s\n", "", r.peer, r.note)
 			continue
 		}
-		ratio := ""
+		ratio, paired := "", ""
 		if !math.IsNaN(r.ratio) {
 			ratio = fmt.Sprintf("%.2f×", r.ratio)
 		}
-		fmt.Fprintf(w, "  %-36s %-38s %10s %10s %10s %4d %12s\n", r.metric+" ("+r.unit+")", r.peer,
-			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio)
+		if !math.IsNaN(r.paired) {
+			paired = fmt.Sprintf("%.2f×", r.paired)
+		}
+		fmt.Fprintf(w, "  %-40s %-38s %10s %10s %10s %4d %8s %8s\n", r.metric+" ("+r.unit+")", r.peer,
+			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio, paired)
 	}
 	writeTraceText(w, e)
 	fmt.Fprintf(w, "\n== bars (issue 4)\n")
@@ -327,7 +337,7 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 			fmt.Fprintf(w, "- %s\n", mdEscape(l))
 		}
 	}
-	fmt.Fprintln(w, "\n### Bars (issue 4): rabbitc's median ÷ the peer's median")
+	fmt.Fprintln(w, "\n### Bars (issue 4): median over the rounds of rabbitc ÷ the peer in the same round")
 	fmt.Fprintln(w, "\n| bar | ratio | status |\n|---|---:|---|")
 	for _, b := range bs {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", mdEscape(b.text), ratioText(b.ratio), mdEscape(b.status))
@@ -337,18 +347,18 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 		if r.group != group {
 			group = r.group
 			fmt.Fprintf(w, "\n### %s\n\n", mdEscape(group))
-			fmt.Fprintln(w, "| metric | peer | median | min | max | n | rabbitc ÷ peer | note |\n|---|---|---:|---:|---:|---:|---:|---|")
+			fmt.Fprintln(w, "| metric | peer | median | min | max | n | rabbitc ÷ peer, medians | rabbitc ÷ peer, paired by round | note |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
 		}
 		if r.metric == "" {
-			fmt.Fprintf(w, "| | %s | | | | | | %s |\n", mdEscape(r.peer), mdEscape(r.note))
+			fmt.Fprintf(w, "| | %s | | | | | | | %s |\n", mdEscape(r.peer), mdEscape(r.note))
 			continue
 		}
 		peer := mdEscape(r.peer)
 		if r.peer == rabbitcName {
 			peer = "**rabbitc**"
 		}
-		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %d | %s | %s |\n", mdEscape(r.metric), r.unit, peer,
-			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratioText(r.ratio), mdEscape(r.note))
+		fmt.Fprintf(w, "| %s (%s) | %s | %s | %s | %s | %d | %s | %s | %s |\n", mdEscape(r.metric), r.unit, peer,
+			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratioText(r.ratio), ratioText(r.paired), mdEscape(r.note))
 	}
 	for _, g := range sortedKeys(e.traces) {
 		t := e.traces[g]
@@ -365,7 +375,7 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 
 func writeCSV(w io.Writer, rs []row) {
 	c := csv.NewWriter(w)
-	c.Write([]string{"group", "metric", "unit", "peer", "median", "min", "max", "n", "rabbitc_over_peer", "note"})
+	c.Write([]string{"group", "metric", "unit", "peer", "median", "min", "max", "n", "rabbitc_over_peer_medians", "rabbitc_over_peer_paired", "note"})
 	f := func(v float64) string {
 		if math.IsNaN(v) {
 			return ""
@@ -374,7 +384,7 @@ func writeCSV(w io.Writer, rs []row) {
 	}
 	for _, r := range rs {
 		c.Write([]string{r.group, r.metric, r.unit, r.peer, f(r.median), f(r.min), f(r.max),
-			fmt.Sprint(r.n), f(r.ratio), r.note})
+			fmt.Sprint(r.n), f(r.ratio), f(r.paired), r.note})
 	}
 	c.Flush()
 }

@@ -7,13 +7,13 @@ import (
 
 // series holds the samples of one metric for one contender.
 type series struct {
-	group   string // what was measured, e.g. "start, --net none"
-	metric  string // e.g. "start to exit"
-	unit    string // e.g. "ms"
-	peer    string
-	higher  bool // a higher value is better
-	vals    []float64
-	skipped string // why the contender did not run, if it did not
+	group  string // what was measured, e.g. "start, --net none"
+	metric string // e.g. "start to exit"
+	unit   string // e.g. "ms"
+	peer   string
+	higher bool // a higher value is better
+	vals   []float64
+	rounds []int // the round of each value, to pair contenders
 }
 
 func (s *series) median() float64 { return quantile(s.vals, 0.5) }
@@ -99,6 +99,31 @@ func (r *results) ratio(group, metric, peer string) (float64, bool) {
 		return math.NaN(), false
 	}
 	return a.median() / bm, true
+}
+
+// pairedRatio is the median over rounds of rabbitc's value over the peer's
+// in the same round. Both ran back to back in every round, so a slow spell
+// of the machine cancels out of each quotient.
+func (r *results) pairedRatio(group, metric, peer string) (float64, bool) {
+	a := r.lookup(group, metric, rabbitcName)
+	b := r.lookup(group, metric, peer)
+	if a == nil || b == nil || len(a.rounds) == 0 || len(b.rounds) == 0 {
+		return math.NaN(), false
+	}
+	byRound := map[int]float64{}
+	for i, rd := range b.rounds {
+		byRound[rd] = b.vals[i]
+	}
+	var qs []float64
+	for i, rd := range a.rounds {
+		if v, ok := byRound[rd]; ok && v != 0 {
+			qs = append(qs, a.vals[i]/v)
+		}
+	}
+	if len(qs) == 0 {
+		return math.NaN(), false
+	}
+	return quantile(qs, 0.5), true
 }
 
 // skip records that peer could not run in group, with the reason.
