@@ -18,7 +18,7 @@ func writeChart(path string, res *results) error {
 		scale   = 2
 		charW   = 6 * scale
 		rowH    = 11 * scale
-		labelW  = 64 * charW
+		labelW  = 74 * charW
 		plotW   = 560
 		marginL = 16
 		top     = 3 * rowH
@@ -59,7 +59,7 @@ func writeChart(path string, res *results) error {
 		}
 		if !math.IsNaN(b.ratio) {
 			fill(img, image.Rect(x0, y+3, xOf(b.ratio), y+rowH-3), c)
-			drawText(img, xOf(b.ratio)+6, y+4, ratioText(b.ratio), black, scale)
+			drawText(img, max(xOf(b.ratio), xOf(b.limit)+2)+6, y+4, ratioText(b.ratio), black, scale)
 		} else {
 			drawText(img, x0+6, y+4, "NOT MEASURED", grey, scale)
 		}
