@@ -125,7 +125,7 @@ func (e *env) memory(res *results, group string, peers []*fwdPeer) {
 			res.note(group, p.name, "not measured: "+oneLine(err.Error()))
 			continue
 		}
-		total, pss, pssOK, names := 0, 0, true, []string{}
+		total, anon, names := 0, 0, []string{}
 		for _, pid := range pids {
 			kb, err := rssKiB(pid)
 			if err != nil {
@@ -134,16 +134,12 @@ func (e *env) memory(res *results, group string, peers []*fwdPeer) {
 			total += kb
 			st, _ := readStat(pid)
 			names = append(names, fmt.Sprintf("%s %d KiB", st.comm, kb))
-			if kb, err := pssKiB(pid); err == nil {
-				pss += kb
-			} else {
-				pssOK = false
+			if kb, err := anonKiB(pid); err == nil {
+				anon += kb
 			}
 		}
 		res.get(group, "RSS", "MiB", p.name, false).vals = []float64{float64(total) / 1024}
-		if pssOK {
-			res.get(group, "PSS", "MiB", p.name, false).vals = []float64{float64(pss) / 1024}
-		}
+		res.get(group, "anonymous RSS", "MiB", p.name, false).vals = []float64{float64(anon) / 1024}
 		res.note(group, p.name, "RSS: "+strings.Join(names, ", "))
 	}
 }

@@ -60,11 +60,11 @@ func rssKiB(pid int) (int, error) {
 	return procKiB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:")
 }
 
-// pssKiB is the proportional set size of pid from /proc/PID/smaps_rollup:
-// pages shared with other processes (such as two processes of one binary)
-// count in part.
-func pssKiB(pid int) (int, error) {
-	return procKiB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")
+// anonKiB is RssAnon of pid: its resident anonymous memory (heap, stacks),
+// without the pages of its binary and libraries, which the page cache
+// shares with every other process of the same file.
+func anonKiB(pid int) (int, error) {
+	return procKiB(fmt.Sprintf("/proc/%d/status", pid), "RssAnon:")
 }
 
 func procKiB(path, key string) (int, error) {
