@@ -89,6 +89,8 @@ func (c *child) serve() error {
 				return errStopped
 			}
 			continue
+		case err == unix.ECONNRESET:
+			return nil // the parent closed its end with replies unread
 		case err != nil:
 			return fmt.Errorf("portfwd child: read request: %w", err)
 		case n == 0:
