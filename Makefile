@@ -15,8 +15,13 @@ FUZZTIME ?= 10s
 
 all: build
 
+# Static and stripped: every container start execs the binary four times
+# (parent, sandbox twice, init); a cgo build spends ~0.6 ms more in the
+# dynamic loader each time.
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+
 build:
-	$(GO) build -o $(BIN) ./cmd/rabbitc
+	$(GOBUILD) -o $(BIN) ./cmd/rabbitc
 
 # Installs the Debian packages and the test user as root; checks as a user.
 deps:

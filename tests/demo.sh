@@ -15,7 +15,7 @@ PORT=${DEMO_PORT:-8080}
 BIN=bin/rabbitc
 ROOTFS=build/demo-rootfs
 
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/rabbitc
+[ -x "$BIN" ] || make build
 
 # The demo rootfs.
 busybox=$(command -v busybox || true)

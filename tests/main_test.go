@@ -263,7 +263,10 @@ func buildRabbitc() error {
 		return err
 	}
 	env.bin = filepath.Join(env.base, "rabbitc")
-	cmd := exec.Command("go", "build", "-buildvcs=false", "-o", env.bin, "./cmd/rabbitc")
+	// Built as `make build` does: static, so no dynamic loader runs in
+	// each of the stages.
+	cmd := exec.Command("go", "build", "-buildvcs=false", "-trimpath", "-ldflags=-s -w", "-o", env.bin, "./cmd/rabbitc")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = env.repo
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/rabbitc: %v\n%s", err, out)
