@@ -30,10 +30,13 @@ func containerMain(ch *userns.Channel) int {
 		}
 		return code
 	}
+	tr := stageTracer()
+	tr.mark("init:start")
 	var s spec
 	if err := ch.WaitSpec(&s); err != nil {
 		return 125
 	}
+	tr.mark("init:spec")
 	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 		return fail(fmt.Errorf("sethostname %s: %w", s.Hostname, err), 0)
 	}
@@ -46,6 +49,7 @@ func containerMain(ch *userns.Channel) int {
 	if err := rootfs.Finish(s.Rootfs); err != nil {
 		return fail(err, 0)
 	}
+	tr.mark("init:rootfs")
 	cred, err := resolveUser(s.User)
 	if err != nil {
 		return fail(err, 0)
@@ -81,6 +85,7 @@ func containerMain(ch *userns.Channel) int {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(fmt.Errorf("close_range: %w", err), 0)
 	}
+	tr.mark("init:ready")
 	if err := ch.SendInitReady(master); err != nil {
 		return 125
 	}
@@ -95,10 +100,12 @@ func containerMain(ch *userns.Channel) int {
 			return fail(err, 0)
 		}
 	}
+	tr.mark("init:started")
 	// Last: keyring, capabilities, no_new_privs, seccomp.
 	if err := security.Finalize(s.Security); err != nil {
 		return fail(err, 0)
 	}
+	tr.mark("init:exec")
 	err = unix.Exec(path, s.Args, env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {

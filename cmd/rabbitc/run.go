@@ -32,7 +32,7 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
 
 func runContainer(o *runOptions, args []string) error {
-	tr := newTracer()
+	tr := newTracer(time.Now())
 	if term.IsTerminal(0) && !o.tty && !o.interactive {
 		o.tty, o.interactive = true, true // the seed's shell: behave as -it
 	}
@@ -213,6 +213,9 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	cmd := exec.Command("/proc/self/exe", "init", "sandbox")
 	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
 	cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
+	if r.trace.on {
+		cmd.Env = append(cmd.Env, envTrace+"="+strconv.FormatInt(r.trace.start.UnixNano(), 10))
+	}
 	// The sandbox has a mount namespace of its own only to protect the
 	// binary (userns.ProtectExe); init makes the container's.
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS)
@@ -381,21 +384,4 @@ func (r *runner) stopSandbox() {
 	}
 	r.sandbox.Signal(syscall.SIGKILL)
 	<-r.sandbox.Done()
-}
-
-// tracer prints stage timestamps to stderr when RABBITC_TRACE is set, for
-// the start-up breakdown in bench/.
-type tracer struct {
-	on    bool
-	start time.Time
-}
-
-func newTracer() *tracer {
-	return &tracer{on: os.Getenv("RABBITC_TRACE") != "", start: time.Now()}
-}
-
-func (t *tracer) mark(stage string) {
-	if t.on {
-		fmt.Fprintf(os.Stderr, "rabbitc-trace: %s %d\n", stage, time.Since(t.start).Microseconds())
-	}
 }

@@ -46,6 +46,7 @@ func sandboxMain(ch *userns.Channel) int {
 	// take the container down and remove its state, which the parent can no
 	// longer do. Other signals are the parent's to forward, not ours.
 	stateDir := os.Getenv(envStateDir)
+	tr := stageTracer()
 	var initProc atomic.Pointer[userns.Process]
 	var dying atomic.Bool
 	parentGone := func() {
@@ -75,6 +76,7 @@ func sandboxMain(ch *userns.Channel) int {
 		return 125
 	}
 	if !hasCaps {
+		tr.mark("sandbox:hello")
 		if err := ch.SendChildHello(); err != nil {
 			return 125
 		}
@@ -92,6 +94,7 @@ func sandboxMain(ch *userns.Channel) int {
 		return 125
 	}
 	userns.ReexecDone()
+	tr.mark("sandbox:caps")
 	ppid, _ := strconv.Atoi(os.Getenv(envPpid))
 	if err := userns.SetPdeathsig(syscall.SIGTERM, ppid); err != nil {
 		parentGone()
@@ -116,6 +119,10 @@ func sandboxMain(ch *userns.Channel) int {
 	cmd.ExtraFiles = []*os.File{ch.File()}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = []string{} // init takes everything from the spec
+	if tr.on {
+		cmd.Env = []string{envTrace + "=" + os.Getenv(envTrace)}
+	}
+	tr.mark("sandbox:init-fork")
 	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
 	if _, err := os.Stat("/proc/self/ns/cgroup"); err == nil {
 		flags |= syscall.CLONE_NEWCGROUP
