@@ -115,16 +115,32 @@ func (c *Channel) send(m Message, files ...*os.File) error {
 }
 
 func (c *Channel) recv() (Message, []*os.File, error) {
-	buf := make([]byte, maxMessage)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	// Peek at the packet's length first: most messages are a few bytes,
+	// and a buffer of maxMessage for each would be a megabyte of resident
+	// memory in every stage.
 	var n, oobn int
 	var err error
 	for {
-		n, oobn, _, _, err = unix.Recvmsg(int(c.f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		n, _, _, _, err = unix.Recvmsg(int(c.f.Fd()), nil, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 		if err != unix.EINTR {
 			break
 		}
 	}
+	if err == nil {
+		buf := make([]byte, max(n, 1))
+		oob := make([]byte, unix.CmsgSpace(4*4))
+		for {
+			n, oobn, _, _, err = unix.Recvmsg(int(c.f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		return c.decode(buf, n, oob, oobn, err)
+	}
+	return c.decode(nil, 0, nil, 0, err)
+}
+
+func (c *Channel) decode(buf []byte, n int, oob []byte, oobn int, err error) (Message, []*os.File, error) {
 	if err != nil {
 		if errors.Is(err, syscall.ECONNRESET) {
 			return Message{}, nil, ErrEOF

@@ -78,3 +78,23 @@ func TestChannelRoundTrip(t *testing.T) {
 		t.Fatalf("WaitExec after close = %v", err)
 	}
 }
+
+func TestChannelLargeMessage(t *testing.T) {
+	p, cf, err := NewChannelPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := NewChannel(cf)
+	defer c.Close()
+	big := make([]byte, 200<<10)
+	for i := range big {
+		big[i] = 'a' + byte(i%26)
+	}
+	type spec struct{ Blob string }
+	go p.SendSpec(spec{Blob: string(big)})
+	var got spec
+	if err := c.WaitSpec(&got); err != nil || got.Blob != string(big) {
+		t.Fatalf("WaitSpec of a 200 KiB spec: len %d, %v", len(got.Blob), err)
+	}
+}
