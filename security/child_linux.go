@@ -122,6 +122,13 @@ func joinSessionKeyring() error {
 
 // loadSeccomp compiles the profile c asks for and loads it on every thread.
 func loadSeccomp(c Config, caps []int) error {
+	if len(c.Filter) > 0 {
+		f, err := filterFromBytes(c.Filter, c.FilterFlags)
+		if err != nil {
+			return err
+		}
+		return f.load()
+	}
 	f, err := buildFilter(c, caps)
 	if err != nil || f == nil {
 		return err

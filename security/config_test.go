@@ -3,6 +3,7 @@ package security
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -199,4 +200,30 @@ func FuzzSeccompProfile(f *testing.F) {
 		}
 		run(t, flt.prog, call{nr: 0, arch: nativeArch})
 	})
+}
+
+func TestParseConfigCarriesCompiledFilter(t *testing.T) {
+	c, err := ParseConfig(nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, _ := c.Capabilities()
+	want, err := buildFilter(Config{NoNewPrivs: true}, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := filterFromBytes(c.Filter, c.FilterFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.prog) == 0 || !reflect.DeepEqual(got.prog, want.prog) || got.flags != want.flags {
+		t.Fatalf("the filter in the config (%d instructions) is not the default profile's (%d)", len(got.prog), len(want.prog))
+	}
+	u, err := ParseConfig(nil, nil, []string{"seccomp=unconfined"})
+	if err != nil || len(u.Filter) != 0 {
+		t.Fatalf("unconfined carries a filter: %d bytes, %v", len(u.Filter), err)
+	}
+	if _, err := filterFromBytes([]byte{1, 2, 3}, 0); err == nil {
+		t.Fatal("a truncated program was accepted")
+	}
 }

@@ -1,6 +1,8 @@
 package security
 
 import (
+	"unsafe"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,26 @@ const SeccompUnconfined = "unconfined"
 type filter struct {
 	prog  []unix.SockFilter
 	flags uintptr // SECCOMP_FILTER_FLAG_*, TSYNC included
+}
+
+// bytes is the program as the kernel reads it, for the spec.
+func (f *filter) bytes() []byte {
+	if len(f.prog) == 0 {
+		return nil
+	}
+	n := len(f.prog) * int(unsafe.Sizeof(f.prog[0]))
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&f.prog[0])), n)...)
+}
+
+// filterFromBytes is the inverse of bytes.
+func filterFromBytes(b []byte, flags uintptr) (*filter, error) {
+	size := int(unsafe.Sizeof(unix.SockFilter{}))
+	if len(b)%size != 0 || len(b)/size > 4096 {
+		return nil, fmt.Errorf("load seccomp filter: malformed program of %d bytes", len(b))
+	}
+	prog := make([]unix.SockFilter, len(b)/size)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&prog[0])), len(b)), b)
+	return &filter{prog: prog, flags: flags}, nil
 }
 
 // buildFilter compiles the profile c asks for against the capability set

@@ -162,21 +162,30 @@ type credential struct {
 	home     string
 }
 
+// apply changes the calling thread's groups and ids with the raw system
+// calls. Go's syscall.Setuid and friends change every thread of the process
+// through a signal to each (1-2 ms here under load); init runs on its
+// locked main thread and execs from it, and exec keeps only that thread, so
+// the other threads' credentials never reach the payload.
 func (c *credential) apply() error {
-	if c.uid == 0 && c.gid == 0 && len(c.groups) == 0 {
-		// Drop supplementary groups where setgroups is allowed (full map).
-		syscall.Setgroups(nil)
-		return nil
-	}
-	// syscall's Setgroups, unlike x/sys/unix's, changes every thread.
-	if err := syscall.Setgroups(c.groups); err != nil && !errors.Is(err, unix.EPERM) {
+	if len(c.groups) == 0 {
+		// Drop the user's supplementary groups (they would still count on
+		// the host's files); EPERM: setgroups is denied with a single-id map.
+		if err := unix.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+	} else if err := unix.Setgroups(c.groups); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
 	}
-	if err := unix.Setgid(c.gid); err != nil {
-		return fmt.Errorf("setgid %d: %w (is gid %d mapped? see /etc/subgid)", c.gid, err, c.gid)
+	if c.gid != 0 {
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.gid), uintptr(c.gid), uintptr(c.gid)); e != 0 {
+			return fmt.Errorf("setgid %d: %w (is gid %d mapped? see /etc/subgid)", c.gid, e, c.gid)
+		}
 	}
-	if err := unix.Setuid(c.uid); err != nil {
-		return fmt.Errorf("setuid %d: %w (is uid %d mapped? see /etc/subuid)", c.uid, err, c.uid)
+	if c.uid != 0 {
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.uid), uintptr(c.uid), uintptr(c.uid)); e != 0 {
+			return fmt.Errorf("setuid %d: %w (is uid %d mapped? see /etc/subuid)", c.uid, e, c.uid)
+		}
 	}
 	return nil
 }
