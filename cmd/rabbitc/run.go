@@ -43,6 +43,7 @@ func runContainer(o *runOptions, args []string) error {
 	tr.mark("spec")
 	r := &runner{spec: s, opts: o, trace: tr}
 	code, err := r.run()
+	tr.mark("torn-down")
 	if err != nil {
 		return err
 	}
@@ -334,6 +335,7 @@ func (r *runner) wait() (int, error) {
 	for {
 		select {
 		case <-r.sandbox.Done():
+			r.trace.mark("sandbox-exited")
 			r.waitOutputs()
 			return r.sandbox.ExitCode(), nil
 		case sig := <-r.sigc:
