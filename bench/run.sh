@@ -42,9 +42,14 @@ user_stage() {
 	fi
 	local rc=0
 	"$work/bin/rabbitbench" "${args[@]}" || rc=$?
-	# podman's rootless pause process holds its user namespace; we started it.
+	# Every podman container here is ours (private HOME and runtime directory).
+	if command -v podman >/dev/null; then
+		podman rm -a -f -t 0 >/dev/null 2>&1 || true
+	fi
+	# podman's rootless pause process (catatonit, which ignores SIGTERM) holds
+	# its user namespace; we started it.
 	if [ -s "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid" ]; then
-		kill "$(cat "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid")" 2>/dev/null || true
+		kill -KILL "$(cat "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid")" 2>/dev/null || true
 	fi
 	if [ "$(id -u)" != 0 ] && command -v podman >/dev/null; then
 		# Files podman wrote belong to subordinate ids: remove them inside its namespace.

@@ -22,6 +22,8 @@ type contender struct {
 	// skipped is set when the contender cannot run here, with the reason.
 	skipped string
 	fails   int
+	// after, when set, cleans up after a round, outside the measurement.
+	after func(port int)
 }
 
 // alternate runs every contender once per round, rotating the order each

@@ -50,10 +50,14 @@ func startFirstByte(e *env, res *results) {
 		c.skipped = err.Error()
 	}
 	cs = append(cs, c)
-	cs = append(cs, e.serveContender("podman", group, func(p int) []string {
-		return append([]string{"podman", "run", "--rm", "--network", "slirp4netns",
-			"-p", fmt.Sprintf("127.0.0.1:%d:80", p), "--rootfs", e.podmanRootfs}, server...)
-	}))
+	podman := e.serveContender("podman", group, func(p int) []string {
+		return append([]string{"podman", "run", "--rm", "--name", fmt.Sprintf("rabbitbench-fb-%d", p),
+			"--network", "slirp4netns", "-p", fmt.Sprintf("127.0.0.1:%d:80", p), "--rootfs", e.podmanRootfs}, server...)
+	})
+	// Should the signal reach podman before its proxy to the container is
+	// up, the container would outlive it: remove it, after the clock.
+	podman.after = func(p int) { exec.Command("podman", "rm", "-f", "-t", "0", fmt.Sprintf("rabbitbench-fb-%d", p)).Run() }
+	cs = append(cs, podman)
 	for _, c := range cs {
 		e.requireTool(c)
 	}
@@ -70,8 +74,12 @@ func startFirstByte(e *env, res *results) {
 // serveContender starts argv(port) and measures the time to the first byte
 // served through 127.0.0.1:port, then stops it with SIGTERM.
 func (e *env) serveContender(name, group string, argv func(port int) []string) *contender {
-	return &contender{name: name, run: func(round int) ([]measure, error) {
+	c := &contender{name: name}
+	c.run = func(round int) ([]measure, error) {
 		p := e.port()
+		if c.after != nil {
+			defer c.after(p)
+		}
 		a := argv(p)
 		cmd := exec.Command(a[0], a[1:]...)
 		var stderr bytes.Buffer
@@ -97,7 +105,8 @@ func (e *env) serveContender(name, group string, argv func(port int) []string) *
 			e.recordTrace(group, parseTrace(stderr.Bytes()))
 		}
 		return []measure{{metric: "start to first byte", unit: "ms", value: ms(d)}}, nil
-	}}
+	}
+	return c
 }
 
 // stopCmd sends SIGTERM, waits, and kills the process group if it lingers.
