@@ -45,15 +45,15 @@ user_stage() {
 	# Every podman container here is ours (private HOME and runtime directory).
 	if command -v podman >/dev/null; then
 		podman rm -a -f -t 0 >/dev/null 2>&1 || true
+		if [ "$(id -u)" != 0 ]; then
+			# Files podman wrote belong to subordinate ids: remove them inside its namespace.
+			podman unshare rm -rf "$XDG_DATA_HOME/containers" 2>/dev/null || true
+		fi
 	fi
 	# podman's rootless pause process (catatonit, which ignores SIGTERM) holds
 	# its user namespace; we started it.
 	if [ -s "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid" ]; then
 		kill -KILL "$(cat "$XDG_RUNTIME_DIR/libpod/tmp/pause.pid")" 2>/dev/null || true
-	fi
-	if [ "$(id -u)" != 0 ] && command -v podman >/dev/null; then
-		# Files podman wrote belong to subordinate ids: remove them inside its namespace.
-		podman unshare rm -rf "$XDG_DATA_HOME/containers" 2>/dev/null || true
 	fi
 	return $rc
 }
