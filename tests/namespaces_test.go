@@ -6,6 +6,7 @@ package tests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -399,5 +400,26 @@ func TestMissingSubIDRanges(t *testing.T) {
 	}
 	if left := listTree(filepath.Join(xdg, "rabbitc")); len(left) > 0 {
 		t.Errorf("state left behind: %v", left)
+	}
+}
+
+// User namespaces that cannot be created (here: user.max_user_namespaces=0,
+// set inside a user namespace of the test user's own, so the host is not
+// touched) give one line naming the setting, exit 125, nothing left behind.
+func TestUserNamespacesDisabled(t *testing.T) {
+	requireSetup(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare not found (install util-linux: run tests/setup.sh as root)")
+	}
+	dir := userDir(t, "no-userns", 0o755)
+	wrapper := filepath.Join(dir, "rabbitc-without-userns")
+	script := "#!/bin/sh\nexec unshare --user --map-root-user sh -c 'echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\"' " + env.bin + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runOpt(t, opts{bin: wrapper}, rcNoNet("--", "true")...)
+	wantRuntimeError(t, r, "user.max_user_namespaces")
+	if strings.Contains(r.stderr, "fork/exec") {
+		t.Errorf("the error names Go's exec internals instead of the problem:\n%s", r)
 	}
 }

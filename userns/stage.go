@@ -87,6 +87,10 @@ func (p *Process) Signal(sig os.Signal) {
 
 // CloneError explains a failure to create the namespaces, with the fix.
 func CloneError(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		err = errno // not exec's "fork/exec /proc/self/exe: ..."
+	}
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("clone user namespace: %w (unprivileged user namespaces are disabled: set kernel.unprivileged_userns_clone=1, or kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu; see README \"Requirements\")", err)
 	}
