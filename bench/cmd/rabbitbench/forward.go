@@ -173,7 +173,11 @@ func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer
 		return p
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
-	p.stop = func() { stopCmd(p.cmd, p.exited, 10*time.Second) }
+	p.stop = func() {
+		stopCmd(p.cmd, p.exited, 10*time.Second)
+		// Whatever stayed in its process group (a shell's background iperf3).
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
 	top := p.cmd.Process.Pid
 	p.helpers = func() ([]int, error) {
 		var pids []int
