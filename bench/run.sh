@@ -72,7 +72,7 @@ ns_stage() {
 		env -i PATH="$PATH" USER="$user" LOGNAME="$user" LANG="${LANG:-C.UTF-8}" \
 		BENCH_QUICK="${BENCH_QUICK:-0}" BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_LOAD_ROUNDS="${BENCH_LOAD_ROUNDS:-}" \
 		BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-}" BENCH_ONLY="${BENCH_ONLY:-}" \
-		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" \
+		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" RABBITC_BENCH_COMMIT="${RABBITC_BENCH_COMMIT:-}" \
 		bash "$here/run.sh" --user-stage "$work"
 }
 
@@ -104,6 +104,9 @@ fi
 grep -q "^$user:" /etc/subuid 2>/dev/null || log "no /etc/subuid range for $user: runtimes that use newuidmap will fail (add \"$user:100000:65536\" to /etc/subuid and /etc/subgid)"
 
 GO=$(command -v go || echo /usr/local/go/bin/go)
+RABBITC_BENCH_COMMIT=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$repo" diff --quiet HEAD -- cmd userns rootfs netns portfwd 2>/dev/null || RABBITC_BENCH_COMMIT+=" with local changes"
+export RABBITC_BENCH_COMMIT
 work=$(mktemp -d /tmp/rabbitc-bench.XXXXXX)
 chmod 0755 "$work"
 cleanup() {

@@ -213,7 +213,7 @@ func machineInfo(e *env) []string {
 	return []string{
 		"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		fmt.Sprintf("machine: Linux %s, %d CPUs (%s)", strings.TrimSpace(string(kernel)), cpus, model),
-		"rabbitc: " + ver(e.rabbitc, "version"),
+		"rabbitc: " + ver(e.rabbitc, "version") + ", commit " + os.Getenv("RABBITC_BENCH_COMMIT"),
 		"peers: " + strings.Join([]string{
 			ver("unshare", "--version"), ver("bwrap", "--version"), ver("crun", "--version"),
 			ver("runc", "--version"), ver("rootlesskit", "--version"), ver("podman", "--version"),
