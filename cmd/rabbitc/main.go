@@ -1,4 +1,3 @@
-// Command rabbitc runs a rootless container from a rootfs directory.
 package main
 
 import (

@@ -1,0 +1,26 @@
+// Command rabbitc runs a rootless container from a rootfs directory.
+//
+// This package owns the command line (cobra), the spec built from the flags
+// (all validation happens in newSpec; the stages never see a flag), the
+// order of the parent's steps and their undo, the exit code and the single
+// error line. The work of each step lives in its package: userns, rootfs,
+// netns, portfwd, security.
+//
+// One binary, three processes (and slirp4netns beside them):
+//
+//	parent   run.go      host side: Listen, state dir, maps, slirp4netns, signals, console
+//	sandbox  sandbox.go  `rabbitc init sandbox`: new user, mount and network namespaces;
+//	                     re-execs to gain capabilities, starts init, dials published ports
+//	init     init.go     `rabbitc init container`: PID 1 of new mount, PID, UTS, IPC and
+//	                     cgroup namespaces; mounts, pivot_root, credentials, exec
+//
+// main checks os.Args[1] == "init" before cobra sees the arguments; a stage
+// reads its settings from the sync channel (fd 3), never from flags, and
+// reports failures as an Error message that the parent prints. The sequence
+// of messages is drawn in userns/channel.go.
+//
+// A container's state lives in one directory, $XDG_RUNTIME_DIR/rabbitc/ID
+// (or /tmp/rabbitc-UID/ID): state.json and the generated /etc files. The
+// stages are ready for a detached mode and the OCI command line: init waits
+// for Start before it execs the payload, and state.json records the pids.
+package main
