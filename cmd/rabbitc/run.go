@@ -206,6 +206,9 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
+	if err := markRunning(s, r.initPid); err != nil {
+		return 0, err
+	}
 	return r.wait()
 }
 

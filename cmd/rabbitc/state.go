@@ -100,13 +100,31 @@ func createState(s *spec) error {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
 	}
-	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
-		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
+	st := newState(s)
 	if err := writeState(dir, &st); err != nil {
 		os.RemoveAll(dir)
 		return err
 	}
 	return nil
+}
+
+func newState(s *spec) state {
+	return state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
+		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
+}
+
+// markRunning records the payload's pid once it runs.
+func markRunning(s *spec, initPid int) error {
+	var st state
+	b, err := os.ReadFile(filepath.Join(s.StateDir, "state.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		return fmt.Errorf("read state: %w", err)
+	}
+	st.InitPid, st.Status = initPid, "running"
+	return writeState(s.StateDir, &st)
 }
 
 func writeState(dir string, st *state) error {
