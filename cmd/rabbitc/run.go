@@ -206,9 +206,10 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
-	if err := markRunning(s, r.initPid); err != nil {
-		return 0, err
-	}
+	// Best effort: a payload that already ended took the state with it
+	// (the sandbox removes it), and a full disk must not stop a running
+	// container.
+	markRunning(s, r.initPid)
 	return r.wait()
 }
 
