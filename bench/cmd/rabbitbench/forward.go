@@ -321,7 +321,7 @@ func (e *env) iperf(p *fwdPeer, streams int, reverse bool) ([]measure, error) {
 	}
 	var out []byte
 	fwd, all, err := cpuDuring(p, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+20)*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+8)*time.Second)
 		defer cancel()
 		var err error
 		out, err = exec.CommandContext(ctx, "iperf3", args...).Output()
@@ -376,7 +376,7 @@ func (e *env) wrk(p *fwdPeer, threads, conns int, closeEach bool) ([]measure, er
 	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/", p.httpPort))
 	var out []byte
 	_, all, err := cpuDuring(p, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+20)*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+8)*time.Second)
 		defer cancel()
 		var err error
 		out, err = exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
