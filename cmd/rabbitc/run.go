@@ -133,14 +133,6 @@ func (r *runner) run() (code int, err error) {
 		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
-	if err := ch.WaitChildHello(); err != nil {
-		return 0, r.setupErr(err)
-	}
-	// Only now: if rabbitc dies from here on, the sandbox removes the state.
-	if err := createState(s); err != nil {
-		return 0, r.setupErr(err)
-	}
-	defer os.RemoveAll(s.StateDir)
 	mr := <-mapsc
 	if mr.err != nil {
 		return 0, r.setupErr(mr.err)
@@ -148,6 +140,8 @@ func (r *runner) run() (code int, err error) {
 	if mr.maps.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", mr.maps.Warning)
 	}
+	// Both wait in the socket for the sandbox: MapsWritten for its first
+	// half, the spec for its second; nothing below waits for the state.
 	if err := ch.SendMapsWritten(); err != nil {
 		return 0, r.setupErr(err)
 	}
@@ -156,12 +150,22 @@ func (r *runner) run() (code int, err error) {
 	}
 	r.trace.mark("maps-written")
 	if s.Net.Mode == netns.ModeSlirp {
-		// slirp4netns comes up while init prepares the rootfs.
+		// slirp4netns comes up while the sandbox and init prepare.
 		if r.slirp, err = netns.StartSlirp(r.sandbox.Pid(), s.Net, feat); err != nil {
 			return 0, r.setupErr(err)
 		}
 		defer r.slirp.Stop()
 	}
+	if err := ch.WaitChildHello(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	// Only now: if rabbitc dies from here on, the sandbox removes the state.
+	// Init reads the /etc files, after InitStarted.
+	if err := createState(s); err != nil {
+		return 0, r.setupErr(err)
+	}
+	defer os.RemoveAll(s.StateDir)
+	r.trace.mark("state-created")
 	if r.initPid, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
