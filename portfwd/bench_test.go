@@ -20,7 +20,14 @@
 //     servers inside its network namespace (see rootlesskitBinPeer)
 //
 // BENCH_SECONDS (3) sets the length of each run, BENCH_ROUNDS (1) how many
-// runs of each, alternating between the forwarders; medians are reported.
+// runs of each, alternating between the forwarders; medians are reported,
+// and rabbitc's ratio to rk-1.1-bin paired by round. BENCH_MODES and
+// BENCH_CASES (comma-separated, e.g. "rabbitc,rk-1.1-bin" and
+// "req/s c32,4 streams") run only those.
+//
+// Every process here shares the test's session, so this harness does not
+// show what the container's own session does to the p99 over 32
+// connections (see loop.go): measure that with the real binaries.
 package portfwd
 
 import (
@@ -348,7 +355,11 @@ func rootlesskitBinPeer(t *testing.T) *peer {
 	p := &peer{iperfPort: freePort(t, "tcp", "127.0.0.1"), httpPort: freePort(t, "tcp", "127.0.0.1")}
 	cmd := exec.Command("rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback", "--port-driver=builtin",
 		"-p", fmt.Sprintf("127.0.0.1:%d:5201/tcp", p.iperfPort), "-p", fmt.Sprintf("127.0.0.1:%d:80/tcp", p.httpPort),
-		"--", "/bin/sh", "-c", "iperf3 -s -p 5201 >/dev/null 2>&1 & exec "+bin)
+		"--", "/bin/sh", "-c",
+		// The shell stops the iperf3 server too: it would live on, orphaned,
+		// in a network namespace nobody can reach. (Not --pidns: that
+		// would also put the servers in a session of their own.)
+		"iperf3 -s -p 5201 >/dev/null 2>&1 & i=$!; "+bin+" & h=$!; trap 'kill $i $h' TERM INT; wait $h; kill $i")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), roleEnv+"=http", "LISTEN_PORT=80", "HOME="+dir)
 	if os.Geteuid() == 0 {
@@ -424,13 +435,18 @@ func TestBench(t *testing.T) {
 		rounds = 1
 	}
 	peers := map[string]*peer{}
-	modes := []string{"rabbitc", "rootlesskit", "iocopy"}
-	for _, mode := range modes {
-		peers[mode] = harnessPeer(t, mode, iperfPort, httpPort)
+	var modes []string
+	for _, mode := range []string{"rabbitc", "rootlesskit", "iocopy"} {
+		if selected("BENCH_MODES", mode) {
+			peers[mode] = harnessPeer(t, mode, iperfPort, httpPort)
+			modes = append(modes, mode)
+		}
 	}
-	if p := rootlesskitBinPeer(t); p != nil {
-		peers["rk-1.1-bin"] = p
-		modes = append(modes, "rk-1.1-bin")
+	if selected("BENCH_MODES", "rk-1.1-bin") {
+		if p := rootlesskitBinPeer(t); p != nil {
+			peers["rk-1.1-bin"] = p
+			modes = append(modes, "rk-1.1-bin")
+		}
 	}
 	type sample struct{ mode, metric string }
 	all := map[sample][]float64{}
@@ -441,6 +457,9 @@ func TestBench(t *testing.T) {
 	}{
 		{"1 stream", nil}, {"1 stream -R", []string{"-R"}}, {"4 streams", []string{"-P", "4"}}, {"4 streams -R", []string{"-R", "-P", "4"}},
 	} {
+		if !selected("BENCH_CASES", c.name) {
+			continue
+		}
 		for range rounds {
 			for _, mode := range modes {
 				p := peers[mode]
@@ -460,6 +479,9 @@ func TestBench(t *testing.T) {
 		{"req/s c32", []string{"-t2", "-c32"}},
 		{"new conn/s c32", []string{"-t2", "-c32", "-H", "Connection: close"}},
 	} {
+		if !selected("BENCH_CASES", c.name) {
+			continue
+		}
 		for range rounds {
 			for _, mode := range modes {
 				p := peers[mode]
@@ -488,25 +510,51 @@ func TestBench(t *testing.T) {
 		sort.Float64s(v)
 		return v[len(v)/2]
 	}
+	// paired is the median over the rounds of rabbitc's value over the
+	// peer's in the same round (the runs alternate).
+	paired := func(m, peer string) float64 {
+		r, p := all[sample{"rabbitc", m}], all[sample{peer, m}]
+		var q []float64
+		for i := range min(len(r), len(p)) {
+			q = append(q, r[i]/p[i])
+		}
+		return median(q)
+	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%-24s", "median of "+strconv.Itoa(rounds))
 	for _, mode := range modes {
 		fmt.Fprintf(&sb, " %12s", mode)
 	}
-	fmt.Fprintf(&sb, " %8s %8s\n", "r/rk", "r/rkbin")
+	fmt.Fprintf(&sb, " %8s %8s %8s\n", "r/rk", "r/rkbin", "paired")
 	for _, m := range metrics {
 		fmt.Fprintf(&sb, "%-24s", m)
+		pr := paired(m, "rk-1.1-bin")
 		for _, mode := range modes {
 			fmt.Fprintf(&sb, " %12.3f", median(all[sample{mode, m}]))
 		}
 		r := median(all[sample{"rabbitc", m}])
 		fmt.Fprintf(&sb, " %8.2f", r/median(all[sample{"rootlesskit", m}]))
 		if peers["rk-1.1-bin"] != nil {
-			fmt.Fprintf(&sb, " %8.2f", r/median(all[sample{"rk-1.1-bin", m}]))
+			fmt.Fprintf(&sb, " %8.2f %8.2f", r/median(all[sample{"rk-1.1-bin", m}]), pr)
 		}
 		sb.WriteString("\n")
 	}
 	t.Log("\n" + sb.String())
+}
+
+// selected reports whether name is in the comma-separated list in the
+// environment variable key (everything is selected when it is empty).
+func selected(key, name string) bool {
+	v := os.Getenv(key)
+	if v == "" {
+		return true
+	}
+	for _, s := range strings.Split(v, ",") {
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 func envSeconds(s string) int {

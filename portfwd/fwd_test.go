@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,6 +256,48 @@ func TestForwardConcurrent(t *testing.T) {
 	waitFor(t, "all connections to close", func() bool { return f.l.Stats().Conns == 0 })
 	if st := f.l.Stats(); st.Accepted != uint64(n) || st.DialErrors != 0 || st.Resets != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestParkedLoops runs loops that park in the runtime's poller (as many
+// loops as Ps or more) instead of blocking in epoll_wait, deadlines (idle
+// pipes, idle UDP flows) included.
+func TestParkedLoops(t *testing.T) {
+	parked := func(l *Listeners) {
+		l.Loops = runtime.GOMAXPROCS(0) + 1
+		l.UDPIdleTimeout = 300 * time.Millisecond
+	}
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t), parked)
+	data := randomBytes(t, 64<<10)
+	errs := make(chan error, 20)
+	for range cap(errs) {
+		go func() { errs <- roundTrip(f.addr(), data) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := roundTrip(f.addr(), randomBytes(t, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all connections to close", func() bool { return f.l.Stats().Conns == 0 })
+	waitFor(t, "pooled pipes to close", func() bool { return f.l.Stats().Pipes == 0 })
+
+	u := startFwd(t, "udp", "127.0.0.1", udpEchoServer(t), parked)
+	c, err := net.Dial("udp", u.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for _, msg := range []string{"one", "two"} {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(msg))
+		if n, err := c.Read(buf); err != nil || !strings.HasSuffix(string(buf[:n]), " "+msg) {
+			t.Fatalf("udp %s: %q, %v", msg, buf[:n], err)
+		}
+		waitFor(t, "the idle flow to close", func() bool { return u.l.Stats().Flows == 0 })
 	}
 }
 

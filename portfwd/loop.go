@@ -9,51 +9,94 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // The parent forwards every published port from event loops: goroutines
-// that wait in epoll_wait (edge-triggered) and move the bytes with explicit
+// that wait for edge-triggered epoll events and move the bytes with explicit
 // splice(2) through 1 MiB pipes, every call but the wait a raw system call.
-// The main loop serves the listeners, the child socket and UDP; TCP pairs go
-// to the loop with the fewest (GOMAXPROCS loops, at most 4). A pipe is taken
-// from a small pool only while a direction has bytes in flight, so an idle
-// connection holds two descriptors and no pipe.
+// The main loop serves the listeners, the child socket and UDP, and forwards
+// TCP pairs too; further loops, one per four Ps (GOMAXPROCS) and at most 4,
+// take their share of the pairs. A pipe is taken from a small pool only
+// while a direction has bytes in flight, so an idle connection holds two
+// descriptors and no pipe.
+//
+// How a loop waits matters as much as how it moves bytes. A goroutine
+// blocked in epoll_wait holds its P in the syscall state; when no other P is
+// idle, the runtime's monitor takes that P away after 20 µs, starts a
+// spinning thread for it, and goes on waking every 20 µs since it keeps
+// finding Ps to take. With one loop per P (the old default: two loops on two
+// cores) that churn was 10% of the forwarder's CPU in perf (runtime.sysmon,
+// nanosleep, futex: per GB 3 300 nanosleeps and 4 500-7 000 context
+// switches, against 600 and 1 100-1 700 with one loop), and it doubled the
+// p99 of 32 keep-alive connections. So a loop blocks in epoll_wait only
+// when there are more Ps than loops; otherwise (GOMAXPROCS=1, or Loops set
+// that high) its epoll set goes into the runtime's poller like a socket and
+// an idle loop parks. Parking costs two more epoll calls and a pass through
+// the scheduler per wake-up (requests/s over 1 connection 0.99x RootlessKit
+// against 1.08x blocking), so it is the fallback, not the default.
+//
+// The p99 over 32 connections has a second cause, outside the forwarder:
+// the payload runs in a session of its own (setsid, CVE-2017-5226), and with
+// kernel.sched_autogroup_enabled=1 each session is a scheduling group that
+// gets its fair share of the CPUs as a whole. In the bench, wrk and the
+// forwarder share one group and the container's server is alone in another;
+// RootlessKit's payload stays in rootlesskit's session, with wrk. The same
+// RootlessKit with its server under setsid ("rk, setsid" below) has 3-5x the
+// p99 of the usual one; rabbitc without the payload's setsid (a build for
+// this measurement only) is at parity. p99 of wrk -t2 -c32, ms, median of 8
+// rounds of 3 s, wrk and the forwarders in one session as in the bench,
+// ratio to RootlessKit paired by round, two runs:
+//
+//	                                 run 1          run 2
+//	RootlessKit 1.1 builtin        3.83            4.84
+//	RootlessKit, setsid           14.0   4.06x    13.1   2.79x
+//	rabbitc before                33.7   8.95x    26.8   5.24x
+//	rabbitc now                   10.8   2.91x     8.8   1.57x
+//	before, no setsid              4.06  1.10x     4.58  0.99x
+//	now, no setsid                 3.88  0.99x     4.73  0.92x
+//
+// ("now" parked its loop in the poller in run 1 and blocked in epoll_wait in
+// run 2; in another run of 6 rounds blocking had 2.6x and parking 2.0x,
+// within the spread between runs.)
 //
 // Why not io.Copy between two *net.TCPConn, as RootlessKit's builtin driver
-// does? The kernel's work per byte is the same (Go 1.21+ splices through a
-// 1 MiB pipe too; the go1.19 rootlesskit 1.1.0 of Debian through 64 KiB
-// pipes), but each wake-up goes through the netpoller and the scheduler. The
-// loop cuts what is left above the kernel's own TCP work: per GB about 3 000
-// context switches against 6 000-18 000, and per connection one message
-// each way on a socketpair instead of a unix-socket dial with JSON. Measured
-// with bench_test.go (`go test -tags portfwdbench -run TestBench -v`), each
-// forwarder in its own process between iperf3 or wrk and a server on
-// loopback, 2 cores busy with other builds (load 5-7, so single runs vary by
-// 30%), medians of 3 runs of 2 s, CPU of the forwarding process:
+// does? The kernel's work per byte is the same, but every 64 KiB pipe (Go
+// 1.19, Debian's rootlesskit 1.1.0) is one splice in and one out: 31 600
+// splices per GB against 3 300 here, which costs RootlessKit as much as
+// everything else (the same loop with 64 KiB pipes: 1.01x RootlessKit's
+// CPU per GB, 256 KiB: 0.78x, 1 MiB: 0.63x, 4 streams, 4 rounds). Per
+// connection it is one message each way on a socketpair instead of a
+// unix-socket dial with JSON. With the real rabbitc and rootlesskit
+// binaries, their servers in the container, wrk and iperf3 in the bench's
+// arrangement, median of 6 rounds, ratio to RootlessKit paired by round
+// (CPU: user+system of the forwarding process, per GB moved):
 //
-//	                          rabbitc  rk v3 lib  io.Copy  rk 1.1 bin  r/rk-bin
-//	1 stream Gbit/s             16.5     15.1      15.5      15.1      1.09
-//	1 stream -R Gbit/s          17.3     14.9      17.1      16.6      1.04
-//	4 streams Gbit/s            11.9     13.8      14.7      12.4      0.96
-//	4 streams -R Gbit/s         12.1     11.5      12.0      10.5      1.15
-//	1 stream CPU s/GB          0.109    0.133     0.124     0.111      0.98
-//	1 stream -R CPU s/GB       0.093    0.113     0.117     0.140      0.66
-//	4 streams CPU s/GB         0.129    0.160     0.173     0.177      0.73
-//	4 streams -R CPU s/GB      0.163    0.148     0.157     0.186      0.88
-//	req/s, 1 conn              17384    11416     15448     11417      1.52
-//	req/s, 32 conns            34350    39223     36274     33125      1.04
-//	p99 us, 32 conns            5040     3870      7300      5090      0.99
-//	new conn/s, 32 clients      7035     2698      5993      2548      2.76
-//	CPU us per new conn         48.9    142.7      83.4     129.5      0.38
+//	                           RootlessKit  before        now
+//	req/s, 32 conns               35676     1.02x        1.06x
+//	p99, 32 conns                 3.45 ms   9.10x        4.50x (see above)
+//	req/s, 1 conn                 11613     1.13x        1.16x
+//	p99, 1 conn                   0.52 ms   0.30x        0.33x
+//	new conn/s, 32 clients         5470     1.43x        1.47x
+//	Gbit/s, 1 stream               19.2     1.06x        1.16x
+//	Gbit/s, 1 stream -R            19.3     1.00x        0.97x
+//	Gbit/s, 4 streams              18.1     1.08x        1.07x
+//	Gbit/s, 4 streams -R           15.4     0.98x        1.11x
+//	CPU s/GB, 1 stream             0.25     0.55x        0.51x
+//	CPU s/GB, 1 stream -R          0.22     0.59x        0.60x
+//	CPU s/GB, 4 streams            0.23     0.88x        0.68x
+//	CPU s/GB, 4 streams -R         0.22     0.83x        0.73x
 //
-// (rk v3 lib: RootlessKit v3's pkg/port/builtin/parent/tcp built with Go
-// 1.26; rk 1.1 bin: the rootlesskit binary with --port-driver=builtin.) The
-// forwarder's CPU is 90% system time: the second pass through TCP, which
-// every two-hop forwarder pays, so the CPU bar (0.6x) is met only where the
-// other side's wake-ups dominate (reverse direction), not on every run here.
+// What is left is the kernel's: 90% of the forwarder's CPU is in splice,
+// mostly the second pass through TCP that every two-hop forwarder pays
+// (sending, and the receive side of loopback run in the sender's softirq).
+// With 4 streams a 1 MiB read fills the pipe (900 of 1 100 reads per GB),
+// and 1 MiB is fs.pipe-max-size for unprivileged users; single runs of the
+// same binary vary by 30% with where the softirqs happen to run.
 
 const (
 	maxEvents = 256
@@ -73,6 +116,7 @@ const (
 	maxFlowQueue   = 16   // datagrams kept per UDP flow while its dial is in flight
 	maxFlows       = 4096 // UDP flows per listener
 	maxLoops       = 4    // event loops by default, at most
+	cpusPerLoop    = 4    // GOMAXPROCS per event loop by default
 )
 
 var errChildGone = errors.New("portfwd: the sandbox closed the forwarding socket")
@@ -117,6 +161,12 @@ type pipe struct {
 type loop struct {
 	l      *Listeners
 	epfd   int
+	epf    *os.File        // epfd in the runtime's poller, nil if it would not take it
+	epc    syscall.RawConn // of epf
+	polled func(uintptr) bool
+	nready int       // events polled by polled
+	perr   error     // error of the poll
+	dl     time.Time // read deadline set on epf
 	wakefd int
 	sock   int // duplicate of the parent end of the socketpair
 	idle   time.Duration
@@ -184,8 +234,15 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 			}
 		}
 	}()
-	if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_create1", err))
+	loops := l.Loops
+	if loops <= 0 {
+		loops = min(max(runtime.GOMAXPROCS(0)/cpusPerLoop, 1), maxLoops)
+	}
+	// A loop blocks its thread in epoll_wait only while another P is
+	// free: see the design comment.
+	park := loops >= runtime.GOMAXPROCS(0)
+	if err = lp.newEpoll(park); err != nil {
+		return nil, err
 	}
 	if lp.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("portfwd: %w", os.NewSyscallError("eventfd", err))
@@ -199,12 +256,8 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 	if err := lp.register(lp.sock, lp.add(handle{kind: hChild}), unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLET); err != nil {
 		return nil, err
 	}
-	loops := l.Loops
-	if loops <= 0 {
-		loops = min(runtime.GOMAXPROCS(0), maxLoops)
-	}
 	for range loops - 1 {
-		w, err := newWorker(l)
+		w, err := newWorker(l, park)
 		if err != nil {
 			return nil, err
 		}
@@ -224,12 +277,12 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 }
 
 // newWorker creates a loop that forwards the pairs handed to it.
-func newWorker(l *Listeners) (*loop, error) {
+func newWorker(l *Listeners, park bool) (*loop, error) {
 	w := &loop{l: l, epfd: -1, wakefd: -1, sock: -1, worker: true, done: make(chan error, 1),
 		events: make([]unix.EpollEvent, maxEvents)}
 	var err error
-	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_create1", err))
+	if err = w.newEpoll(park); err != nil {
+		return nil, err
 	}
 	if w.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		w.closeFDs()
@@ -370,10 +423,13 @@ func (lp *loop) run() (err error) {
 		}
 	}()
 	for !lp.stopping() {
-		n, err := unix.EpollWait(lp.epfd, lp.events, lp.timeout())
+		n, err := lp.wait(lp.timeout())
 		if err != nil && err != unix.EINTR {
 			lp.fail(fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_wait", err)))
-			continue
+			if lp.worker {
+				lp.l.fail(lp.fatal)
+			}
+			return lp.fatal
 		}
 		lp.now = time.Now()
 		if n > 0 {
@@ -789,10 +845,90 @@ func (lp *loop) shutdown() {
 // closeFDs closes the loop's own descriptors; the wake eventfd belongs to
 // Listeners, which closes it after the loop has exited.
 func (lp *loop) closeFDs() {
+	if lp.epf != nil {
+		lp.epf.Close() // and with it epfd
+		lp.epf, lp.epfd = nil, -1
+	}
 	for _, fd := range []*int{&lp.epfd, &lp.sock} {
 		if *fd >= 0 {
 			unix.Close(*fd)
 			*fd = -1
 		}
+	}
+}
+
+// newEpoll creates the loop's epoll set. With park, the set goes,
+// non-blocking, into the runtime's poller, and an idle loop parks like any
+// goroutine waiting for a socket instead of blocking its thread in
+// epoll_wait.
+func (lp *loop) newEpoll(park bool) error {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_create1", err))
+	}
+	lp.epfd = fd
+	lp.polled = lp.poll
+	if !park || unix.SetNonblock(fd, true) != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil || f.SetReadDeadline(time.Time{}) != nil { // not in the poller
+		f.Close() // and fd with it
+		if lp.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			return fmt.Errorf("portfwd: %w", os.NewSyscallError("epoll_create1", err))
+		}
+		return nil
+	}
+	lp.epf, lp.epc = f, rc
+	return nil
+}
+
+// wait returns the number of ready events in lp.events, waiting up to
+// timeout milliseconds (-1: without limit) for the first.
+func (lp *loop) wait(timeout int) (int, error) {
+	if timeout == 0 {
+		lp.poll(0)
+		return lp.nready, lp.perr
+	}
+	if lp.epf == nil {
+		return unix.EpollWait(lp.epfd, lp.events, timeout)
+	}
+	if timeout > 0 {
+		// A deadline earlier than needed only costs a turn of the loop,
+		// so it is moved only to an earlier time: not on every wait.
+		if dl := time.Now().Add(time.Duration(timeout) * time.Millisecond); lp.dl.IsZero() || dl.Before(lp.dl) {
+			lp.epf.SetReadDeadline(dl)
+			lp.dl = dl
+		}
+	}
+	if err := lp.epc.Read(lp.polled); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			lp.epf.SetReadDeadline(time.Time{})
+			lp.dl = time.Time{}
+			return 0, nil
+		}
+		return 0, err
+	}
+	return lp.nready, lp.perr
+}
+
+// poll takes the events ready now without blocking. It reports false when
+// there are none, and the loop parks in the runtime's poller until epfd is
+// readable: epfd is in the runtime's own epoll set, edge-triggered, and
+// every new ready event in epfd is an edge there.
+func (lp *loop) poll(uintptr) bool {
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(lp.epfd),
+			uintptr(unsafe.Pointer(&lp.events[0])), uintptr(len(lp.events)), 0, 0, 0)
+		switch errno {
+		case 0:
+			lp.nready, lp.perr = int(n), nil
+			return n > 0
+		case unix.EINTR:
+			continue
+		}
+		lp.nready, lp.perr = 0, errno
+		return true
 	}
 }

@@ -30,9 +30,11 @@ type Listeners struct {
 	// the timeout only matters for a container that drops packets.
 	DialTimeout time.Duration
 	// Loops is the number of event loops (threads) that forward TCP
-	// connections; zero means GOMAXPROCS, at most 4. One loop serves the
-	// listeners, the child socket and UDP, and forwards its share of
-	// connections too.
+	// connections; zero means one per four Ps (GOMAXPROCS), at least one,
+	// at most 4. One loop serves the listeners, the child socket and UDP,
+	// and forwards its share of connections too. With as many loops as Ps
+	// or more, the loops park in the runtime's poller instead of blocking
+	// a thread in epoll_wait, which costs latency (see loop.go).
 	Loops int
 	// OnError, if set before Serve, receives the errors of single
 	// connections and flows (a failed dial, a failed accept). It is called
