@@ -19,9 +19,9 @@ import (
 // The parent forwards every published port from event loops: goroutines
 // that wait for edge-triggered epoll events and move the bytes with explicit
 // splice(2) through 1 MiB pipes, every call but the wait a raw system call.
-// The main loop serves the listeners, the child socket and UDP, and forwards
-// TCP pairs too; further loops, one per four Ps (GOMAXPROCS) and at most 4,
-// take their share of the pairs. A pipe is taken from a small pool only
+// There is one loop per four Ps (GOMAXPROCS), at least one and at most 4;
+// the main loop serves the listeners, the child socket and UDP, and each
+// TCP pair goes to the loop with the fewest. A pipe is taken from a small pool only
 // while a direction has bytes in flight, so an idle connection holds two
 // descriptors and no pipe.
 //
