@@ -207,6 +207,9 @@ func TestParseConfigCarriesCompiledFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Compile(); err != nil {
+		t.Fatal(err)
+	}
 	caps, _ := c.Capabilities()
 	want, err := buildFilter(Config{NoNewPrivs: true}, caps)
 	if err != nil {
@@ -220,6 +223,9 @@ func TestParseConfigCarriesCompiledFilter(t *testing.T) {
 		t.Fatalf("the filter in the config (%d instructions) is not the default profile's (%d)", len(got.prog), len(want.prog))
 	}
 	u, err := ParseConfig(nil, nil, []string{"seccomp=unconfined"})
+	if err == nil {
+		err = u.Compile()
+	}
 	if err != nil || len(u.Filter) != 0 {
 		t.Fatalf("unconfined carries a filter: %d bytes, %v", len(u.Filter), err)
 	}

@@ -1,6 +1,7 @@
 package userns
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,10 +17,10 @@ import (
 //
 //	parent                      sandbox (stage 1)            init (stage 2)
 //	  | <---------------- ChildHello | (its parent-death handler is armed)
-//	  | -- MapsWritten -------------> |
-//	  | -- Spec ----------------------> | (after the caps re-exec)
+//	  | -- Spec ---------------------> | (the maps are written meanwhile)
 //	  | <------------- InitStarted{Pid} | starts init, closes its end
 //	  | -- Spec -------------------------------------------------> |
+//	  |    (only once the maps are written)                        |
 //	  | <------------------------------------- InitReady [pty fd] |
 //	  | -- Start ------------------------------------------------> |
 //	  | <------------------ EOF (exec succeeded, fd was CLOEXEC)   |
@@ -32,7 +33,6 @@ import (
 // Message types, named for who sends them and what finished.
 const (
 	msgChildHello  = "ChildHello"
-	msgMapsWritten = "MapsWritten"
 	msgSpec        = "Spec"
 	msgInitStarted = "InitStarted"
 	msgInitReady   = "InitReady"
@@ -42,12 +42,16 @@ const (
 
 // Message is one packet on the sync channel.
 type Message struct {
-	Type  string          `json:"type"`
-	Pid   int             `json:"pid,omitempty"`
-	Stage string          `json:"stage,omitempty"`
-	Msg   string          `json:"msg,omitempty"`
-	Code  int             `json:"code,omitempty"`
-	Spec  json.RawMessage `json:"spec,omitempty"`
+	Type  string `json:"type"`
+	Pid   int    `json:"pid,omitempty"`
+	Stage string `json:"stage,omitempty"`
+	Msg   string `json:"msg,omitempty"`
+	Code  int    `json:"code,omitempty"`
+	// Spec is the stage's settings as JSON. It travels after the envelope
+	// and a newline, not inside it: embedded, the largest message would be
+	// scanned twice on each side (compacted on send, skipped over and then
+	// decoded on receipt).
+	Spec json.RawMessage `json:"-"`
 }
 
 // StageError is an Error message received from a stage.
@@ -90,6 +94,9 @@ func (c *Channel) send(m Message, files ...*os.File) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	if m.Spec != nil {
+		b = append(append(b, '\n'), m.Spec...)
 	}
 	if len(b) > maxMessage {
 		return fmt.Errorf("send %s: message too large", m.Type)
@@ -167,10 +174,15 @@ func (c *Channel) decode(buf []byte, n int, oob []byte, oobn int, err error) (Me
 		closeAll(files)
 		return Message{}, nil, ErrEOF
 	}
+	// The envelope, compact JSON, never holds a raw newline: one ends it.
+	env, spec, hasSpec := bytes.Cut(buf[:n], []byte{'\n'})
 	var m Message
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
+	if err := json.Unmarshal(env, &m); err != nil {
 		closeAll(files)
 		return Message{}, nil, fmt.Errorf("receive: %w", err)
+	}
+	if hasSpec {
+		m.Spec = spec
 	}
 	return m, files, nil
 }
@@ -210,17 +222,15 @@ func (c *Channel) SendChildHello() error { return c.send(Message{Type: msgChildH
 // WaitChildHello is the parent's first wait.
 func (c *Channel) WaitChildHello() error { _, _, err := c.waitFor(msgChildHello); return err }
 
-// SendMapsWritten tells the sandbox its uid and gid maps are in place.
-func (c *Channel) SendMapsWritten() error { return c.send(Message{Type: msgMapsWritten}) }
-
-// WaitMapsWritten is the sandbox's first step.
-func (c *Channel) WaitMapsWritten() error { _, _, err := c.waitFor(msgMapsWritten); return err }
-
-// SendSpec sends the stage's settings, JSON-encoded.
+// SendSpec sends the stage's settings, JSON-encoded; a json.RawMessage is
+// sent as it is (the parent encodes init's spec while it waits for init).
 func (c *Channel) SendSpec(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode spec: %w", err)
+	b, ok := v.(json.RawMessage)
+	if !ok {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return fmt.Errorf("encode spec: %w", err)
+		}
 	}
 	return c.send(Message{Type: msgSpec, Spec: b})
 }

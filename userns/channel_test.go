@@ -1,6 +1,7 @@
 package userns
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"testing"
@@ -20,12 +21,6 @@ func TestChannelRoundTrip(t *testing.T) {
 	if err := p.WaitChildHello(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.SendMapsWritten(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitMapsWritten(); err != nil {
-		t.Fatal(err)
-	}
 	type spec struct{ Args []string }
 	if err := p.SendSpec(spec{Args: []string{"sh", "-c", "x"}}); err != nil {
 		t.Fatal(err)
@@ -33,6 +28,14 @@ func TestChannelRoundTrip(t *testing.T) {
 	var got spec
 	if err := c.WaitSpec(&got); err != nil || len(got.Args) != 3 || got.Args[2] != "x" {
 		t.Fatalf("WaitSpec = %v, %v", got, err)
+	}
+	// an encoded spec goes as it is
+	if err := p.SendSpec(json.RawMessage(`{"Args":["true"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	got = spec{}
+	if err := c.WaitSpec(&got); err != nil || len(got.Args) != 1 || got.Args[0] != "true" {
+		t.Fatalf("WaitSpec of a raw spec = %v, %v", got, err)
 	}
 	if err := c.SendInitStarted(4242); err != nil {
 		t.Fatal(err)

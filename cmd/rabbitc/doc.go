@@ -10,7 +10,8 @@
 //
 //	parent   run.go      host side: Listen, state dir, maps, slirp4netns, signals, console
 //	sandbox  sandbox.go  `rabbitc init sandbox`: new user, mount and network namespaces;
-//	                     re-execs to gain capabilities, starts init, dials published ports
+//	                     keeps its capabilities through exec (ambient), starts init while
+//	                     the maps are written, dials published ports
 //	init     init.go     `rabbitc init container`: PID 1 of new mount, PID, UTS, IPC and
 //	                     cgroup namespaces; mounts, pivot_root, credentials, exec
 //

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,8 @@ func runContainer(o *runOptions, args []string) error {
 	r := &runner{spec: s, opts: o, trace: tr}
 	code, err := r.run()
 	tr.mark("torn-down")
+	tr.cpu("parent", syscall.RUSAGE_SELF)
+	tr.cpu("children", syscall.RUSAGE_CHILDREN)
 	if err != nil {
 		return err
 	}
@@ -75,23 +79,17 @@ func (r *runner) run() (code int, err error) {
 	r.sigc = make(chan os.Signal, 32)
 	signal.Notify(r.sigc, forwarded...)
 	defer signal.Stop(r.sigc)
+	defer func() {
+		if r.listeners != nil {
+			r.listeners.Close()
+		}
+	}()
 
-	var feat *netns.Features
-	if s.Net.Mode == netns.ModeSlirp {
-		if feat, err = netns.Check(s.Net); err != nil {
-			return 0, err
-		}
-	}
-	if len(s.Publish) > 0 {
-		if r.listeners, err = portfwd.Listen(s.Publish); err != nil {
-			return 0, err
-		}
-		defer r.listeners.Close()
-	}
+	// Only what the sandbox's exec needs comes before it: the state
+	// directory's path (the sandbox removes the directory if rabbitc dies).
 	if err := planState(s); err != nil {
 		return 0, err
 	}
-
 	ch, syncChild, err := userns.NewChannelPair()
 	if err != nil {
 		return 0, err
@@ -123,7 +121,13 @@ func (r *runner) run() (code int, err error) {
 	defer close(setupDone)
 	go r.abortOnSignal(setupDone)
 
-	// The maps are written while the sandbox's runtime starts.
+	// The maps are the longest step of the start-up, and the sandbox needs
+	// none for its own work (it has its capabilities as ambient ones): they
+	// are written while it starts, and init, and while rabbitc checks and
+	// prepares the rest below. A check that fails still ends the start-up
+	// before the payload exists, with nothing left behind: the sandbox is
+	// killed and newuidmap waited for. Init gets its spec, and touches
+	// files, only once the maps are in place.
 	type mapsResult struct {
 		maps userns.Maps
 		err  error
@@ -133,20 +137,27 @@ func (r *runner) run() (code int, err error) {
 		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
+	feat, err := r.prepare()
+	if err == nil {
+		err = ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0})
+	}
+	var initSpec json.RawMessage
+	if err == nil {
+		// Encoded now, while nothing waits for it.
+		initSpec, err = json.Marshal(s)
+	}
+	if err != nil {
+		r.sandbox.Signal(syscall.SIGKILL)
+		<-mapsc
+		return 0, r.setupErr(err)
+	}
+	r.trace.mark("prepared")
 	mr := <-mapsc
 	if mr.err != nil {
 		return 0, r.setupErr(mr.err)
 	}
 	if mr.maps.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", mr.maps.Warning)
-	}
-	// Both wait in the socket for the sandbox: MapsWritten for its first
-	// half, the spec for its second; nothing below waits for the state.
-	if err := ch.SendMapsWritten(); err != nil {
-		return 0, r.setupErr(err)
-	}
-	if err := ch.SendSpec(s); err != nil {
-		return 0, r.setupErr(err)
 	}
 	r.trace.mark("maps-written")
 	if s.Net.Mode == netns.ModeSlirp {
@@ -169,7 +180,7 @@ func (r *runner) run() (code int, err error) {
 	if r.initPid, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
-	if err := ch.SendSpec(s); err != nil {
+	if err := ch.SendSpec(initSpec); err != nil {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("init-started")
@@ -217,6 +228,30 @@ func (r *runner) run() (code int, err error) {
 	return r.wait()
 }
 
+// prepare does the parent's own checks and preparation, which run while the
+// sandbox starts: slirp4netns's features, the host listeners, the seccomp
+// program, and old state directories.
+func (r *runner) prepare() (*netns.Features, error) {
+	s := r.spec
+	var feat *netns.Features
+	var err error
+	if s.Net.Mode == netns.ModeSlirp {
+		if feat, err = netns.Check(s.Net); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.Publish) > 0 {
+		if r.listeners, err = portfwd.Listen(s.Publish); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Security.Compile(); err != nil {
+		return nil, err
+	}
+	gcStates(filepath.Dir(s.StateDir))
+	return feat, nil
+}
+
 // startSandbox starts stage 1 in new user and network namespaces.
 func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	cmd := exec.Command("/proc/self/exe", "init", "sandbox")
@@ -224,6 +259,9 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
 	if r.trace.on {
 		cmd.Env = append(cmd.Env, envTrace+"="+strconv.FormatInt(r.trace.start.UnixNano(), 10))
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		cmd.Env = append(cmd.Env, stageGOMAXPROCS())
 	}
 	// The sandbox has a mount namespace of its own only to protect the
 	// binary (userns.ProtectExe); init makes the container's.
@@ -233,11 +271,12 @@ func (r *runner) startSandbox(syncChild, portChild *os.File) error {
 	}
 	// Its own process group: a ^C on the terminal reaches rabbitc, which
 	// forwards it, and not every stage at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true, AmbientCaps: userns.AmbientCaps()}
 	childEnds, err := r.stdio(cmd)
 	if err != nil {
 		return err
 	}
+	r.trace.mark("sandbox-fork")
 	p, err := userns.Start(cmd, syscall.SIGTERM)
 	for _, f := range childEnds {
 		f.Close()

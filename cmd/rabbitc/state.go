@@ -67,7 +67,6 @@ func planState(s *spec) error {
 	if err != nil {
 		return err
 	}
-	gcStates(root)
 	s.StateDir = filepath.Join(root, s.ID)
 	for _, f := range etcFiles {
 		s.Rootfs.EtcFiles = append(s.Rootfs.EtcFiles, rootfs.Mount{Source: filepath.Join(s.StateDir, f.name), Dest: f.dest})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -36,4 +37,19 @@ func (t *tracer) mark(stage string) {
 	if t.on {
 		fmt.Fprintf(os.Stderr, "rabbitc-trace: %s %d\n", stage, time.Since(t.start).Microseconds())
 	}
+}
+
+// cpu prints the CPU time, user plus system, that this process (who is
+// syscall.RUSAGE_SELF) or its reaped children (RUSAGE_CHILDREN) used so far,
+// as "rabbitc-trace: cpu:NAME MICROSECONDS".
+func (t *tracer) cpu(name string, who int) {
+	if !t.on {
+		return
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(who, &ru) != nil {
+		return
+	}
+	us := ru.Utime.Sec*1e6 + ru.Utime.Usec + ru.Stime.Sec*1e6 + ru.Stime.Usec
+	fmt.Fprintf(os.Stderr, "rabbitc-trace: cpu:%s %d\n", name, us)
 }
