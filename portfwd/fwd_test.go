@@ -609,6 +609,41 @@ func TestCloseUDPFlows(t *testing.T) {
 	}
 }
 
+// TestListenerBacklogDrains queues more datagrams on a listener than the
+// loop takes in one turn, before Serve, and sends nothing after: the loop
+// must come back for the rest on its own, with no new event to wake it.
+func TestListenerBacklogDrains(t *testing.T) {
+	const queued = 600 // more than a few turns of turnAccepts
+	lnfd := -1
+	fill := func(l *Listeners) {
+		lnfd = l.lns[0].fd
+		// Room for the whole backlog (capped by net.core.rmem_max).
+		unix.SetsockoptInt(lnfd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		c, err := net.Dial("udp", l.lns[0].spec.hostAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range queued {
+			if _, err := c.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A backend that never answers: no event from the container either.
+	backend, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	startFwd(t, "udp", "127.0.0.1", backend.LocalAddr().(*net.UDPAddr).Port, fill)
+	waitFor(t, "the listener's backlog to drain", func() bool {
+		fds := []unix.PollFd{{Fd: int32(lnfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err == nil && n == 0
+	})
+}
+
 // TestOutOfDescriptors takes every free descriptor, so that the forwarder
 // runs out (EMFILE in accept, or when the socket from the child arrives), then
 // gives them back: the forwarder keeps accepting.

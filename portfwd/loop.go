@@ -558,7 +558,10 @@ func (lp *loop) runRetry() {
 	}
 }
 
-// pause makes ln wait before its next accept; cause is reported once per pause.
+// pause makes ln wait before its next accept. With a cause (descriptors
+// exhausted) it waits out a backoff and the cause is reported once per pause;
+// without (too many dials in flight) until the loop runs again, which the
+// replies to those dials make it do.
 func (lp *loop) pause(ln *listener, cause error) {
 	if cause != nil {
 		ln.backoff = min(max(2*ln.backoff, backoffMin), backoffMax)

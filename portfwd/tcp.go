@@ -61,7 +61,7 @@ func (lp *loop) accept(ln *listener) {
 		lp.l.stats.accepted.Add(1) // TCP_NODELAY is inherited from the listener
 		lp.dial(ln, pendingDial{ln: ln, fd: fd})
 	}
-	lp.pause(ln, nil) // used up its turn
+	lp.requeue(ln.slot) // used up its turn: more may wait, with no new edge to tell
 }
 
 // accept4 accepts without asking for the peer address.

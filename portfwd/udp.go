@@ -65,7 +65,7 @@ func (lp *loop) readDatagrams(ln *listener) {
 		}
 		sendDatagram(f.fd, lp.buf[:n])
 	}
-	lp.pause(ln, nil) // used up its turn
+	lp.requeue(ln.slot) // used up its turn: more may wait, with no new edge to tell
 }
 
 func addrPortOf(sa unix.Sockaddr) (netip.AddrPort, bool) {
