@@ -746,6 +746,68 @@ func TestChildGone(t *testing.T) {
 	}
 }
 
+// TestDeadWorkerInbox fails a worker loop (its epoll set is gone), then hands
+// it a pair, as the main loop may before it notices: the pair's sockets are
+// closed when forwarding stops, not left in the dead worker's inbox.
+func TestDeadWorkerInbox(t *testing.T) {
+	l, err := Listen([]Spec{{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: 80}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Loops = 2
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	lp, err := newLoop(l, parent, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lp.wakefd) // Listeners.finish closes it after Serve
+	w := lp.workers[0]
+	if w.epf != nil {
+		w.epf.Close()
+	} else {
+		unix.Close(w.epfd)
+		w.epfd = -1
+	}
+	lp.start()
+	waitFor(t, "the worker to fail", func() bool { return l.failure() != nil })
+	err = <-w.done // and back for shutdown
+	w.done <- err
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ino [2]uint64
+	for i, fd := range fds {
+		var st unix.Stat_t
+		unix.Fstat(fd, &st)
+		ino[i] = st.Ino
+	}
+	lp.live.Store(100) // the worker has the fewest pairs
+	lp.placePair(fds[0], fds[1])
+	// The dead worker's eventfd was closed, and the pair may have taken its
+	// number: the wake-up must not land in the pair.
+	for _, fd := range fds {
+		if n, _, _ := unix.Recvfrom(fd, make([]byte, 8), unix.MSG_DONTWAIT|unix.MSG_PEEK); n > 0 {
+			t.Errorf("the wake-up for the dead worker was written into the pair (%d bytes)", n)
+		}
+	}
+	lp.shutdown()
+	for i, fd := range fds {
+		// Closed, or the number reused for another file.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err == nil && st.Ino == ino[i] {
+			t.Errorf("socket %d of the pair handed to the dead worker is still open", fd)
+			unix.Close(fd)
+		}
+	}
+}
+
 func TestCancelStops(t *testing.T) {
 	sp := Spec{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: echoServer(t)}
 	l, err := Listen([]Spec{sp})

@@ -831,23 +831,27 @@ func (lp *loop) shutdown() {
 		if err := <-w.done; err != nil && lp.fatal == nil {
 			lp.fatal = err
 		}
-	}
-	if lp.worker {
-		for _, p := range lp.inbox {
+		// A worker that failed has stopped before the main loop noticed,
+		// which may have handed it pairs since: its inbox and its eventfd
+		// are closed here, once nothing hands over or signals any more.
+		for _, p := range w.inbox {
 			resetClose(p[0])
 			unix.Close(p[1])
 		}
-		lp.inbox = nil
+		w.inbox = nil
+		unix.Close(w.wakefd)
+	}
+	if lp.worker {
 		lp.closeFDs()
-		unix.Close(lp.wakefd)
 		return
 	}
 	lp.l.closeListeners()
 	lp.closeFDs()
 }
 
-// closeFDs closes the loop's own descriptors; the wake eventfd belongs to
-// Listeners, which closes it after the loop has exited.
+// closeFDs closes the loop's own descriptors. The wake eventfd is closed by
+// whoever signals it: Listeners for the main loop, after the loop has exited,
+// and the main loop for a worker.
 func (lp *loop) closeFDs() {
 	if lp.epf != nil {
 		lp.epf.Close() // and with it epfd
