@@ -595,14 +595,12 @@ func (lp *loop) dial(ln *listener, pd pendingDial) {
 	lp.send(req.marshal(lp.req[:]))
 }
 
+// send writes a dial request, or queues it while the socket is full.
 func (lp *loop) send(b []byte) {
 	if len(lp.sendq) == 0 {
-		err := unix.Sendmsg(lp.sock, b, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-		if err == nil {
-			return
-		}
-		if err != unix.EAGAIN && err != unix.EINTR {
-			lp.fail(fmt.Errorf("portfwd: send dial request: %w", err))
+		err := sendmsg(lp.sock, b)
+		if err != unix.EAGAIN {
+			lp.childSockError("send dial request", err)
 			return
 		}
 	}
@@ -612,20 +610,41 @@ func (lp *loop) send(b []byte) {
 // flush sends the requests that did not fit into the socket earlier.
 func (lp *loop) flush() {
 	for len(lp.sendq) > 0 {
-		err := unix.Sendmsg(lp.sock, lp.sendq[0], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return
-		case err != nil:
-			lp.fail(fmt.Errorf("portfwd: send dial request: %w", err))
+		if err := sendmsg(lp.sock, lp.sendq[0]); err != nil {
+			lp.childSockError("send dial request", err)
 			return
 		}
 		lp.sendq[0] = nil
 		lp.sendq = lp.sendq[1:]
 	}
 	lp.sendq = nil
+}
+
+// childSockError stops the loop for an error on the child socket. EAGAIN
+// (or nil) is none: the socket raises an edge when it is ready again.
+func (lp *loop) childSockError(op string, err error) {
+	if err != nil && err != unix.EAGAIN {
+		lp.fail(fmt.Errorf("portfwd: %s: %w", op, err))
+	}
+}
+
+// sendmsg and recvmsg use the child socket without blocking; they retry
+// EINTR.
+func sendmsg(fd int, b []byte) error {
+	for {
+		if err := unix.Sendmsg(fd, b, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func recvmsg(fd int, b, oob []byte) (n, oobn, flags int, err error) {
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(fd, b, oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			return n, oobn, flags, err
+		}
+	}
 }
 
 func (lp *loop) fail(err error) {
@@ -638,16 +657,12 @@ func (lp *loop) fail(err error) {
 func (lp *loop) readReplies() {
 	var b [maxReplySize]byte
 	for lp.fatal == nil {
-		n, oobn, flags, _, err := unix.Recvmsg(lp.sock, b[:], lp.oob, unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
+		n, oobn, flags, err := recvmsg(lp.sock, b[:], lp.oob)
+		if err != nil {
+			lp.childSockError("read dial reply", err)
 			return
-		case err != nil:
-			lp.fail(fmt.Errorf("portfwd: read dial reply: %w", err))
-			return
-		case n == 0:
+		}
+		if n == 0 {
 			lp.fail(errChildGone)
 			return
 		}
