@@ -235,16 +235,21 @@ func startRole(t *testing.T, role string, env ...string) *proc {
 	p := &proc{cmd: cmd, stdin: stdin}
 	t.Cleanup(func() {
 		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		waitOrKill(cmd, 3*time.Second)
 	})
 	return p
+}
+
+// waitOrKill waits for cmd to exit, and kills it after grace.
+func waitOrKill(cmd *exec.Cmd, grace time.Duration) {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }
 
 // cpu returns the process's user+system CPU time.
@@ -384,14 +389,7 @@ func rootlesskitBinPeer(t *testing.T) *peer {
 	}
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		waitOrKill(cmd, 5*time.Second)
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -451,48 +449,46 @@ func TestBench(t *testing.T) {
 	type sample struct{ mode, metric string }
 	all := map[sample][]float64{}
 	add := func(mode, metric string, v float64) { all[sample{mode, metric}] = append(all[sample{mode, metric}], v) }
-	for _, c := range []struct {
+	type benchCase struct {
 		name string
 		args []string
-	}{
-		{"1 stream", nil}, {"1 stream -R", []string{"-R"}}, {"4 streams", []string{"-P", "4"}}, {"4 streams -R", []string{"-R", "-P", "4"}},
-	} {
+	}
+	// each runs a selected case once per round for every mode, the modes
+	// taking turns.
+	each := func(c benchCase, run func(mode string, p *peer)) {
 		if !selected("BENCH_CASES", c.name) {
-			continue
+			return
 		}
 		for range rounds {
 			for _, mode := range modes {
-				p := peers[mode]
-				before := p.iperfCPU(t)
-				bytes, bps := iperf(t, p.iperfPort, append([]string{"-t", secs}, c.args...)...)
-				cpu := p.iperfCPU(t) - before
-				add(mode, c.name+" Gbit/s", bps/1e9)
-				add(mode, c.name+" CPU s/GB", cpu.Seconds()/(bytes/1e9))
+				run(mode, peers[mode])
 			}
 		}
 	}
-	for _, c := range []struct {
-		name string
-		args []string
-	}{
+	for _, c := range []benchCase{
+		{"1 stream", nil}, {"1 stream -R", []string{"-R"}}, {"4 streams", []string{"-P", "4"}}, {"4 streams -R", []string{"-R", "-P", "4"}},
+	} {
+		each(c, func(mode string, p *peer) {
+			before := p.iperfCPU(t)
+			bytes, bps := iperf(t, p.iperfPort, append([]string{"-t", secs}, c.args...)...)
+			cpu := p.iperfCPU(t) - before
+			add(mode, c.name+" Gbit/s", bps/1e9)
+			add(mode, c.name+" CPU s/GB", cpu.Seconds()/(bytes/1e9))
+		})
+	}
+	for _, c := range []benchCase{
 		{"req/s c1", []string{"-t1", "-c1"}},
 		{"req/s c32", []string{"-t2", "-c32"}},
 		{"new conn/s c32", []string{"-t2", "-c32", "-H", "Connection: close"}},
 	} {
-		if !selected("BENCH_CASES", c.name) {
-			continue
-		}
-		for range rounds {
-			for _, mode := range modes {
-				p := peers[mode]
-				before := p.httpCPU(t)
-				rps, lat := wrk(t, p.httpPort, append([]string{"-d", secs + "s"}, c.args...)...)
-				cpu := p.httpCPU(t) - before
-				add(mode, c.name, rps)
-				add(mode, c.name+" p99 us", lat)
-				add(mode, c.name+" CPU us/req", cpu.Seconds()*1e6/(rps*float64(envSeconds(secs))))
-			}
-		}
+		each(c, func(mode string, p *peer) {
+			before := p.httpCPU(t)
+			rps, lat := wrk(t, p.httpPort, append([]string{"-d", secs + "s"}, c.args...)...)
+			cpu := p.httpCPU(t) - before
+			add(mode, c.name, rps)
+			add(mode, c.name+" p99 us", lat)
+			add(mode, c.name+" CPU us/req", cpu.Seconds()*1e6/(rps*float64(envSeconds(secs))))
+		})
 	}
 	var metrics []string
 	seen := map[string]bool{}

@@ -31,10 +31,23 @@ type fwd struct {
 	spec      Spec
 	errs      chan error
 	childDone chan error
+	cancel    context.CancelFunc // of the ctx given to Serve and ServeChild
 }
 
 // addr is where clients connect.
 func (f *fwd) addr() string { return f.spec.hostAddr() }
+
+// nextError waits up to 5 seconds for the next error given to OnError.
+func (f *fwd) nextError(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-f.errs:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no error reported for %s", what)
+		return nil
+	}
+}
 
 // startFwd publishes hostIP:<free port> to backendPort on 127.0.0.1.
 func startFwd(t *testing.T, proto, hostIP string, backendPort int, tweak ...func(*Listeners)) *fwd {
@@ -59,6 +72,7 @@ func startFwd(t *testing.T, proto, hostIP string, backendPort int, tweak ...func
 		fn(l)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
 	go func() { f.childDone <- ServeChild(ctx, child) }()
 	l.Serve(ctx, parent, "127.0.0.1")
 	t.Cleanup(func() {
@@ -408,13 +422,9 @@ func TestDialRefused(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client got %v, want a reset when the container refuses", err)
 	}
-	select {
-	case err := <-f.errs:
-		if want := "dial 127.0.0.1:" + strconv.Itoa(dead) + " in the container: connection refused"; !strings.HasSuffix(err.Error(), want) || !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("OnError got %q, want %q and the cause", err, want)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("no error reported for the refused dial")
+	err = f.nextError(t, "the refused dial")
+	if want := "dial 127.0.0.1:" + strconv.Itoa(dead) + " in the container: connection refused"; !strings.HasSuffix(err.Error(), want) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("OnError got %q, want %q and the cause", err, want)
 	}
 	if st := f.l.Stats(); st.DialErrors != 1 || st.Pending != 0 {
 		t.Errorf("stats %+v", st)
@@ -696,13 +706,8 @@ func TestOutOfDescriptors(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- roundTrip(f.addr(), []byte("during")) }()
-	select {
-	case err := <-f.errs:
-		if !errors.Is(err, unix.EMFILE) {
-			t.Fatalf("OnError got %v, want EMFILE", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the forwarder did not run out of descriptors")
+	if err := f.nextError(t, "running out of descriptors"); !errors.Is(err, unix.EMFILE) {
+		t.Fatalf("OnError got %v, want EMFILE", err)
 	}
 	release()
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
@@ -809,40 +814,24 @@ func TestDeadWorkerInbox(t *testing.T) {
 }
 
 func TestCancelStops(t *testing.T) {
-	sp := Spec{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: echoServer(t)}
-	l, err := Listen([]Spec{sp})
-	if err != nil {
+	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
+	if err := roundTrip(f.addr(), []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
-	parent, child, err := NewSocketpair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer parent.Close()
-	defer child.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	childDone := make(chan error, 1)
-	go func() { childDone <- ServeChild(ctx, child) }()
-	l.Serve(ctx, parent, "127.0.0.1")
-	if err := roundTrip(sp.hostAddr(), []byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	f.cancel()
 	select {
-	case <-l.Done():
+	case <-f.l.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("forwarding did not stop when ctx was cancelled")
 	}
-	if err := l.Wait(); err != nil {
+	if err := f.l.Wait(); err != nil {
 		t.Errorf("Wait = %v", err)
 	}
-	if err := <-childDone; err != nil {
-		t.Errorf("ServeChild = %v", err)
-	}
-	if err := l.Close(); err != nil {
+	// ServeChild's return is checked by the cleanup.
+	if err := f.l.Close(); err != nil {
 		t.Errorf("Close after cancel = %v", err)
 	}
-	ln, err := net.Listen("tcp", sp.hostAddr())
+	ln, err := net.Listen("tcp", f.addr())
 	if err != nil {
 		t.Fatalf("bind after cancel: %v", err)
 	}
@@ -887,13 +876,8 @@ func TestDialTimeout(t *testing.T) {
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("reset after %v, before DialTimeout", d)
 	}
-	select {
-	case err := <-slow.errs:
-		if !errors.Is(err, syscall.ETIMEDOUT) {
-			t.Errorf("OnError got %v, want a timeout", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("no error reported for the timed out dial")
+	if err := slow.nextError(t, "the timed out dial"); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Errorf("OnError got %v, want a timeout", err)
 	}
 }
 
