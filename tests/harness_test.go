@@ -718,16 +718,8 @@ func describeTree(pid int) string {
 func readMounts() map[string]int {
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	out := map[string]int{}
-	for _, line := range strings.Split(string(data), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 2 {
-			continue
-		}
-		out[f[4]+" "+g[0]+" "+g[1]+" "+f[3]]++
+	for _, m := range parseMountinfo(string(data)) {
+		out[m.point+" "+m.fstype+" "+m.source+" "+m.root]++
 	}
 	return out
 }
@@ -862,10 +854,8 @@ func userDir(t testing.TB, name string, mode os.FileMode) string {
 	if err := os.Chmod(d, mode); err != nil {
 		t.Fatal(err)
 	}
-	if env.user.drop {
-		if err := os.Chown(d, env.user.uid, env.user.gid); err != nil {
-			t.Fatal(err)
-		}
+	if err := chownToUser(d); err != nil {
+		t.Fatal(err)
 	}
 	return d
 }
@@ -879,11 +869,18 @@ func userFile(t testing.TB, path, content string, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
-	if env.user.drop {
-		if err := os.Lchown(path, env.user.uid, env.user.gid); err != nil {
-			t.Fatal(err)
-		}
+	if err := chownToUser(path); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// chownToUser gives path (a link itself, not its target) to the test user
+// when the tests run as root and drop to that user.
+func chownToUser(path string) error {
+	if !env.user.drop {
+		return nil
+	}
+	return os.Lchown(path, env.user.uid, env.user.gid)
 }
 
 // copyRootfs makes a private copy of the test rootfs that a test may change:
@@ -921,10 +918,7 @@ func copyRootfs(t testing.TB) string {
 				return err
 			}
 		}
-		if env.user.drop {
-			return os.Lchown(target, env.user.uid, env.user.gid)
-		}
-		return nil
+		return chownToUser(target)
 	})
 	if err != nil {
 		t.Fatalf("copy rootfs: %v", err)

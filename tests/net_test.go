@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -315,33 +316,6 @@ func TestPublishIPv6Loopback(t *testing.T) {
 	stop(t, p)
 }
 
-// stream mirrors the sink payload's deterministic byte stream.
-type stream struct {
-	x    uint64
-	word [8]byte
-	used int
-}
-
-func newStream(seed uint64) *stream { return &stream{x: seed*0x9E3779B97F4A7C15 | 1, used: 8} }
-
-func (s *stream) Read(p []byte) (int, error) {
-	for i := range p {
-		if s.used == 8 {
-			s.x ^= s.x >> 12
-			s.x ^= s.x << 25
-			s.x ^= s.x >> 27
-			v := s.x * 0x2545F4914F6CDD1D
-			for j := range s.word {
-				s.word[j] = byte(v >> (8 * j))
-			}
-			s.used = 0
-		}
-		p[i] = s.word[s.used]
-		s.used++
-	}
-	return len(p), nil
-}
-
 // 100 MB each way through a published port, with half-close in both
 // directions and checksums on both ends.
 func TestPublishTransfer100MB(t *testing.T) {
@@ -354,7 +328,7 @@ func TestPublishTransfer100MB(t *testing.T) {
 
 	sentHash := sha256.New()
 	wantBack := sha256.New()
-	io.CopyN(wantBack, newStream(2), size)
+	io.CopyN(wantBack, rand.NewChaCha8([32]byte{2}), size) // what the sink sends back
 	var c net.Conn
 	var err error
 	for i := 0; i < 100; i++ {
@@ -370,7 +344,7 @@ func TestPublishTransfer100MB(t *testing.T) {
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	t0 := time.Now()
 	// The sink answers only after our half-close, so write everything first.
-	if _, err := io.CopyN(io.MultiWriter(c, sentHash), newStream(1), size); err != nil {
+	if _, err := io.CopyN(io.MultiWriter(c, sentHash), rand.NewChaCha8([32]byte{1}), size); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {

@@ -32,10 +32,8 @@ func TestProcExeCannotRewriteRabbitc(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if env.user.drop {
-		if err := os.Chown(bin, env.user.uid, env.user.gid); err != nil {
-			t.Fatal(err)
-		}
+	if err := chownToUser(bin); err != nil {
+		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
 	o := opts{bin: bin}
@@ -134,9 +132,7 @@ func TestRootfsSymlinkAttacks(t *testing.T) {
 			if err := os.Symlink(target, link); err != nil {
 				t.Fatal(err)
 			}
-			if env.user.drop {
-				os.Lchown(link, env.user.uid, env.user.gid)
-			}
+			chownToUser(link)
 			args := append([]string{"run", "--rootfs", root, "--net", "none", "--hostname", "attacked"}, tc.args...)
 			args = append(args, "--", "sh", "-c", tc.check)
 			r := run(t, args...)
@@ -197,9 +193,7 @@ func TestRootfsSymlinkRace(t *testing.T) {
 				os.RemoveAll(spot)
 				os.Rename(tmpDir, spot)
 			}
-			if env.user.drop {
-				os.Lchown(spot, env.user.uid, env.user.gid)
-			}
+			chownToUser(spot)
 		}
 	}()
 	deadline := time.Now().Add(20 * time.Second)
