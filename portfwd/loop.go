@@ -176,6 +176,7 @@ type loop struct {
 	handles []handle
 	free    []int32
 	ready   []slotRef // handles that used up their turn
+	spare   []slotRef // the other buffer for ready (runReady)
 	retry   []*listener
 
 	pending map[uint32]pendingDial
@@ -519,14 +520,17 @@ func (lp *loop) dispatch(slot, gen int32, events uint32) {
 
 // runReady gives the slots that used up their turn another one.
 func (lp *loop) runReady() {
+	// Two buffers take turns, so that a loop under load does not allocate
+	// a new list every turn: dispatch may requeue onto lp.ready meanwhile.
 	ready := lp.ready
-	lp.ready = nil
+	lp.ready = lp.spare[:0]
 	for _, r := range ready {
 		if h := &lp.handles[r.slot]; h.gen == r.gen {
 			h.queued = false
 			lp.dispatch(r.slot, r.gen, 0)
 		}
 	}
+	lp.spare = ready[:0]
 }
 
 func (lp *loop) serveListener(ln *listener) {
