@@ -52,6 +52,9 @@ func alternate(res *results, group string, rounds int, cs []*contender, logf fun
 		for i := range live {
 			c := live[(i+round)%len(live)]
 			ms, err := c.run(round)
+			// Orphans of the round (podman's conmon, say) were reparented
+			// to us: reap them outside the measurement.
+			reapOrphans()
 			if err != nil {
 				c.fails++
 				logf("%s: %s: round %d: %v", group, c.name, round, oneLine(err.Error()))

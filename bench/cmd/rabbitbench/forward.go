@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // payload is what runs in every forwarding container: an iperf3 server on
@@ -21,7 +23,31 @@ const payload = "/usr/bin/iperf3 -s -p 5201 & exec /bin/httpd"
 
 // payloadComms are the processes of the container's payload, which are not
 // counted as the runtime's own.
-var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true, "unshare": true}
+var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true,
+	"unshare": true, "setsid": true}
+
+// Every peer's server payload runs in a session of its own, as a container
+// runtime runs a container's process: runc, crun (so podman) and rabbitc
+// call setsid(2) before they exec it. It matters for the load figures: with
+// kernel.sched_autogroup_enabled=1 (Debian's default) every session is a
+// scheduling group of its own that gets its fair share of the CPUs as a
+// whole. wrk, iperf3 and the forwarders run in the bench's session; a server
+// left in that session competes with them thread by thread, while one in a
+// session of its own gets one group's share. On two CPUs under 32 wrk
+// connections that alone moved the p99 latency several-fold, so a peer whose
+// server stayed in the bench's session (RootlessKit, pasta and the direct
+// loopback did, since they are no container runtimes) was measured on
+// easier terms than rabbitc and podman. The forwarders themselves stay in
+// the bench's session, for every peer alike.
+//
+// setsidPayload puts setsid(1) from util-linux in front of a payload that a
+// tool (RootlessKit, pasta) starts. Those start it without a process group
+// of its own, so setsid does not fork: it calls setsid(2) and execs, and
+// the tool's child is still the payload. -w keeps that right should it ever
+// fork (it then waits for the payload and passes on its status).
+func setsidPayload(argv []string) []string {
+	return append([]string{"setsid", "-w"}, argv...)
+}
 
 // fwdPeer is one long-running container with both ports published.
 type fwdPeer struct {
@@ -34,6 +60,8 @@ type fwdPeer struct {
 	forwarders func() ([]int, error)
 	// helpers are all the runtime's own processes (for memory and CPU).
 	helpers func() ([]int, error)
+	// server is the pid of the payload's HTTP server, to check its session.
+	server  func() (int, error)
 	stop    func()
 	skipped string
 }
@@ -60,6 +88,7 @@ func forwarding(e *env, res *results) {
 			continue
 		}
 		e.logf("forwarding: %s up (iperf3 on 127.0.0.1:%d, http on 127.0.0.1:%d)", p.name, p.iperfPort, p.httpPort)
+		e.checkSession(res, p)
 		live = append(live, p)
 	}
 	defer func() {
@@ -151,8 +180,10 @@ func (p *fwdPeer) waitReady() error {
 	return nil
 }
 
-// startPeer starts argv as a long-running contender.
-func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer {
+// startPeer starts argv as a long-running contender in a process group of
+// its own; with ownSession (argv is the server payload itself, run by no
+// runtime) in a session of its own, whose process group is the same.
+func (e *env) startPeer(name string, ownSession bool, argv []string, extraEnv ...string) *fwdPeer {
 	p := &fwdPeer{name: name, exited: make(chan error, 1)}
 	p.iperfPort, p.httpPort = e.port(), e.port()
 	for i, a := range argv {
@@ -162,7 +193,11 @@ func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer
 	p.cmd.Stdout = e.logFile
 	p.cmd.Stderr = &p.stderr
 	p.cmd.Env = append(os.Environ(), extraEnv...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !ownSession, Setsid: ownSession, Pdeathsig: syscall.SIGTERM}
+	// A payload in a session of its own outlives its runtime's process
+	// group and holds the stderr pipe: Wait must not wait for it (stop kills
+	// it next).
+	p.cmd.WaitDelay = time.Second
 	p.stop = func() {}
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		p.skipped = fmt.Sprintf("%s not found in $PATH", argv[0])
@@ -172,13 +207,21 @@ func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer
 		p.skipped = err.Error()
 		return p
 	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	p.stop = func() {
-		stopCmd(p.cmd, p.exited, 10*time.Second)
-		// Whatever stayed in its process group (a shell's background iperf3).
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
 	top := p.cmd.Process.Pid
+	waited.Store(top, true)
+	go func() {
+		err := p.cmd.Wait()
+		waited.Delete(top)
+		p.exited <- err
+	}()
+	p.stop = func() {
+		// The payload is in a session (and process group) of its own:
+		// note the whole tree before it comes apart.
+		procs := descendants(top)
+		stopCmd(p.cmd, p.exited, 10*time.Second)
+		syscall.Kill(-top, syscall.SIGKILL)
+		e.finishProcs(p.name, procs, 200*time.Millisecond)
+	}
 	p.helpers = func() ([]int, error) {
 		var pids []int
 		for _, s := range descendants(top) {
@@ -192,11 +235,57 @@ func (e *env) startPeer(name string, argv []string, extraEnv ...string) *fwdPeer
 		pid, err := listenerPID(p.iperfPort)
 		return []int{pid}, err
 	}
+	p.server = func() (int, error) {
+		for _, s := range descendants(top) {
+			if s.comm == "httpd" {
+				return s.pid, nil
+			}
+		}
+		return 0, fmt.Errorf("find httpd below pid %d: none", top)
+	}
 	return p
 }
 
+// finishProcs makes sure none of procs (a peer's tree, noted before it was
+// stopped) is left running or unreaped, and logs what had to be killed.
+func (e *env) finishProcs(name string, procs []procStat, grace time.Duration) {
+	var before []string
+	for _, s := range procs {
+		if alive(s) {
+			before = append(before, fmt.Sprintf("%s %d", s.comm, s.pid))
+		}
+	}
+	left := finish(procs, grace)
+	if len(before) > 0 {
+		e.logf("forwarding: %s: stopped; ended its leftovers: %s", name, strings.Join(before, ", "))
+	}
+	for _, s := range left {
+		e.logf("forwarding: %s: pid %d (%s) still there after SIGKILL", name, s.pid, s.comm)
+	}
+}
+
+// checkSession logs the session of the peer's server and notes in the
+// table when it shares the bench's (see setsidPayload).
+func (e *env) checkSession(res *results, p *fwdPeer) {
+	if p.server == nil {
+		return
+	}
+	pid, err := p.server()
+	if err != nil {
+		e.logf("forwarding: %s: session of the server not checked: %v", p.name, err)
+		return
+	}
+	own, _ := unix.Getsid(0)
+	sid := sessionOf(pid)
+	e.logf("forwarding: %s: server pid %d in session %d (the bench's: %d)", p.name, pid, sid, own)
+	if sid == own {
+		res.note("memory: idle, after one request (RSS of the runtime's processes)", p.name,
+			"its server ran in the bench's session, not in one of its own")
+	}
+}
+
 func (e *env) directPeer() *fwdPeer {
-	p := e.startPeer("direct loopback", []string{"sh", "-c",
+	p := e.startPeer("direct loopback", true, []string{"sh", "-c",
 		"iperf3 -s -B 127.0.0.1 -p IPERF & exec " + e.httpd + " -addr 127.0.0.1:HTTP"})
 	p.helpers = nil
 	p.forwarders = func() ([]int, error) { return nil, nil }
@@ -204,20 +293,21 @@ func (e *env) directPeer() *fwdPeer {
 }
 
 func (e *env) rabbitcPeer() *fwdPeer {
-	return e.startPeer(rabbitcName, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
+	return e.startPeer(rabbitcName, false, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
 		"-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
 }
 
 // chrootPayload runs the payload in the rootfs from a tool that gives no
-// mount namespace of its own (RootlessKit, pasta): a private mount namespace
-// with the host's /dev bound in, since iperf3 needs /dev/urandom.
+// mount namespace of its own (RootlessKit, pasta): a session of its own (see
+// setsidPayload), a private mount namespace with the host's /dev bound in,
+// since iperf3 needs /dev/urandom.
 func (e *env) chrootPayload() []string {
-	return []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-		`mount --rbind /dev "$0/dev" && exec chroot "$0" /bin/sh -c "$1"`, e.rootfs, payload}
+	return setsidPayload([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount --rbind /dev "$0/dev" && exec chroot "$0" /bin/sh -c "$1"`, e.rootfs, payload})
 }
 
 func (e *env) rootlesskitPeer(name, driver string) *fwdPeer {
-	return e.startPeer(name, append([]string{"rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback",
+	return e.startPeer(name, false, append([]string{"rootlesskit", "--net=slirp4netns", "--mtu=65520", "--disable-host-loopback",
 		"--port-driver=" + driver, "-p", "127.0.0.1:IPERF:5201/tcp", "-p", "127.0.0.1:HTTP:80/tcp"},
 		e.chrootPayload()...))
 }
@@ -225,7 +315,7 @@ func (e *env) rootlesskitPeer(name, driver string) *fwdPeer {
 // pastaPeer runs pasta, which forwards in its own process; it makes itself
 // undumpable, so its listener cannot be found through /proc/PID/fd.
 func (e *env) pastaPeer() *fwdPeer {
-	p := e.startPeer("pasta", append([]string{"pasta", "--config-net", "--foreground", "--quiet",
+	p := e.startPeer("pasta", false, append([]string{"pasta", "--config-net", "--foreground", "--quiet",
 		"-t", "127.0.0.1/IPERF:5201", "-t", "127.0.0.1/HTTP:80", "-u", "none", "-T", "none", "-U", "none",
 		"--"}, e.chrootPayload()...))
 	if p.cmd.Process != nil {
@@ -254,7 +344,33 @@ func (e *env) podmanPeer() *fwdPeer {
 		exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
 		return p
 	}
-	p.stop = func() { exec.Command("podman", "rm", "-f", "-t", "0", name).Run() }
+	// crun, under podman, puts the payload in a session of its own already.
+	p.server = func() (int, error) {
+		out, err := exec.Command("podman", "inspect", "-f", "{{.State.Pid}}", name).Output()
+		if err != nil {
+			return 0, fmt.Errorf("podman inspect %s: %w", name, err)
+		}
+		return strconv.Atoi(strings.TrimSpace(string(out)))
+	}
+	p.stop = func() {
+		// conmon, rootlessport and slirp4netns were reparented to us (a
+		// subreaper): wait for them to end and reap them. The pause process
+		// stays, for run.sh's podman rm; run.sh stops it.
+		var procs []procStat
+		if pids, err := p.helpers(); err == nil {
+			pause := pausePID()
+			for _, pid := range pids {
+				if s, err := readStat(pid); err == nil && pid != pause {
+					procs = append(procs, s)
+				}
+			}
+		}
+		if pid, err := p.server(); err == nil {
+			procs = append(procs, descendants(pid)...)
+		}
+		exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
+		e.finishProcs(p.name, procs, 5*time.Second)
+	}
 	p.forwarders = func() ([]int, error) {
 		pid, err := listenerPID(p.iperfPort)
 		return []int{pid}, err
@@ -282,14 +398,22 @@ func (e *env) podmanPeer() *fwdPeer {
 				pids = append(pids, s.pid)
 			}
 		}
-		if b, err := os.ReadFile(filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "libpod", "tmp", "pause.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				pids = append(pids, pid)
-			}
+		if pid := pausePID(); pid > 0 {
+			pids = append(pids, pid)
 		}
 		return pids, nil
 	}
 	return p
+}
+
+// pausePID is the pid of podman's rootless pause process, 0 if none.
+func pausePID() int {
+	b, err := os.ReadFile(filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "libpod", "tmp", "pause.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }
 
 // cpuDuring runs load and returns the CPU seconds that the peer's

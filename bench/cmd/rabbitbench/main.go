@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,10 @@ func main() {
 		os.Exit(1)
 	}
 	e.logFile = lf
+	if err := becomeSubreaper(); err != nil {
+		fmt.Fprintln(os.Stderr, "rabbitbench:", err)
+		os.Exit(1)
+	}
 	res := newResults()
 	phases := map[string]bool{}
 	for _, p := range strings.Split(only, ",") {
@@ -82,6 +87,9 @@ func main() {
 	if phases["forward"] {
 		forwarding(e, res)
 	}
+	// conmon and podman's cleanup may end just after their round.
+	time.Sleep(200 * time.Millisecond)
+	reapOrphans()
 	stem := "latest"
 	if e.quick {
 		stem = "quick"
@@ -116,12 +124,19 @@ func (e *env) port() int {
 	}
 }
 
-// traceTable collects rabbitc's stage timestamps over the rounds of a group.
+// traceTable collects rabbitc's RABBITC_TRACE=1 lines over the rounds of a
+// group: stage timestamps (µs since the parent's start) and, in lines named
+// cpu:<process>, the CPU time (user+system, µs) each process spent.
 type traceTable struct {
 	stages []string
 	us     map[string][]float64
+	cpus   []string
+	cpuUs  map[string][]float64
 	runs   int
 }
+
+// cpuPrefix marks a trace line that holds CPU time, not a timestamp.
+const cpuPrefix = "cpu:"
 
 func (e *env) recordTrace(group string, st []traceStage) {
 	if len(st) == 0 {
@@ -129,14 +144,30 @@ func (e *env) recordTrace(group string, st []traceStage) {
 	}
 	t := e.traces[group]
 	if t == nil {
-		t = &traceTable{us: map[string][]float64{}}
+		t = &traceTable{us: map[string][]float64{}, cpuUs: map[string][]float64{}}
 		e.traces[group] = t
 	}
 	t.runs++
 	for _, s := range st {
+		if name, ok := strings.CutPrefix(s.name, cpuPrefix); ok {
+			if _, ok := t.cpuUs[name]; !ok {
+				t.cpus = append(t.cpus, name)
+			}
+			t.cpuUs[name] = append(t.cpuUs[name], s.us)
+			continue
+		}
 		if _, ok := t.us[s.name]; !ok {
 			t.stages = append(t.stages, s.name)
 		}
 		t.us[s.name] = append(t.us[s.name], s.us)
 	}
+}
+
+// ordered returns the stages in the order of their median time: stages that
+// run concurrently (the sandbox's and the parent's) print in either order
+// from run to run.
+func (t *traceTable) ordered() []string {
+	st := append([]string(nil), t.stages...)
+	sort.SliceStable(st, func(i, j int) bool { return quantile(t.us[st[i]], 0.5) < quantile(t.us[st[j]], 0.5) })
+	return st
 }

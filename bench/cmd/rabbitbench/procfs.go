@@ -18,8 +18,11 @@ const clockTicks = 100
 type procStat struct {
 	pid   int
 	comm  string
+	state byte // R, S, D, Z, ...
 	ppid  int
+	sid   int    // session id
 	ticks uint64 // utime + stime
+	start uint64 // start time in clock ticks since boot: tells a reused pid apart
 }
 
 func readStat(pid int) (procStat, error) {
@@ -34,14 +37,18 @@ func readStat(pid int) (procStat, error) {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: no comm", pid)
 	}
 	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state); ppid is field 4, session 6, utime 14,
+	// stime 15, starttime 22.
+	if len(f) < 20 || len(f[0]) == 0 {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
 	}
 	ppid, _ := strconv.Atoi(f[1])
+	sid, _ := strconv.Atoi(f[3])
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return procStat{pid: pid, comm: string(b[open+1 : end]), ppid: ppid, ticks: ut + st}, nil
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return procStat{pid: pid, comm: string(b[open+1 : end]), state: f[0][0], ppid: ppid, sid: sid,
+		ticks: ut + st, start: start}, nil
 }
 
 // cpuSeconds is the user plus system time of pids, skipping those gone.

@@ -221,8 +221,24 @@ func machineInfo(e *env) []string {
 			ver("iperf3", "--version"), ver("wrk", "-v"),
 		}, "; "),
 		"method: " + mode,
+		autogroupNote(),
 		os.Getenv("RABBITC_BENCH_NOTE"),
 	}
+}
+
+// autogroupNote says whether the scheduler groups processes by session,
+// which is why every server payload runs in a session of its own (see
+// setsidPayload).
+func autogroupNote() string {
+	b, err := os.ReadFile("/proc/sys/kernel/sched_autogroup_enabled")
+	switch {
+	case err != nil:
+		return "scheduler: no kernel.sched_autogroup_enabled (no autogroups); in the forwarding measurements every server payload ran in a session of its own, as under a container runtime"
+	case strings.TrimSpace(string(b)) == "0":
+		return "scheduler: kernel.sched_autogroup_enabled=0 (autogroups off); in the forwarding measurements every server payload ran in a session of its own, as under a container runtime"
+	}
+	return "scheduler: kernel.sched_autogroup_enabled=" + strings.TrimSpace(string(b)) +
+		" (autogroups on: each session is a scheduling group); in the forwarding measurements every server payload ran in a session of its own, as under a container runtime, and wrk, iperf3 and every forwarder in the bench's session"
 }
 
 func pkgVersion(pkg string) string {
@@ -311,10 +327,16 @@ func writeTraceText(w io.Writer, e *env) {
 		t := e.traces[g]
 		fmt.Fprintf(w, "\n== rabbitc stages (RABBITC_TRACE=1), %s, %d runs\n", g, t.runs)
 		prev := 0.0
-		for _, st := range t.stages {
+		for _, st := range t.ordered() {
 			m := quantile(t.us[st], 0.5)
 			fmt.Fprintf(w, "  %-36s at %9.0f µs   +%8.0f µs\n", st, m, m-prev)
 			prev = m
+		}
+		if len(t.cpus) > 0 {
+			fmt.Fprintf(w, "  CPU per process (user+system, median):\n")
+			for _, c := range t.cpus {
+				fmt.Fprintf(w, "  %-36s %9.2f ms\n", c, quantile(t.cpuUs[c], 0.5)/1000)
+			}
 		}
 	}
 }
@@ -365,10 +387,18 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 		fmt.Fprintf(w, "\n### rabbitc stages (RABBITC_TRACE=1): %s, median of %d runs\n\n", mdEscape(g), t.runs)
 		fmt.Fprintln(w, "| stage | µs since start | µs since previous stage |\n|---|---:|---:|")
 		prev := 0.0
-		for _, st := range t.stages {
+		for _, st := range t.ordered() {
 			m := quantile(t.us[st], 0.5)
 			fmt.Fprintf(w, "| %s | %.0f | %.0f |\n", mdEscape(st), m, m-prev)
 			prev = m
+		}
+		if len(t.cpus) > 0 {
+			fmt.Fprintf(w, "\nCPU per process (user+system; `cpu:` lines: getrusage of the process itself, or for "+
+				"children and init+payload of its reaped children and theirs), median of %d runs:\n\n", t.runs)
+			fmt.Fprintln(w, "| process | ms |\n|---|---:|")
+			for _, c := range t.cpus {
+				fmt.Fprintf(w, "| %s | %.2f |\n", mdEscape(c), quantile(t.cpuUs[c], 0.5)/1000)
+			}
 		}
 	}
 }
