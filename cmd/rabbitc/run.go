@@ -152,6 +152,20 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("prepared")
+	// The state is written while newuidmap runs, once the sandbox is there
+	// to remove it should rabbitc die from here on. Init reads the /etc
+	// files only after its spec, which needs the maps too.
+	err = ch.WaitChildHello()
+	if err == nil {
+		err = createState(s)
+	}
+	if err != nil {
+		r.sandbox.Signal(syscall.SIGKILL)
+		<-mapsc
+		return 0, r.setupErr(err)
+	}
+	defer os.RemoveAll(s.StateDir)
+	r.trace.mark("state-created")
 	mr := <-mapsc
 	if mr.err != nil {
 		return 0, r.setupErr(mr.err)
@@ -167,16 +181,6 @@ func (r *runner) run() (code int, err error) {
 		}
 		defer r.slirp.Stop()
 	}
-	if err := ch.WaitChildHello(); err != nil {
-		return 0, r.setupErr(err)
-	}
-	// Only now: if rabbitc dies from here on, the sandbox removes the state.
-	// Init reads the /etc files, after InitStarted.
-	if err := createState(s); err != nil {
-		return 0, r.setupErr(err)
-	}
-	defer os.RemoveAll(s.StateDir)
-	r.trace.mark("state-created")
 	if r.initPid, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
