@@ -45,6 +45,15 @@ func TestSeedShellSession(t *testing.T) {
 	tty.waitFor(t, "# ", 10*time.Second)
 	tty.write(t, "ps\n")
 	tty.waitFor(t, "COMMAND", 5*time.Second)
+	// The next line is typed only at the prompt after ps's rows: typed
+	// earlier, the terminal echoes it between them.
+	deadline := time.Now().Add(5 * time.Second)
+	for out := tty.out.String(); !strings.Contains(out[strings.Index(out, "COMMAND"):], "# "); out = tty.out.String() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prompt after ps; terminal:\n%s", out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	tty.write(t, "echo done-$((6*7))\n")
 	tty.waitFor(t, "done-42", 5*time.Second)
 	shown := tty.out.String()

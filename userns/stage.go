@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -113,7 +115,7 @@ func HasCaps() (bool, error) {
 	return data[0].Effective != 0, nil
 }
 
-// AmbientCaps lists every capability in this process's bounding set, for
+// AmbientCaps lists every capability the kernel knows, for
 // SysProcAttr.AmbientCaps of a child cloned into a new user namespace.
 //
 // Such a child has every capability in its namespace until it execs, and an
@@ -125,16 +127,22 @@ func HasCaps() (bool, error) {
 // 2-3 ms of every start-up. The capabilities are the namespace's, never the
 // host's, and init clears the ambient set before the payload runs
 // (security.PrepareCaps).
+//
+// The list is not this process's bounding set: a new user namespace starts
+// with a full one, and the child raises its ambient set after the clone.
+// Taken from a host bounding set without CAP_SYS_RESOURCE (as on the
+// machine this was written on), init lacked it whenever it exec'd before the
+// maps were written, and --cap-add ALL failed one start in six.
 func AmbientCaps() []uintptr {
-	var caps []uintptr
-	for c := 0; c <= 63; c++ {
-		ok, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
-		if err != nil {
-			break // EINVAL: past the kernel's last capability
+	last := 40 // CAP_CHECKPOINT_RESTORE, the last one of Linux 5.9 to 6.x
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n >= 0 && n < 64 {
+			last = n
 		}
-		if ok == 1 {
-			caps = append(caps, uintptr(c))
-		}
+	}
+	caps := make([]uintptr, 0, last+1)
+	for c := 0; c <= last; c++ {
+		caps = append(caps, uintptr(c))
 	}
 	return caps
 }

@@ -137,9 +137,10 @@ func (r *runner) run() (code int, err error) {
 		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
-	feat, err := r.prepare()
+	err = ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0})
+	var feat *netns.Features
 	if err == nil {
-		err = ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0})
+		feat, err = r.prepare()
 	}
 	var initSpec json.RawMessage
 	if err == nil {
