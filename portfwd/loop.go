@@ -62,8 +62,11 @@ import (
 //
 // ("now" parked its loop in the poller in run 1 and blocked in epoll_wait in
 // run 2; in another run of 6 rounds blocking had 2.6x and parking 2.0x,
-// within the spread between runs.) The bench itself (BENCH_QUICK=1, 3
-// rounds) gave 1.86x, against 8.96x in its last full run before.
+// within the spread between runs.) The bench now runs every peer's server in
+// a session of its own, as a container runtime does (bench/README.md,
+// "Sessions"): its full run at d1db971 gave 0.81x RootlessKit's p99 over 32
+// connections and 1.41x its request rate, against 4.16x in the full run
+// before, when only rabbitc's server had a session of its own.
 //
 // Why not io.Copy between two *net.TCPConn, as RootlessKit's builtin driver
 // does? The kernel's work per byte is the same, but every 64 KiB pipe (Go
