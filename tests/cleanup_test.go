@@ -4,6 +4,7 @@ package tests
 // nothing behind; errors are one line with exit 125.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -189,4 +190,47 @@ func TestRunAsRoot(t *testing.T) {
 	default:
 		wantRuntimeError(t, r, "root")
 	}
+}
+
+// While a container runs, its directory under $XDG_RUNTIME_DIR/rabbitc holds
+// state.json with its id, rootfs, args, the parent's pid and, once the
+// payload runs, status "running" and the payload's pid as the host sees it:
+// what a later `ps` or `stop` reads.
+func TestStateWhileRunning(t *testing.T) {
+	o := opts{}
+	p := start(t, o, rcNoNet(sh("echo ready; exec sleep 60"))...)
+	p.waitOutput(t, o, "ready", 10*time.Second)
+	payload := findPayload(t, p, "sleep")
+	var st struct {
+		ID        string   `json:"id"`
+		Rootfs    string   `json:"rootfs"`
+		Args      []string `json:"args"`
+		ParentPid int      `json:"parentPid"`
+		InitPid   int      `json:"initPid"`
+		Status    string   `json:"status"`
+	}
+	var path string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(p.xdg, "rabbitc", "*", "state.json"))
+		if len(files) == 1 {
+			path = files[0]
+			if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &st) == nil && st.Status == "running" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no state.json with status running under %s (found %q, last read %+v)", p.xdg, files, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st.InitPid != payload || st.ParentPid != p.pid() || filepath.Base(filepath.Dir(path)) != st.ID ||
+		st.Rootfs == "" || len(st.Args) != 3 || st.Args[0] != "sh" {
+		t.Errorf("state.json = %+v; want initPid %d (the payload), parentPid %d, id %s, the rootfs and args",
+			st, payload, p.pid(), filepath.Base(filepath.Dir(path)))
+	}
+	if err := killPid(payload, 9); err != nil {
+		t.Fatalf("kill payload: %v", err)
+	}
+	wantCode(t, p.wait(t), 137)
 }

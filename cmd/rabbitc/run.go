@@ -156,9 +156,10 @@ func (r *runner) run() (code int, err error) {
 	// The state is written while newuidmap runs, once the sandbox is there
 	// to remove it should rabbitc die from here on. Init reads the /etc
 	// files only after its spec, which needs the maps too.
+	var st *state
 	err = ch.WaitChildHello()
 	if err == nil {
-		err = createState(s)
+		st, err = createState(s)
 	}
 	if err != nil {
 		r.sandbox.Signal(syscall.SIGKILL)
@@ -229,7 +230,7 @@ func (r *runner) run() (code int, err error) {
 	// Best effort: a payload that already ended took the state with it
 	// (the sandbox removes it), and a full disk must not stop a running
 	// container.
-	markRunning(s, r.initPid)
+	markRunning(s, st, r.initPid)
 	return r.wait()
 }
 

@@ -82,10 +82,10 @@ var etcFiles = []struct{ name, dest string }{
 
 // createState makes the container's directory and writes state.json and
 // the /etc files.
-func createState(s *spec) error {
+func createState(s *spec) (*state, error) {
 	dir := s.StateDir
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return fmt.Errorf("create state directory %s: %w", dir, err)
+		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
 	}
 	content := map[string][]byte{
 		"hostname":    []byte(s.Hostname + "\n"),
@@ -96,15 +96,15 @@ func createState(s *spec) error {
 		p := filepath.Join(dir, f.name)
 		if err := os.WriteFile(p, content[f.name], 0o644); err != nil {
 			os.RemoveAll(dir)
-			return fmt.Errorf("write %s: %w", p, err)
+			return nil, fmt.Errorf("write %s: %w", p, err)
 		}
 	}
 	st := newState(s)
 	if err := writeState(dir, &st); err != nil {
 		os.RemoveAll(dir)
-		return err
+		return nil, err
 	}
-	return nil
+	return &st, nil
 }
 
 func newState(s *spec) state {
@@ -112,18 +112,12 @@ func newState(s *spec) state {
 		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
 }
 
-// markRunning records the payload's pid once it runs.
-func markRunning(s *spec, initPid int) error {
-	var st state
-	b, err := os.ReadFile(filepath.Join(s.StateDir, "state.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &st)
-	}
-	if err != nil {
-		return fmt.Errorf("read state: %w", err)
-	}
+// markRunning records the payload's pid once it runs. The parent alone
+// writes state.json, so it keeps the state it wrote rather than reading it
+// back.
+func markRunning(s *spec, st *state, initPid int) error {
 	st.InitPid, st.Status = initPid, "running"
-	return writeState(s.StateDir, &st)
+	return writeState(s.StateDir, st)
 }
 
 func writeState(dir string, st *state) error {
