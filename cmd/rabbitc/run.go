@@ -137,34 +137,32 @@ func (r *runner) run() (code int, err error) {
 		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
-	err = ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0})
-	var feat *netns.Features
-	if err == nil {
-		feat, err = r.prepare()
-	}
-	var initSpec json.RawMessage
-	if err == nil {
-		// Encoded now, while nothing waits for it.
-		initSpec, err = json.Marshal(s)
-	}
-	if err != nil {
+	abort := func(err error) (int, error) {
 		r.sandbox.Signal(syscall.SIGKILL)
 		<-mapsc
 		return 0, r.setupErr(err)
+	}
+	if err := ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
+		return abort(err)
+	}
+	feat, err := r.prepare()
+	if err != nil {
+		return abort(err)
+	}
+	initSpec, err := json.Marshal(s) // now, while nothing waits for it
+	if err != nil {
+		return abort(err)
 	}
 	r.trace.mark("prepared")
 	// The state is written while newuidmap runs, once the sandbox is there
 	// to remove it should rabbitc die from here on. Init reads the /etc
 	// files only after its spec, which needs the maps too.
-	var st *state
-	err = ch.WaitChildHello()
-	if err == nil {
-		st, err = createState(s)
+	if err := ch.WaitChildHello(); err != nil {
+		return abort(err)
 	}
+	st, err := createState(s)
 	if err != nil {
-		r.sandbox.Signal(syscall.SIGKILL)
-		<-mapsc
-		return 0, r.setupErr(err)
+		return abort(err)
 	}
 	defer os.RemoveAll(s.StateDir)
 	r.trace.mark("state-created")
@@ -186,7 +184,7 @@ func (r *runner) run() (code int, err error) {
 	if r.initPid, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
-	if err := ch.SendSpec(initSpec); err != nil {
+	if err := ch.SendSpec(json.RawMessage(initSpec)); err != nil {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("init-started")
