@@ -74,12 +74,15 @@ func TestMissingNewuidmap(t *testing.T) {
 	}
 }
 
-// Every namespace of the container differs from the host's.
+// Every namespace of the container differs from the host's: with a
+// sandbox (something published) and without (init started by rabbitc).
 func TestNamespacesDiffer(t *testing.T) {
 	requireNet(t)
+	list := sh("for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n); done")
 	for _, args := range [][]string{
-		rc(sh("for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n); done")),
-		rcNoNet(sh("for n in cgroup ipc mnt net pid user uts; do echo $n $(readlink /proc/self/ns/$n); done")),
+		rc(list),
+		rcNoNet(list),
+		rc("-p", fmt.Sprintf("127.0.0.1:%d:80", freePort(t, 1)), list),
 	} {
 		r := run(t, args...)
 		wantCode(t, r, 0)

@@ -28,7 +28,9 @@ import (
 //
 // Any stage may send Error instead of the message the parent waits for.
 // Only one process reads the child end at a time: the sandbox until it sends
-// InitStarted, init afterwards.
+// InitStarted, init afterwards. When rabbitc starts init itself (nothing
+// published, no sandbox), init sends ChildHello and the sandbox's Spec and
+// InitStarted are skipped.
 
 // Message types, named for who sends them and what finished.
 const (

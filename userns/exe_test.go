@@ -21,6 +21,10 @@ func TestMain(m *testing.M) {
 		fmt.Println(protectExeChild()) // only returns on failure
 		os.Exit(1)
 	}
+	if os.Getenv(childEnv) == "unshare" {
+		fmt.Println(unshareChild()) // only returns on failure
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 

@@ -15,6 +15,13 @@
 //	init     init.go     `rabbitc init container`: PID 1 of new mount, PID, UTS, IPC and
 //	                     cgroup namespaces; mounts, pivot_root, credentials, exec
 //
+// The sandbox is there for --publish. Without it, the parent starts init
+// itself (`rabbitc init direct`, new user and PID namespaces, the others
+// unshared by init while the maps are written) and a watchdog
+// (`rabbitc init watchdog`, watchdog.go) takes over the sandbox's other
+// job, removing the state when rabbitc is killed: one Go runtime start less
+// in front of the payload (runner.startChild says why and what it saves).
+//
 // main checks os.Args[1] == "init" before cobra sees the arguments; a stage
 // reads its settings from the sync channel (fd 3), never from flags, and
 // reports failures as an Error message that the parent prints. The sequence

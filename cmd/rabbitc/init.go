@@ -114,6 +114,32 @@ func containerMain(ch *userns.Channel) int {
 	return fail(fmt.Errorf("exec %s: %w", s.Args[0], err), code)
 }
 
+// directMain is init when rabbitc started it without a sandbox, in new user
+// and PID namespaces only. It does what the sandbox would have done before
+// starting it, while the parent writes the maps: make the other namespaces
+// and bring up lo. Then it is init as usual.
+func directMain(ch *userns.Channel) int {
+	hasCaps, err := userns.HasCaps()
+	if err == nil && !hasCaps {
+		err = errors.New("init has no capabilities in its user namespace (the kernel dropped its ambient capabilities at exec)")
+	}
+	ownNet := os.Getenv(envHostNet) == ""
+	if err == nil {
+		err = userns.UnshareContainer(ownNet)
+	}
+	if err == nil && ownNet {
+		err = netns.SetupLoopback()
+	}
+	if err != nil {
+		ch.SendError("init", err, 0)
+		return 125
+	}
+	if err := ch.SendChildHello(); err != nil {
+		return 125
+	}
+	return containerMain(ch)
+}
+
 // setupStdio gives the payload a session of its own (it can never inject
 // into the user's terminal, CVE-2017-5226) and, with a tty, a pty from the
 // container's /dev/pts as its controlling terminal. It returns the master

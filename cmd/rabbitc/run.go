@@ -27,6 +27,7 @@ import (
 const (
 	envStateDir = "_RABBITC_STATE_DIR"
 	envPpid     = "_RABBITC_PPID"
+	envHostNet  = "_RABBITC_HOST_NET" // init without a sandbox: keep the host's network namespace
 )
 
 // forwarded are the signals rabbitc passes on to the payload.
@@ -64,9 +65,10 @@ type runner struct {
 	trace *tracer
 
 	sigc      chan os.Signal
-	pending   []os.Signal  // harmless signals that came during start-up, for the payload
-	killedBy  atomic.Int32 // a signal that aborted the start-up
-	sandbox   *userns.Process
+	pending   []os.Signal     // harmless signals that came during start-up, for the payload
+	killedBy  atomic.Int32    // a signal that aborted the start-up
+	child     *userns.Process // the sandbox, or init itself when noSandbox
+	noSandbox bool            // nothing published: rabbitc starts init directly
 	initPid   int
 	slirp     *netns.Slirp
 	listeners *portfwd.Listeners
@@ -85,7 +87,7 @@ func (r *runner) run() (code int, err error) {
 		}
 	}()
 
-	// Only what the sandbox's exec needs comes before it: the state
+	// Only what the child's exec needs comes before it: the state
 	// directory's path (the sandbox removes the directory if rabbitc dies).
 	if err := planState(s); err != nil {
 		return 0, err
@@ -105,7 +107,7 @@ func (r *runner) run() (code int, err error) {
 		portParent, portChild = os.NewFile(uintptr(fds[0]), "portfwd"), os.NewFile(uintptr(fds[1]), "portfwd-child")
 		defer portParent.Close()
 	}
-	err = r.startSandbox(syncChild, portChild)
+	err = r.startChild(syncChild, portChild)
 	syncChild.Close()
 	if portChild != nil {
 		portChild.Close()
@@ -113,37 +115,59 @@ func (r *runner) run() (code int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer r.stopSandbox()
-	r.trace.mark("sandbox-started")
+	defer r.stopChild()
+	r.trace.mark("child-started")
 
 	// Until Start, a terminating signal aborts the start-up.
 	setupDone := make(chan struct{})
 	defer close(setupDone)
 	go r.abortOnSignal(setupDone)
 
-	// The maps are the longest step of the start-up, and the sandbox needs
+	// The maps are the longest step of the start-up, and the child needs
 	// none for its own work (it has its capabilities as ambient ones): they
-	// are written while it starts, and init, and while rabbitc checks and
-	// prepares the rest below. A check that fails still ends the start-up
-	// before the payload exists, with nothing left behind: the sandbox is
-	// killed and newuidmap waited for. Init gets its spec, and touches
-	// files, only once the maps are in place.
+	// are written while it starts (and the sandbox starts init), and while
+	// rabbitc checks and prepares the rest below. A check that fails still
+	// ends the start-up before the payload exists, with nothing left
+	// behind: the child is killed and newuidmap waited for. Init gets its
+	// spec, and touches files, only once the maps are in place.
+	//
+	// Without a sandbox, a watchdog removes the state should rabbitc die;
+	// it starts beside everything else, and must be there before the state.
+	type watchdogResult struct {
+		w   *watchdog
+		err error
+	}
+	watchdogc := make(chan watchdogResult, 1)
+	watchdogTaken := false
+	if r.noSandbox {
+		go func() {
+			w, err := startWatchdog(s.StateDir)
+			watchdogc <- watchdogResult{w, err}
+		}()
+	}
 	type mapsResult struct {
 		maps userns.Maps
 		err  error
 	}
 	mapsc := make(chan mapsResult, 1)
 	go func() {
-		m, err := userns.WriteMaps(r.sandbox.Pid(), userns.CurrentConfig())
+		m, err := userns.WriteMaps(r.child.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
 	abort := func(err error) (int, error) {
-		r.sandbox.Signal(syscall.SIGKILL)
+		r.child.Signal(syscall.SIGKILL)
 		<-mapsc
+		if r.noSandbox && !watchdogTaken {
+			if wr := <-watchdogc; wr.w != nil {
+				wr.w.stop()
+			}
+		}
 		return 0, r.setupErr(err)
 	}
-	if err := ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
-		return abort(err)
+	if !r.noSandbox {
+		if err := ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
+			return abort(err)
+		}
 	}
 	feat, err := r.prepare()
 	if err != nil {
@@ -154,11 +178,19 @@ func (r *runner) run() (code int, err error) {
 		return abort(err)
 	}
 	r.trace.mark("prepared")
-	// The state is written while newuidmap runs, once the sandbox is there
-	// to remove it should rabbitc die from here on. Init reads the /etc
-	// files only after its spec, which needs the maps too.
+	// The state is written while newuidmap runs, once the sandbox (or the
+	// watchdog) is there to remove it should rabbitc die from here on. Init
+	// reads the /etc files only after its spec, which needs the maps too.
 	if err := ch.WaitChildHello(); err != nil {
 		return abort(err)
+	}
+	if r.noSandbox {
+		wr := <-watchdogc
+		watchdogTaken = true
+		if wr.err != nil {
+			return abort(wr.err)
+		}
+		defer wr.w.stop() // after the state's removal below
 	}
 	st, err := createState(s)
 	if err != nil {
@@ -176,12 +208,14 @@ func (r *runner) run() (code int, err error) {
 	r.trace.mark("maps-written")
 	if s.Net.Mode == netns.ModeSlirp {
 		// slirp4netns comes up while the sandbox and init prepare.
-		if r.slirp, err = netns.StartSlirp(r.sandbox.Pid(), s.Net, feat); err != nil {
+		if r.slirp, err = netns.StartSlirp(r.child.Pid(), s.Net, feat); err != nil {
 			return 0, r.setupErr(err)
 		}
 		defer r.slirp.Stop()
 	}
-	if r.initPid, err = ch.WaitInitStarted(); err != nil {
+	if r.noSandbox {
+		r.initPid = r.child.Pid()
+	} else if r.initPid, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
 	if err := ch.SendSpec(json.RawMessage(initSpec)); err != nil {
@@ -225,15 +259,15 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
-	// Best effort: a payload that already ended took the state with it
-	// (the sandbox removes it), and a full disk must not stop a running
-	// container.
+	// Best effort: a payload that already ended may have taken the state
+	// with it (the sandbox removes it), and a full disk must not stop a
+	// running container.
 	markRunning(s, st, r.initPid)
 	return r.wait()
 }
 
 // prepare does the parent's own checks and preparation, which run while the
-// sandbox starts: slirp4netns's features, the host listeners, the seccomp
+// child starts: slirp4netns's features, the host listeners, the seccomp
 // program, and old state directories.
 func (r *runner) prepare() (*netns.Features, error) {
 	s := r.spec
@@ -256,44 +290,71 @@ func (r *runner) prepare() (*netns.Features, error) {
 	return feat, nil
 }
 
-// startSandbox starts stage 1 in new user and network namespaces.
-func (r *runner) startSandbox(syncChild, portChild *os.File) error {
-	cmd := exec.Command("/proc/self/exe", "init", "sandbox")
-	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
-	cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
-	if r.trace.on {
-		cmd.Env = append(cmd.Env, envTrace+"="+strconv.FormatInt(r.trace.start.UnixNano(), 10))
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		cmd.Env = append(cmd.Env, stageGOMAXPROCS())
-	}
-	// The sandbox has a mount namespace of its own only to protect the
-	// binary (userns.ProtectExe); init makes the container's.
+// startChild starts the stage below rabbitc in a new user namespace: the
+// sandbox (stage 1) in new user and network namespaces, which starts init;
+// or, when nothing is published, init itself.
+//
+// The sandbox exists for the port forwarder: it dials from inside the
+// container's network namespace but outside its PID namespace. Without
+// --publish it would only be a Go runtime start (2-3 ms) and an exit in
+// front of init, so rabbitc clones init into new user and PID namespaces
+// itself, and init makes the others (userns.UnshareContainer). What the
+// sandbox also did, removing the state when rabbitc is killed, a watchdog
+// does beside the container (startWatchdog). Init needs no protected binary
+// here (userns.ProtectExe): it runs the binary only until it execs the
+// payload, and no process of the container exists before that.
+func (r *runner) startChild(syncChild, portChild *os.File) error {
+	r.noSandbox = len(r.spec.Publish) == 0
+	stage, pdeathsig := "sandbox", syscall.SIGTERM // the sandbox cleans up, then exits
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS)
 	if r.spec.Net.Mode != netns.ModeHost {
 		flags |= syscall.CLONE_NEWNET
 	}
+	// The sandbox has a mount namespace of its own only to protect the
+	// binary (userns.ProtectExe); init makes the container's.
+	if r.noSandbox {
+		stage, pdeathsig = "direct", syscall.SIGKILL
+		flags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID
+	}
+	cmd := exec.Command("/proc/self/exe", "init", stage)
+	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
+	if r.noSandbox {
+		// Init's environment is only for its own runtime, never the payload's.
+		cmd.Env = []string{"GOMAXPROCS=1"} // init is strictly sequential
+		if r.spec.Net.Mode == netns.ModeHost {
+			cmd.Env = append(cmd.Env, envHostNet+"=1")
+		}
+	} else {
+		cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
+		if os.Getenv("GOMAXPROCS") == "" {
+			cmd.Env = append(cmd.Env, stageGOMAXPROCS())
+		}
+	}
+	if r.trace.on {
+		cmd.Env = append(cmd.Env, envTrace+"="+strconv.FormatInt(r.trace.start.UnixNano(), 10))
+	}
 	// Its own process group: a ^C on the terminal reaches rabbitc, which
-	// forwards it, and not every stage at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true, AmbientCaps: userns.AmbientCaps()}
+	// forwards it, and not every stage at once. Init makes a session of its
+	// own (setupStdio), which a group leader cannot.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: !r.noSandbox, AmbientCaps: userns.AmbientCaps()}
 	childEnds, err := r.stdio(cmd)
 	if err != nil {
 		return err
 	}
-	r.trace.mark("sandbox-fork")
-	p, err := userns.Start(cmd, syscall.SIGTERM)
+	r.trace.mark("child-fork")
+	p, err := userns.Start(cmd, pdeathsig)
 	for _, f := range childEnds {
 		f.Close()
 	}
 	if err != nil {
 		return userns.CloneError(err)
 	}
-	r.sandbox = p
+	r.child = p
 	return nil
 }
 
 // stdio wires the payload's standard streams and returns the pipe ends to
-// close once the sandbox has started. Without -i stdin is /dev/null, as in
+// close once the child has started. Without -i stdin is /dev/null, as in
 // docker. A host terminal is never handed to the container as such: with -t
 // the payload talks to a pty of the container's own; without -t a terminal
 // stream goes through a pipe that rabbitc copies. The copy from a terminal
@@ -342,7 +403,7 @@ func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
 	return childEnds, nil
 }
 
-// abortOnSignal kills the sandbox (and so everything below it) when a
+// abortOnSignal kills the child (and so everything below it) when a
 // terminating signal arrives during start-up; the blocked step then fails.
 // Other signals are kept for the payload. A value on done hands the signals
 // over to wait.
@@ -355,7 +416,7 @@ func (r *runner) abortOnSignal(done chan struct{}) {
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
 				r.killedBy.Store(int32(sig.(syscall.Signal)))
-				r.sandbox.Signal(syscall.SIGKILL)
+				r.child.Signal(syscall.SIGKILL)
 			default:
 				r.pending = append(r.pending, sig)
 			}
@@ -372,8 +433,8 @@ func (r *runner) setupErr(err error) error {
 	return err
 }
 
-// wait forwards signals to the payload until the sandbox exits, and returns
-// the payload's exit code.
+// wait forwards signals to the payload until the sandbox (or init) exits,
+// and returns the payload's exit code.
 func (r *runner) wait() (int, error) {
 	var slirpDone <-chan struct{}
 	if r.slirp != nil {
@@ -385,10 +446,10 @@ func (r *runner) wait() (int, error) {
 	var killTimer <-chan time.Time
 	for {
 		select {
-		case <-r.sandbox.Done():
-			r.trace.mark("sandbox-exited")
+		case <-r.child.Done():
+			r.trace.mark("child-exited")
 			r.waitOutputs()
-			return r.sandbox.ExitCode(), nil
+			return r.child.ExitCode(), nil
 		case sig := <-r.sigc:
 			r.forward(sig)
 			if (sig == syscall.SIGTERM || sig == syscall.SIGINT) && killTimer == nil && r.opts.stopTimeout >= 0 {
@@ -400,7 +461,7 @@ func (r *runner) wait() (int, error) {
 			slirpDone = nil
 			err := r.slirp.Err()
 			unix.Kill(r.initPid, syscall.SIGKILL)
-			<-r.sandbox.Done()
+			<-r.child.Done()
 			return 0, fmt.Errorf("slirp4netns exited under the running container: %v", err)
 		}
 	}
@@ -427,14 +488,15 @@ func (r *runner) waitOutputs() {
 	}
 }
 
-// stopSandbox makes sure nothing of the container outlives the parent's
-// return: the sandbox and, through its Pdeathsig, init and the payload.
-func (r *runner) stopSandbox() {
+// stopChild makes sure nothing of the container outlives the parent's
+// return: the sandbox and, through its Pdeathsig, init and the payload (or
+// init itself, and the PID namespace with it).
+func (r *runner) stopChild() {
 	select {
-	case <-r.sandbox.Done():
+	case <-r.child.Done():
 		return
 	default:
 	}
-	r.sandbox.Signal(syscall.SIGKILL)
-	<-r.sandbox.Done()
+	r.child.Signal(syscall.SIGKILL)
+	<-r.child.Done()
 }

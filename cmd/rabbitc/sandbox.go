@@ -17,7 +17,9 @@ import (
 )
 
 // initMain runs a stage: "sandbox" (stage 1, in the new user and network
-// namespaces) or "container" (stage 2, init, which becomes the payload).
+// namespaces), "container" (stage 2, init, which becomes the payload),
+// "direct" (init started by rabbitc itself, see runner.startChild) or
+// "watchdog".
 // Stages print nothing: they send Error and the parent prints it.
 func initMain(stage string) int {
 	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
@@ -33,6 +35,10 @@ func initMain(stage string) int {
 		return code
 	case "container":
 		return containerMain(ch)
+	case "direct":
+		return directMain(ch)
+	case "watchdog":
+		return watchdogMain()
 	}
 	os.Stderr.WriteString("rabbitc: init is internal to rabbitc\n")
 	return 125
