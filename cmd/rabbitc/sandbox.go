@@ -30,7 +30,7 @@ func initMain(stage string) int {
 		// rabbitc died and so could not remove it (the parent removing it
 		// again is harmless).
 		if d := os.Getenv(envStateDir); d != "" {
-			os.RemoveAll(d)
+			removeState(d)
 		}
 		return code
 	case "container":
@@ -143,7 +143,7 @@ func (sb *sandbox) parentGone() {
 		<-p.Done()
 	}
 	if sb.stateDir != "" {
-		os.RemoveAll(sb.stateDir)
+		removeState(sb.stateDir)
 	}
 	os.Exit(137)
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/rootfs"
 )
@@ -99,12 +101,28 @@ func createState(s *spec) (*state, error) {
 			return nil, fmt.Errorf("write %s: %w", p, err)
 		}
 	}
+	// Written in place, not through a rename: the directory is new, and a
+	// reader treats a state.json it cannot parse as one being created.
 	st := newState(s)
-	if err := writeState(dir, &st); err != nil {
+	b, _ := json.Marshal(&st)
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, fmt.Errorf("write state: %w", err)
 	}
 	return &st, nil
+}
+
+// removeState removes the container's directory. The files are known, so
+// they are unlinked by name (a third of os.RemoveAll's system calls, 0.1-0.2
+// ms of every container's teardown here); RemoveAll cleans up anything else.
+func removeState(dir string) {
+	for _, f := range etcFiles {
+		unix.Unlink(filepath.Join(dir, f.name))
+	}
+	unix.Unlink(filepath.Join(dir, "state.json"))
+	if unix.Rmdir(dir) != nil {
+		os.RemoveAll(dir)
+	}
 }
 
 func newState(s *spec) state {
@@ -142,16 +160,17 @@ func gcStates(root string) {
 	for _, e := range ents {
 		dir := filepath.Join(root, e.Name())
 		b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-		if err != nil {
-			// Being created right now, or garbage: only old ones go.
+		var st state
+		if err != nil || json.Unmarshal(b, &st) != nil {
+			// Being created right now (state.json is written in place), or
+			// garbage: only old ones go.
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
-				os.RemoveAll(dir)
+				removeState(dir)
 			}
 			continue
 		}
-		var st state
-		if json.Unmarshal(b, &st) != nil || st.ParentPid <= 0 || procStartTime(st.ParentPid) != st.ParentTime {
-			os.RemoveAll(dir)
+		if st.ParentPid <= 0 || procStartTime(st.ParentPid) != st.ParentTime {
+			removeState(dir)
 		}
 	}
 }

@@ -18,6 +18,8 @@ import (
 // removes the directory and exits. Init and the payload die with rabbitc
 // through their Pdeathsig.
 //
+// rabbitc also ends a normal run by closing the pipe (release).
+//
 // EOF rather than a parent-death signal: the pipe needs no handler in
 // place before rabbitc dies, so rabbitc neither waits for the watchdog to
 // be ready nor races it; a watchdog that is still starting reads the EOF
@@ -71,15 +73,27 @@ func startWatchdog(stateDir string) (*watchdog, error) {
 	return w, nil
 }
 
-// stop ends the watchdog once rabbitc has removed the state itself: it has
-// nothing left to do, so it is killed rather than woken.
-func (w *watchdog) stop() {
-	w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.done
-	w.pw.Close()
+// release hands the state's removal to the watchdog: it removes the
+// directory and exits. At the end of a run this is rabbitc's last word on
+// the state, and the removal (0.2-0.3 ms here) and the watchdog's exit run
+// beside rabbitc's own teardown, where killing the watchdog after removing
+// the directory itself took 0.5 ms more of every start-to-exit. Should
+// rabbitc die before, the EOF does the same.
+func (w *watchdog) release() {
+	if w.pw != nil {
+		w.pw.Close()
+		w.pw = nil
+	}
 }
 
-// watchdogMain is the watchdog: it waits for EOF on stdin.
+// wait releases the watchdog, if that is not done yet, and waits for it.
+func (w *watchdog) wait() {
+	w.release()
+	<-w.done
+}
+
+// watchdogMain is the watchdog: when stdin ends (rabbitc closed it, or
+// died), it removes the state directory.
 func watchdogMain() int {
 	var b [1]byte
 	for {
@@ -88,7 +102,7 @@ func watchdogMain() int {
 		}
 	}
 	if d := os.Getenv(envStateDir); d != "" {
-		os.RemoveAll(d)
+		removeState(d)
 	}
 	return 0
 }
