@@ -49,7 +49,8 @@ type Message struct {
 	Stage string `json:"stage,omitempty"`
 	Msg   string `json:"msg,omitempty"`
 	Code  int    `json:"code,omitempty"`
-	// Spec is the stage's settings as JSON. It travels after the envelope
+	// Spec is the stage's settings as JSON (or, with Start, what init needs
+	// for its last steps). It travels after the envelope
 	// and a newline, not inside it: embedded, the largest message would be
 	// scanned twice on each side (compacted on send, skipped over and then
 	// decoded on receipt).
@@ -282,11 +283,33 @@ func (c *Channel) WaitInitReady() (*os.File, error) {
 	return files[0], nil
 }
 
-// SendStart lets init exec the payload.
-func (c *Channel) SendStart() error { return c.send(Message{Type: msgStart}) }
+// SendStart lets init exec the payload. v, if not nil, is what init needs
+// only for its last steps, JSON-encoded (the parent prepares it while init
+// sets up the root).
+func (c *Channel) SendStart(v any) error {
+	m := Message{Type: msgStart}
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode start: %w", err)
+		}
+		m.Spec = b
+	}
+	return c.send(m)
+}
 
-// WaitStart is init's last step before exec.
-func (c *Channel) WaitStart() error { _, _, err := c.waitFor(msgStart); return err }
+// WaitStart is init's last wait before exec. What came with Start is
+// decoded into v; v is left alone when nothing came.
+func (c *Channel) WaitStart(v any) error {
+	m, _, err := c.waitFor(msgStart)
+	if err != nil || m.Spec == nil {
+		return err
+	}
+	if err := json.Unmarshal(m.Spec, v); err != nil {
+		return fmt.Errorf("decode start: %w", err)
+	}
+	return nil
+}
 
 // SendError reports a stage's failure; code is the exit code it asks for
 // (126, 127) or 0 for a runtime error.

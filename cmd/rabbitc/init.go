@@ -92,8 +92,12 @@ func containerMain(ch *userns.Channel) int {
 	if master != nil {
 		master.Close()
 	}
-	if err := ch.WaitStart(); err != nil {
-		return 125
+	var start startSpec
+	if err := ch.WaitStart(&start); err != nil {
+		return fail(err, 0)
+	}
+	if start.Filter != nil {
+		s.Security.Filter, s.Security.FilterFlags = start.Filter, start.FilterFlags
 	}
 	if s.Net.Mode == netns.ModeSlirp {
 		if err := netns.CheckTap(); err != nil {

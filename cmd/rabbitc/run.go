@@ -244,6 +244,15 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("init-started")
+	var start *startSpec
+	if r.filterAtStart() {
+		// Compiled while init sets up the root: init needs the program only
+		// after Start, and here it costs nothing in front of the maps.
+		if err := s.Security.Compile(); err != nil {
+			return 0, r.setupErr(err)
+		}
+		start = &startSpec{Filter: s.Security.Filter, FilterFlags: s.Security.FilterFlags}
+	}
 	master, err := ch.WaitInitReady()
 	if err != nil {
 		return 0, r.setupErr(err)
@@ -275,7 +284,7 @@ func (r *runner) run() (code int, err error) {
 	if r.killedBy.Load() != 0 {
 		return 0, r.setupErr(nil)
 	}
-	if err := ch.SendStart(); err != nil {
+	if err := ch.SendStart(start); err != nil {
 		return 0, r.setupErr(err)
 	}
 	if err := ch.WaitExec(); err != nil {
@@ -306,11 +315,24 @@ func (r *runner) prepare() (*netns.Features, error) {
 			return nil, err
 		}
 	}
-	if err := s.Security.Compile(); err != nil {
-		return nil, err
+	if !r.filterAtStart() {
+		if err := s.Security.Compile(); err != nil {
+			return nil, err
+		}
 	}
 	gcStates(filepath.Dir(s.StateDir))
 	return feat, nil
+}
+
+// filterAtStart tells whether the seccomp program is compiled after init
+// got its spec and travels with Start (0.3 ms of CPU taken out of the
+// start-up's busiest stretch, where init, newuidmap and newgidmap share the
+// CPUs with rabbitc). Only with no_new_privs: without it init loads the
+// filter before it drops its capabilities, before Start. A profile file is
+// compiled at once anyway, so that a bad one fails before anything starts.
+func (r *runner) filterAtStart() bool {
+	sec := &r.spec.Security
+	return sec.NoNewPrivs && sec.Filter == nil
 }
 
 // startChild starts the stage below rabbitc in a new user namespace: the

@@ -34,6 +34,13 @@ type spec struct {
 	Security security.Config
 }
 
+// startSpec is what init gets with Start: what it needs only for its last
+// steps, made by the parent while init sets up the root.
+type startSpec struct {
+	Filter      []byte  `json:",omitempty"` // the compiled seccomp program (security.Config.Filter)
+	FilterFlags uintptr `json:",omitempty"`
+}
+
 // runOptions are the flags of `rabbitc run` (and of the bare seed form).
 type runOptions struct {
 	rootfs      string
