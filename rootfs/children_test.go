@@ -273,12 +273,15 @@ func (c *checker) volumes(a childArgs) {
 	}
 }
 
-func (c *checker) etcFiles(ms []Mount) {
-	for _, m := range ms {
-		want := "generated " + filepath.Base(m.Source) + "\n"
-		if b, err := os.ReadFile(m.Dest); err != nil || string(b) != want {
-			c.errorf("%s = %q, %v; want %q", m.Dest, b, err, want)
+func (c *checker) etcFiles(fs []File) {
+	for _, f := range fs {
+		if b, err := os.ReadFile(f.Dest); err != nil || string(b) != string(f.Content) {
+			c.errorf("%s = %q, %v; want %q", f.Dest, b, err, f.Content)
 		}
+	}
+	// The tmpfs that held them is gone, and nothing else of it shows.
+	if _, err := os.Lstat(generatedFS.dest); err == nil {
+		c.errorf("%s is still there", generatedFS.dest)
 	}
 }
 

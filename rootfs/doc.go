@@ -6,7 +6,7 @@
 // namespace, already in fresh mount/PID/UTS/IPC namespaces, single-threaded
 // in spirit (no goroutines of its own). It never starts processes and never
 // touches host paths outside Config.Rootfs except the sources it is given
-// (volumes, the /etc files, the host's /dev/{null,zero,full,random,urandom,tty},
+// (volumes, the host's /dev/{null,zero,full,random,urandom,tty},
 // and the host's /proc or /sys when the kernel refuses fresh ones).
 //
 // Contract used by cmd/rabbitc:
@@ -45,9 +45,12 @@
 // full, random, urandom and tty bound in (each checked by fstat to be the
 // right character device), the fd/stdin/stdout/stderr/core/ptmx symlinks, a
 // new devpts instance on /dev/pts, /dev/shm and /dev/mqueue. The /etc files
-// and volumes are bound next; read-only ones are remounted read-only with the
-// flags their source mount already has (a user namespace may not clear a
-// locked nosuid/nodev/noexec). Last, the masked paths get the verified host
-// /dev/null (files) or an empty read-only tmpfs (directories), and the
-// read-only paths are bound on themselves and remounted read-only.
+// (their contents come in Config) are written into a small tmpfs, mounted
+// for the moment on /dev/.rabbitc, bound on their destinations, and the
+// tmpfs is detached. The volumes are bound next; read-only ones are
+// remounted read-only with the flags their source mount already has (a user
+// namespace may not clear a locked nosuid/nodev/noexec). Last, the masked
+// paths get the verified host /dev/null (files) or an empty read-only tmpfs
+// (directories), and the read-only paths are bound on themselves and
+// remounted read-only.
 package rootfs

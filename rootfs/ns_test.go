@@ -357,12 +357,12 @@ func newTree(t *testing.T, withBusybox bool) testTree {
 	return tr
 }
 
-func (tr testTree) etcFiles() []Mount {
-	var ms []Mount
+func (tr testTree) etcFiles() []File {
+	var fs []File
 	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
-		ms = append(ms, Mount{Source: filepath.Join(tr.state, f), Dest: "/etc/" + f})
+		fs = append(fs, File{Dest: "/etc/" + f, Content: []byte("generated " + f + "\n")})
 	}
-	return ms
+	return fs
 }
 
 // requireOutsideEmpty fails when anything was created in the outside dir.

@@ -28,7 +28,7 @@
 // of messages is drawn in userns/channel.go.
 //
 // A container's state lives in one directory, $XDG_RUNTIME_DIR/rabbitc/ID
-// (or /tmp/rabbitc-UID/ID): state.json and the generated /etc files. The
+// (or /tmp/rabbitc-UID/ID): state.json, written once the payload runs. The
 // stages are ready for a detached mode and the OCI command line: init waits
 // for Start before it execs the payload, and state.json records the pids.
 package main

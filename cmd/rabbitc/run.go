@@ -69,6 +69,8 @@ type runner struct {
 	killedBy  atomic.Int32    // a signal that aborted the start-up
 	child     *userns.Process // the sandbox, or init itself when noSandbox
 	noSandbox bool            // nothing published: rabbitc starts init directly
+	watchdog  *watchdog       // without a sandbox, once the payload runs
+	stateOK   bool            // state.json was written
 	initPid   int
 	slirp     *netns.Slirp
 	listeners *portfwd.Listeners
@@ -141,21 +143,6 @@ func (r *runner) run() (code int, err error) {
 	// ends the start-up before the payload exists, with nothing left
 	// behind: the child is killed and newuidmap waited for. Init gets its
 	// spec, and touches files, only once the maps are in place.
-	//
-	// Without a sandbox, a watchdog removes the state should rabbitc die;
-	// it starts beside everything else, and must be there before the state.
-	type watchdogResult struct {
-		w   *watchdog
-		err error
-	}
-	watchdogc := make(chan watchdogResult, 1)
-	watchdogTaken := false
-	if r.noSandbox {
-		go func() {
-			w, err := startWatchdog(s.StateDir)
-			watchdogc <- watchdogResult{w, err}
-		}()
-	}
 	type mapsResult struct {
 		maps userns.Maps
 		err  error
@@ -168,11 +155,6 @@ func (r *runner) run() (code int, err error) {
 	abort := func(err error) (int, error) {
 		r.child.Signal(syscall.SIGKILL)
 		<-mapsc
-		if r.noSandbox && !watchdogTaken {
-			if wr := <-watchdogc; wr.w != nil {
-				wr.w.wait()
-			}
-		}
 		return 0, r.setupErr(err)
 	}
 	if !r.noSandbox {
@@ -189,37 +171,9 @@ func (r *runner) run() (code int, err error) {
 		return abort(err)
 	}
 	r.trace.mark("prepared")
-	// The state is written while newuidmap runs, once the sandbox (or the
-	// watchdog) is there to remove it should rabbitc die from here on. Init
-	// reads the /etc files only after its spec, which needs the maps too.
 	if err := ch.WaitChildHello(); err != nil {
 		return abort(err)
 	}
-	var wd *watchdog
-	if r.noSandbox {
-		wr := <-watchdogc
-		watchdogTaken = true
-		if wr.err != nil {
-			return abort(wr.err)
-		}
-		wd = wr.w
-		defer func() {
-			wd.wait()
-			removeState(s.StateDir) // in case the watchdog was killed
-		}()
-	}
-	st, err := createState(s)
-	if err != nil {
-		return abort(err)
-	}
-	defer func() {
-		if wd != nil {
-			wd.release() // it removes the state while rabbitc ends
-		} else {
-			removeState(s.StateDir)
-		}
-	}()
-	r.trace.mark("state-created")
 	mr := <-mapsc
 	if mr.err != nil {
 		return 0, r.setupErr(mr.err)
@@ -291,11 +245,47 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
-	// Best effort: a payload that already ended may have taken the state
-	// with it (the sandbox removes it), and a full disk must not stop a
-	// running container.
-	markRunning(s, st, r.initPid)
+	r.recordState()
+	defer r.removeState()
 	return r.wait()
+}
+
+// recordState writes the state of the running container. Without a
+// sandbox, a watchdog is started first, to remove it should rabbitc die.
+// It is best effort: a full disk, or no process left to start, must not
+// stop a running container, so a failure is a warning. The state comes
+// only now, while the payload runs and rabbitc has nothing else to do: a
+// start-up that fails or is killed has nothing on disk to clean up, and the
+// watchdog's start (a Go runtime, 1-2 ms of CPU) takes no CPU from it.
+func (r *runner) recordState() {
+	select {
+	case <-r.child.Done():
+		return // the container is over already
+	default:
+	}
+	if r.noSandbox {
+		var err error
+		if r.watchdog, err = startWatchdog(r.spec.StateDir); err != nil {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
+			return
+		}
+	}
+	if err := createState(r.spec, r.initPid); err != nil {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
+		return
+	}
+	r.stateOK = true
+	r.trace.mark("state-created")
+}
+
+// removeState removes the state at the end, and ends the watchdog.
+func (r *runner) removeState() {
+	if r.stateOK {
+		removeState(r.spec.StateDir)
+	}
+	if r.watchdog != nil {
+		r.watchdog.stop()
+	}
 }
 
 // prepare does the parent's own checks and preparation, which run while the

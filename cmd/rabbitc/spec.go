@@ -149,6 +149,7 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	if err := checkHostname(s.Hostname); err != nil {
 		return nil, err
 	}
+	s.Rootfs.EtcFiles = etcFiles(s)
 	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, o.securityOpt); err != nil {
 		return nil, err
 	}

@@ -17,11 +17,11 @@ import (
 	"github.com/rabbitc/rabbitc/rootfs"
 )
 
-// The per-container state directory holds everything rabbitc keeps about a
-// container: state.json and the generated /etc files that init bind-mounts.
-// It lives under $XDG_RUNTIME_DIR/rabbitc (or /tmp/rabbitc-UID) and is
-// removed on every exit path: by the parent, by the sandbox when the parent
-// died, and by the next rabbitc when both were killed (gcStates).
+// The per-container state directory holds what rabbitc keeps about a
+// running container: state.json. It lives under $XDG_RUNTIME_DIR/rabbitc
+// (or /tmp/rabbitc-UID) and is removed on every exit path: by the parent,
+// by the sandbox or the watchdog when the parent died, and by the next
+// rabbitc when both were killed (gcStates).
 
 // state is state.json: enough for a later `rabbitc ps` or `stop`.
 type state struct {
@@ -62,92 +62,55 @@ func stateRoot() (string, error) {
 }
 
 // planState picks the container's state directory (creating the root that
-// holds every container's) and fills s.StateDir and s.Rootfs.EtcFiles; the
-// directory itself is made by createState.
+// holds every container's) and fills s.StateDir; the directory itself is
+// made by createState, once the payload runs.
 func planState(s *spec) error {
 	root, err := stateRoot()
 	if err != nil {
 		return err
 	}
 	s.StateDir = filepath.Join(root, s.ID)
-	for _, f := range etcFiles {
-		s.Rootfs.EtcFiles = append(s.Rootfs.EtcFiles, rootfs.Mount{Source: filepath.Join(s.StateDir, f.name), Dest: f.dest})
+	return nil
+}
+
+// etcFiles are the files init generates in the container (rootfs.File):
+// hostname, hosts and resolv.conf.
+func etcFiles(s *spec) []rootfs.File {
+	return []rootfs.File{
+		{Dest: "/etc/hostname", Content: []byte(s.Hostname + "\n")},
+		{Dest: "/etc/hosts", Content: netns.Hosts(s.Net, s.Hostname)},
+		{Dest: "/etc/resolv.conf", Content: netns.ResolvConf(s.Net)},
+	}
+}
+
+// createState makes the container's directory with its state.json, for a
+// container whose payload runs as initPid (the host's pid). It is written
+// once the payload runs: a start-up that fails or is killed leaves nothing
+// to clean, and the start-up does no file writes on the host. state.json is
+// written in place, not through a rename: the directory is new, and a
+// reader treats a state.json it cannot parse as one being created.
+func createState(s *spec, initPid int) error {
+	dir := s.StateDir
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create state directory %s: %w", dir, err)
+	}
+	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
+		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), InitPid: initPid, Status: "running"}
+	b, _ := json.Marshal(&st)
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+		removeState(dir)
+		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
 }
 
-// etcFiles are the generated files, in the state directory and where init
-// bind-mounts them.
-var etcFiles = []struct{ name, dest string }{
-	{"hostname", "/etc/hostname"}, {"hosts", "/etc/hosts"}, {"resolv.conf", "/etc/resolv.conf"},
-}
-
-// createState makes the container's directory and writes state.json and
-// the /etc files.
-func createState(s *spec) (*state, error) {
-	dir := s.StateDir
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
-	}
-	content := map[string][]byte{
-		"hostname":    []byte(s.Hostname + "\n"),
-		"hosts":       netns.Hosts(s.Net, s.Hostname),
-		"resolv.conf": netns.ResolvConf(s.Net),
-	}
-	for _, f := range etcFiles {
-		p := filepath.Join(dir, f.name)
-		if err := os.WriteFile(p, content[f.name], 0o644); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("write %s: %w", p, err)
-		}
-	}
-	// Written in place, not through a rename: the directory is new, and a
-	// reader treats a state.json it cannot parse as one being created.
-	st := newState(s)
-	b, _ := json.Marshal(&st)
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("write state: %w", err)
-	}
-	return &st, nil
-}
-
-// removeState removes the container's directory. The files are known, so
-// they are unlinked by name (a third of os.RemoveAll's system calls, 0.1-0.2
-// ms of every container's teardown here); RemoveAll cleans up anything else.
+// removeState removes the container's directory: state.json by name, then
+// the directory (os.RemoveAll's walk only if anything else is in it).
 func removeState(dir string) {
-	for _, f := range etcFiles {
-		unix.Unlink(filepath.Join(dir, f.name))
-	}
 	unix.Unlink(filepath.Join(dir, "state.json"))
 	if unix.Rmdir(dir) != nil {
 		os.RemoveAll(dir)
 	}
-}
-
-func newState(s *spec) state {
-	return state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
-		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), Status: "creating"}
-}
-
-// markRunning records the payload's pid once it runs. The parent alone
-// writes state.json, so it keeps the state it wrote rather than reading it
-// back.
-func markRunning(s *spec, st *state, initPid int) error {
-	st.InitPid, st.Status = initPid, "running"
-	return writeState(s.StateDir, st)
-}
-
-func writeState(dir string, st *state) error {
-	b, _ := json.Marshal(st)
-	tmp := filepath.Join(dir, ".state.json")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "state.json")); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
 }
 
 // gcStates removes the directories of containers whose parent is gone
