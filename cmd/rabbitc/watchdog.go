@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // A watchdog removes the container's state directory when rabbitc dies
@@ -22,6 +25,11 @@ import (
 // namespaces. rabbitc starts it once the payload runs, before it writes the
 // state (runner.recordState), and kills it once it has removed the state
 // itself: a watchdog that has nothing left to guard needs no chance to run.
+//
+// It runs at the lowest priority there is (SCHED_IDLE, inherited from the
+// thread that forks it), so that its Go runtime start (1-2 ms of CPU) takes
+// only CPU time the payload leaves: `run --net none /bin/true` was 5% faster
+// than with the watchdog at normal priority (paired median of 80 rounds).
 type watchdog struct {
 	cmd  *exec.Cmd
 	pw   *os.File
@@ -41,15 +49,24 @@ func startWatchdog(stateDir string) (*watchdog, error) {
 	cmd.Env = []string{"GOMAXPROCS=1", envStateDir + "=" + stateDir}
 	// Its own process group keeps the terminal's ^C away from it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	w := &watchdog{cmd: cmd, pw: pw, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// The scheduling policy is the thread's, and the child inherits it:
+		// this goroutine never unlocks its thread, which ends with it.
+		runtime.LockOSThread()
+		unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			cmd.Wait()
+		}
+		close(w.done)
+	}()
+	if err := <-started; err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start watchdog: %w", err)
 	}
-	w := &watchdog{cmd: cmd, pw: pw, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(w.done)
-	}()
 	return w, nil
 }
 
