@@ -69,7 +69,7 @@ type runner struct {
 	killedBy  atomic.Int32    // a signal that aborted the start-up
 	child     *userns.Process // the sandbox, or init itself when noSandbox
 	noSandbox bool            // nothing published: rabbitc starts init directly
-	watchdog  *watchdog       // without a sandbox, once the payload runs
+	watchdog  *watchdogStart  // without a sandbox: started while init sets up
 	stateOK   bool            // state.json was written
 	initPid   int
 	slirp     *netns.Slirp
@@ -198,6 +198,12 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("init-started")
+	// The watchdog starts while init sets up the root, on the CPU rabbitc
+	// leaves idle meanwhile; it must be there before the state.
+	if r.noSandbox {
+		r.watchdog = startWatchdogAsync(s.StateDir)
+	}
+	defer r.removeState()
 	var start *startSpec
 	if r.filterAtStart() {
 		// Compiled while init sets up the root: init needs the program only
@@ -246,29 +252,26 @@ func (r *runner) run() (code int, err error) {
 	}
 	r.trace.mark("payload-started")
 	r.recordState()
-	defer r.removeState()
 	return r.wait()
 }
 
-// recordState writes the state of the running container. Without a
-// sandbox, a watchdog is started first, to remove it should rabbitc die.
-// It is best effort: a full disk, or no process left to start, must not
-// stop a running container, so a failure is a warning. The state comes
-// only now, while the payload runs and rabbitc has nothing else to do: a
-// start-up that fails or is killed has nothing on disk to clean up, and the
-// watchdog's start (a Go runtime, 1-2 ms of CPU) takes no CPU from it.
+// recordState writes the state of the running container; without a
+// sandbox, once the watchdog is there to remove it should rabbitc die. It
+// is best effort: a full disk, or no process left to start, must not stop a
+// running container, so a failure is a warning. The state comes only now:
+// a start-up that fails or is killed has nothing on disk to clean up, and
+// the start-up writes nothing on the host.
 func (r *runner) recordState() {
+	if r.watchdog != nil {
+		if _, err := r.watchdog.get(); err != nil {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
+			return
+		}
+	}
 	select {
 	case <-r.child.Done():
 		return // the container is over already
 	default:
-	}
-	if r.noSandbox {
-		var err error
-		if r.watchdog, err = startWatchdog(r.spec.StateDir); err != nil {
-			fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
-			return
-		}
 	}
 	if err := createState(r.spec, r.initPid); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
@@ -284,7 +287,9 @@ func (r *runner) removeState() {
 		removeState(r.spec.StateDir)
 	}
 	if r.watchdog != nil {
-		r.watchdog.stop()
+		if w, _ := r.watchdog.get(); w != nil {
+			w.stop()
+		}
 	}
 }
 
