@@ -54,6 +54,27 @@ func Start(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
 	return p, nil
 }
 
+// StartHere starts cmd from the calling goroutine, which must be locked to
+// its OS thread for as long as the process lives (the main goroutine, which
+// main locked in an init function): the Pdeathsig is tied to that thread.
+// It spares Start's new thread, and the hand-off to it, in front of the
+// first stage (0.1-0.2 ms of the start-up).
+func StartHere(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = pdeathsig
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
 // Pid is the child's pid as this process sees it.
 func (p *Process) Pid() int { return p.Cmd.Process.Pid }
 

@@ -382,7 +382,8 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 		return err
 	}
 	r.trace.mark("child-fork")
-	p, err := userns.Start(cmd, pdeathsig)
+	// From the main goroutine, locked to the main thread (main.go).
+	p, err := userns.StartHere(cmd, pdeathsig)
 	for _, f := range childEnds {
 		f.Close()
 	}
