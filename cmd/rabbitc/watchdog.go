@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +26,7 @@ import (
 // once it has removed the state itself: a watchdog that has nothing left to
 // guard needs no chance to run.
 //
-// It runs at the lowest priority there is (SCHED_IDLE, inherited from the
-// thread that forks it), so that its Go runtime start (1-2 ms of CPU) takes
+// It runs at the lowest priority there is (SCHED_IDLE), so that its Go runtime start (1-2 ms of CPU) takes
 // only CPU time init and the payload leave: `run --net none /bin/true` was
 // 5% faster than with the watchdog at normal priority (paired median of 80
 // rounds).
@@ -51,24 +49,20 @@ func startWatchdog(stateDir string) (*watchdog, error) {
 	cmd.Env = []string{"GOMAXPROCS=1", envStateDir + "=" + stateDir}
 	// Its own process group keeps the terminal's ^C away from it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	w := &watchdog{cmd: cmd, pw: pw, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// The scheduling policy is the thread's, and the child inherits it:
-		// this goroutine never unlocks its thread, which ends with it.
-		runtime.LockOSThread()
-		unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			cmd.Wait()
-		}
-		close(w.done)
-	}()
-	if err := <-started; err != nil {
+	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start watchdog: %w", err)
 	}
+	// Idle from now on, and every thread its runtime starts after this
+	// (they inherit the policy of the thread that creates them). Not from
+	// the fork: the parent's thread waits (vfork) until the child execs,
+	// which an idle child does only when nothing else wants the CPU.
+	unix.SchedSetAttr(cmd.Process.Pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+	w := &watchdog{cmd: cmd, pw: pw, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(w.done)
+	}()
 	return w, nil
 }
 
