@@ -10,18 +10,34 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // ociBundle writes a bundle for runtime ("crun" or "runc") from the
 // runtime's own `spec --rootless`, adjusted to be equivalent to rabbitc:
 // the busybox rootfs, args, no terminal, the same namespaces (its own network
-// namespace when ownNet), and the subuid maps rabbitc writes with newuidmap.
-// With ownNet false it is the bundle runc runs inside RootlessKit, which
-// shares RootlessKit's user and network namespaces, as rootless Docker does.
+// namespace when ownNet), the subuid maps rabbitc writes with newuidmap, and
+// rabbitc's defaults of security: docker's 14 capabilities and docker's
+// default seccomp profile (moby/profiles, the one rabbitc compiles), which
+// `spec --rootless` leaves out. With ownNet false it is the bundle runc runs
+// inside RootlessKit, which shares RootlessKit's user and network namespaces,
+// as rootless Docker does.
 func (e *env) ociBundle(runtime string, args []string, ownNet bool) (string, error) {
+	return e.ociBundleSeccomp(runtime, args, ownNet, true)
+}
+
+// ociBundleSeccomp is ociBundle, without docker's seccomp profile and
+// capabilities when withSeccomp is false (the bundle as `spec --rootless`
+// makes it, for the table's "no seccomp" row).
+func (e *env) ociBundleSeccomp(runtime string, args []string, ownNet, withSeccomp bool) (string, error) {
 	name := runtime
 	if !ownNet {
 		name += "-shared"
+	}
+	if !withSeccomp {
+		name += "-noseccomp"
 	}
 	name += "-" + strings.ReplaceAll(filepath.Base(args[0]), "/", "")
 	dir := filepath.Join(e.work, "bundles", name)
@@ -48,6 +64,14 @@ func (e *env) ociBundle(runtime string, args []string, ownNet bool) (string, err
 	proc["args"] = args
 	c["root"] = map[string]any{"path": e.rootfs, "readonly": false}
 	linux := c["linux"].(map[string]any)
+	if withSeccomp {
+		sc, err := dockerSeccomp()
+		if err != nil {
+			return "", err
+		}
+		linux["seccomp"] = sc
+		proc["capabilities"] = map[string]any{"bounding": dockerCaps, "effective": dockerCaps, "permitted": dockerCaps}
+	}
 	want := []string{"pid", "ipc", "uts", "mount", "cgroup"}
 	if ownNet {
 		want = append(want, "user", "network")
@@ -131,4 +155,25 @@ func subRange(file, name, id string) (int, int, error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("no range for %s in %s (add \"%s:100000:65536\")", name, file, name)
+}
+
+// dockerCaps are docker's default capabilities, rabbitc's too.
+var dockerCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
+
+// dockerSeccomp is docker's default seccomp profile for dockerCaps, in the
+// OCI form (linux.seccomp of config.json).
+func dockerSeccomp() (any, error) {
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: dockerCaps}}}
+	sc, err := seccomp.GetDefaultProfile(rs)
+	if err != nil {
+		return nil, fmt.Errorf("docker's default seccomp profile: %w", err)
+	}
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	return v, json.Unmarshal(b, &v)
 }

@@ -74,10 +74,11 @@ func startFirstByte(e *env, res *results) {
 }
 
 // serveContender starts argv(port) and measures the time to the first byte
-// served through 127.0.0.1:port, then stops it with SIGTERM.
+// served through 127.0.0.1:port, then stops it with SIGTERM. rabbitc runs
+// once more after that, untimed, with RABBITC_TRACE=1 for its stages.
 func (e *env) serveContender(name, group string, argv func(port int) []string) *contender {
 	c := &contender{name: name}
-	c.run = func(round int) ([]measure, error) {
+	once := func(trace bool) (time.Duration, []byte, error) {
 		p := e.port()
 		if c.after != nil {
 			defer c.after(p)
@@ -87,13 +88,13 @@ func (e *env) serveContender(name, group string, argv func(port int) []string) *
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		cmd.Stdout = e.logFile
-		if name == rabbitcName {
+		if trace {
 			cmd.Env = append(os.Environ(), "RABBITC_TRACE=1")
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
@@ -101,10 +102,21 @@ func (e *env) serveContender(name, group string, argv func(port int) []string) *
 		d := time.Since(t0)
 		stopCmd(cmd, exited, 15*time.Second)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w: %s", a[0], err, oneLine(stderr.String()))
+			return 0, nil, fmt.Errorf("%s: %w: %s", a[0], err, oneLine(stderr.String()))
+		}
+		return d, stderr.Bytes(), nil
+	}
+	c.run = func(round int) ([]measure, error) {
+		d, _, err := once(false)
+		if err != nil {
+			return nil, err
 		}
 		if name == rabbitcName && round >= 0 {
-			e.recordTrace(group, parseTrace(stderr.Bytes()))
+			_, stderr, err := once(true)
+			if err != nil {
+				return nil, err
+			}
+			e.recordTrace(group, parseTrace(stderr))
 		}
 		return []measure{{metric: "start to first byte", unit: "ms", value: ms(d)}}, nil
 	}
