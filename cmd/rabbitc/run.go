@@ -273,6 +273,10 @@ func (r *runner) recordState() {
 		return // the container is over already
 	default:
 	}
+	// With a sandbox, a sandbox that exits right after this check removes
+	// nothing, and rabbitc removes what it writes here at its end; only a
+	// kill -9 of rabbitc in that moment leaves it for the next rabbitc's
+	// gcStates.
 	if err := createState(r.spec, r.initPid); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
 		return
@@ -346,12 +350,12 @@ func (r *runner) filterAtStart() bool {
 func (r *runner) startChild(syncChild, portChild *os.File) error {
 	r.noSandbox = len(r.spec.Publish) == 0
 	stage, pdeathsig := "sandbox", syscall.SIGTERM // the sandbox cleans up, then exits
+	// The sandbox has a mount namespace of its own only to protect the
+	// binary (userns.ProtectExe); init makes the container's.
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS)
 	if r.spec.Net.Mode != netns.ModeHost {
 		flags |= syscall.CLONE_NEWNET
 	}
-	// The sandbox has a mount namespace of its own only to protect the
-	// binary (userns.ProtectExe); init makes the container's.
 	if r.noSandbox {
 		stage, pdeathsig = "direct", syscall.SIGKILL
 		flags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID
