@@ -587,6 +587,44 @@ func TestForwardUDP(t *testing.T) {
 	}
 }
 
+// A UDP port published on 0.0.0.0 answers from the address the client sent
+// to, as a server bound there would: a connected client (as most UDP
+// clients are) drops a reply from any other address. 127.0.0.2 is a
+// destination whose routed source would be 127.0.0.1.
+func TestUDPWildcardRepliesFromDestination(t *testing.T) {
+	f := startFwd(t, "udp", "0.0.0.0", udpEchoServer(t))
+	dsts := []string{"127.0.0.2", "127.0.0.1", "127.0.0.2"}
+	var f6 *fwd
+	if ln, err := net.ListenPacket("udp6", "[::1]:0"); err == nil {
+		ln.Close()
+		f6 = startFwd(t, "udp", "::", udpEchoServer(t))
+		dsts = append(dsts, "::1")
+	}
+	for _, dst := range dsts {
+		port := f.spec.HostPort
+		if strings.Contains(dst, ":") {
+			port = f6.spec.HostPort
+		}
+		c, err := net.Dial("udp", net.JoinHostPort(dst, strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte("hi " + dst)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("to %s: no reply on a connected socket: %v", dst, err)
+		}
+		if !strings.HasSuffix(string(buf[:n]), "hi "+dst) {
+			t.Errorf("to %s: reply %q", dst, buf[:n])
+		}
+	}
+}
+
 func TestCloseUDPFlows(t *testing.T) {
 	backend := udpEchoServer(t)
 	before := openFDs(t)

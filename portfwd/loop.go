@@ -196,6 +196,7 @@ type loop struct {
 	events    []unix.EpollEvent
 	buf       []byte
 	oob       []byte
+	pktOOB    []byte // a UDP datagram's destination (IP_PKTINFO)
 	req       [requestSize]byte
 
 	workers []*loop      // of the main loop
@@ -220,6 +221,7 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 		pending: make(map[uint32]pendingDial),
 		events:  make([]unix.EpollEvent, maxEvents),
 		buf:     make([]byte, udpBufSize),
+		pktOOB:  make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo)),
 		oob:     make([]byte, unix.CmsgSpace(4*4)),
 	}
 	if lp.idle <= 0 {

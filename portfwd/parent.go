@@ -90,6 +90,9 @@ type listener struct {
 	paused  time.Time     // do not accept before this (descriptor exhaustion)
 	backoff time.Duration // next pause
 	flows   map[netip.AddrPort]*flow
+	// pktinfo is set on a UDP listener bound to 0.0.0.0 or ::: it learns
+	// each datagram's destination address (IP_PKTINFO), and replies from it.
+	pktinfo bool
 }
 
 // Listen binds every host socket of specs now, before anything else starts,
@@ -103,7 +106,8 @@ func Listen(specs []Spec) (*Listeners, error) {
 			l.closeListeners()
 			return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
 		}
-		l.lns = append(l.lns, &listener{spec: sp, fd: fd, slot: -1})
+		ip, _ := netip.ParseAddr(sp.HostIP)
+		l.lns = append(l.lns, &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()})
 	}
 	return l, nil
 }
@@ -137,6 +141,17 @@ func bindSocket(sp Spec) (int, error) {
 	}
 	if family == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			unix.Close(fd)
+			return -1, opErr("setsockopt", err)
+		}
+	}
+	if typ == unix.SOCK_DGRAM && ip.IsUnspecified() {
+		// Each datagram's destination, to answer from it (see flow.oob).
+		level, opt := unix.IPPROTO_IP, unix.IP_PKTINFO
+		if family == unix.AF_INET6 {
+			level, opt = unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO
+		}
+		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
 			unix.Close(fd)
 			return -1, opErr("setsockopt", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,13 +20,31 @@ type flow struct {
 	queue  [][]byte // datagrams that came while the dial was in flight
 	last   time.Time
 	closed bool
+	// On a listener bound to 0.0.0.0 or ::, the address the client sent
+	// to and the control message that makes the replies come from it:
+	// without it the kernel picks the routed source (127.0.0.1 for a client
+	// of 127.0.0.2, say), and a connected client drops the reply.
+	local netip.Addr
+	oob   []byte
 }
 
 // readDatagrams forwards the datagrams waiting on a UDP listener, each to
 // the flow of its client address; a new address starts a flow.
 func (lp *loop) readDatagrams(ln *listener) {
 	for range turnAccepts {
-		n, from, err := unix.Recvfrom(ln.fd, lp.buf, unix.MSG_DONTWAIT)
+		var n int
+		var from unix.Sockaddr
+		var local netip.Addr
+		var err error
+		if ln.pktinfo {
+			var oobn int
+			n, oobn, _, from, err = unix.Recvmsg(ln.fd, lp.buf, lp.pktOOB, unix.MSG_DONTWAIT)
+			if err == nil {
+				local = pktinfoDest(lp.pktOOB[:oobn])
+			}
+		} else {
+			n, from, err = unix.Recvfrom(ln.fd, lp.buf, unix.MSG_DONTWAIT)
+		}
 		switch err {
 		case nil:
 		case unix.EAGAIN:
@@ -57,6 +76,9 @@ func (lp *loop) readDatagrams(ln *listener) {
 			lp.dial(ln, pendingDial{ln: ln, fl: f})
 		}
 		f.last = lp.now
+		if local.IsValid() && local != f.local {
+			f.local, f.oob = local, pktinfoSource(local)
+		}
 		if f.fd < 0 {
 			if len(f.queue) < maxFlowQueue {
 				f.queue = append(f.queue, append([]byte(nil), lp.buf[:n]...))
@@ -137,7 +159,11 @@ func (lp *loop) flowReadable(f *flow) {
 			return
 		}
 		f.last = lp.now
-		unix.Sendto(f.ln.fd, lp.buf[:n], unix.MSG_DONTWAIT, f.sa)
+		if f.oob != nil {
+			unix.SendmsgN(f.ln.fd, lp.buf[:n], f.oob, f.sa, unix.MSG_DONTWAIT)
+		} else {
+			unix.Sendto(f.ln.fd, lp.buf[:n], unix.MSG_DONTWAIT, f.sa)
+		}
 	}
 	lp.requeue(f.slot)
 }
@@ -177,4 +203,44 @@ func (lp *loop) sweep() {
 		}
 	}
 	lp.nextSweep = lp.now.Add(lp.sweepEvery())
+}
+
+// pktinfoDest returns the destination address of a datagram from its
+// IP_PKTINFO or IPV6_PKTINFO control message.
+func pktinfoDest(oob []byte) netip.Addr {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			return netip.AddrFrom4(info.Addr)
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			return netip.AddrFrom16(info.Addr)
+		}
+	}
+	return netip.Addr{}
+}
+
+// pktinfoSource is the control message that sends a datagram from addr.
+func pktinfoSource(addr netip.Addr) []byte {
+	if addr.Is4() {
+		b := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+		info.Spec_dst = addr.As4()
+		return b
+	}
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+	info.Addr = addr.As16()
+	return b
 }

@@ -287,6 +287,23 @@ func TestPublishUDP(t *testing.T) {
 	stop(t, p)
 }
 
+// A UDP port published on all addresses (docker's default) answers from the
+// address the client sent to: a connected client of 127.0.0.2 drops replies
+// from 127.0.0.1, the routed source.
+func TestPublishUDPAllAddresses(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	o := opts{}
+	p := start(t, o, rc("-p", fmt.Sprintf("%d:7/udp", port), "--", "/bin/echoserver", "-udp", ":7")...)
+	p.waitOutput(t, o, "listening udp", 10*time.Second)
+	for _, host := range []string{"127.0.0.2", "127.0.0.1"} {
+		if err := udpEcho(fmt.Sprintf("%s:%d", host, port), "to "+host); err != nil {
+			t.Errorf("%s: %v\n%s", host, err, p.stderr.String())
+		}
+	}
+	stop(t, p)
+}
+
 func ipv6Loopback(t testing.TB) {
 	t.Helper()
 	l, err := net.Listen("tcp", "[::1]:0")
