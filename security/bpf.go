@@ -75,6 +75,46 @@ func precedence(act uint32) int32 {
 	return int32(act & unix.SECCOMP_RET_ACTION_FULL)
 }
 
+// compileABIs is compile for one policy per ABI (amd64 and i386): the
+// architecture check jumps to the binary search of its ABI, and an
+// architecture with none is killed.
+func compileABIs(ps []policy) ([]unix.SockFilter, error) {
+	if len(ps) == 1 {
+		return compile(ps[0])
+	}
+	trees := make([][]unix.SockFilter, len(ps))
+	size := 2 + 2*len(ps) // load arch, a test and a jump per ABI, kill
+	for i, p := range ps {
+		ranges, err := buildRanges(p)
+		if err != nil {
+			return nil, err
+		}
+		t := make([]unix.SockFilter, 0, 1+treeSize(ranges))
+		t = append(t, stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offNr))
+		if trees[i], err = emitTree(t, ranges); err != nil {
+			return nil, err
+		}
+		size += len(trees[i])
+	}
+	if size > maxInsns {
+		return nil, fmt.Errorf("seccomp filter has %d instructions, the kernel takes at most %d", size, maxInsns)
+	}
+	prog := make([]unix.SockFilter, 0, size)
+	prog = append(prog, stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, offArch))
+	start := 2 + 2*len(ps) // where the first tree begins
+	for i, p := range ps {
+		prog = append(prog, jump(unix.BPF_JEQ, p.arch, 0, 1))
+		ja := len(prog)
+		prog = append(prog, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA, K: uint32(start - ja - 1)})
+		start += len(trees[i])
+	}
+	prog = append(prog, stmt(unix.BPF_RET|unix.BPF_K, retKillProcess))
+	for _, t := range trees {
+		prog = append(prog, t...)
+	}
+	return prog, nil
+}
+
 // compile turns p into a classic BPF program for seccomp: an architecture
 // check, then a binary search over the syscall number whose leaves either
 // return an action or test the arguments of one syscall.

@@ -207,7 +207,7 @@ func TestFilterArchAndRanges(t *testing.T) {
 		c    call
 		want string
 	}{
-		{"other arch", call{nr: nr(t, "read"), arch: unix.AUDIT_ARCH_I386}, "kill"},
+		{"other arch", call{nr: nr(t, "read"), arch: unix.AUDIT_ARCH_ARM}, "kill"},
 		{"beyond the table", call{nr: maxNr + 1, arch: nativeArch}, "ENOSYS"},
 		{"far beyond the table", call{nr: 100000, arch: nativeArch}, "ENOSYS"},
 		{"last number", call{nr: math.MaxUint32, arch: nativeArch}, map[bool]string{true: "kill", false: "ENOSYS"}[x32Bit != 0]},
@@ -232,6 +232,62 @@ func TestFilterArchAndRanges(t *testing.T) {
 		default:
 			t.Errorf("syscall %d: %s", n, got)
 		}
+	}
+}
+
+// The default profile lists i386 beside amd64 (docker's does), so 32-bit
+// binaries run: their own numbers, the same rules and rabbitc's hardening,
+// arguments compared on their low halves. A profile that lists only the
+// native architecture kills them.
+func TestFilterCompatABI(t *testing.T) {
+	if compatArch == 0 {
+		t.Skip("no compat ABI on this architecture")
+	}
+	prog := mustFilter(t, Config{})
+	cnr := func(name string) uint32 {
+		n, ok := compatSyscallNumber(name)
+		if !ok {
+			t.Fatalf("no compat syscall %s", name)
+		}
+		return n
+	}
+	newUser := uint64(unix.CLONE_NEWUSER)
+	tests := []struct {
+		name string
+		c    call
+		want string
+	}{
+		{"getpid", call{nr: cnr("getpid"), arch: compatArch}, "allow"},
+		{"socketcall", call{nr: cnr("socketcall"), arch: compatArch}, "allow"},
+		{"mmap2", call{nr: cnr("mmap2"), arch: compatArch}, "allow"},
+		{"mount", call{nr: cnr("mount"), arch: compatArch}, "EPERM"},
+		{"ioctl TIOCSTI", call{nr: cnr("ioctl"), arch: compatArch, args: [6]uint64{0, unix.TIOCSTI}}, "EPERM"},
+		{"ioctl TIOCSTI, high half set", call{nr: cnr("ioctl"), arch: compatArch, args: [6]uint64{0, 1<<32 | unix.TIOCSTI}}, "EPERM"},
+		{"clone NEWUSER", call{nr: cnr("clone"), arch: compatArch, args: [6]uint64{newUser}}, "EPERM"},
+		{"clone3", call{nr: cnr("clone3"), arch: compatArch}, "ENOSYS"},
+		{"beyond its table", call{nr: maxCompatSyscallNr + 1, arch: compatArch}, "ENOSYS"},
+		{"native still", call{nr: nr(t, "getpid"), arch: nativeArch}, "allow"},
+	}
+	for _, tt := range tests {
+		if got := actName(run(t, prog, tt.c)); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "native.json")
+	profile := `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}`
+	if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := mustFilter(t, c)
+	if got := actName(run(t, native, call{nr: cnr("getpid"), arch: compatArch})); got != "kill" {
+		t.Errorf("i386 getpid under a profile for x86_64 only: %s, want kill", got)
+	}
+	if got := actName(run(t, native, call{nr: nr(t, "getpid"), arch: nativeArch})); got != "allow" {
+		t.Errorf("getpid under a profile for x86_64 only: %s, want allow", got)
 	}
 }
 

@@ -14,11 +14,15 @@
 // have: the TIOCSTI and TIOCLINUX ioctls and nested user namespaces are denied
 // (clone and unshare with CLONE_NEWUSER fail with EPERM, clone3 with ENOSYS so
 // that libc falls back to clone). Profiles are compiled to classic BPF in this
-// process, without libseccomp: an architecture check (only the native one;
-// i386 and x32 system calls kill the process), a binary search over the
-// syscall number, and the profile's argument conditions with 64-bit compares
-// (32-bit ones for the deny rules on int arguments, which the kernel
-// truncates). Numbers beyond the newest syscall this package knows return
+// process, without libseccomp: an architecture check, a binary search over
+// the syscall number, and the profile's argument conditions with 64-bit
+// compares (32-bit ones for the deny rules on int arguments, which the
+// kernel truncates). On amd64, when the profile lists SCMP_ARCH_X86 (docker's
+// default does), i386 system calls get a search of their own over i386
+// numbers (zsysnum_linux_amd64_compat.go), with the same rules, rabbitc's
+// additions included, comparing the low halves of arguments as libseccomp
+// does for a 32-bit ABI; x32 calls, and every other architecture, kill the
+// process. On arm64 only native calls pass. Numbers beyond the newest syscall this package knows return
 // ENOSYS, as runc does, so that libc falls back to older calls.
 //
 // A profile file (--security-opt seccomp=FILE.json) is docker's format and

@@ -49,14 +49,14 @@ func buildFilter(c Config, caps []int) (*filter, error) {
 	}
 	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: capNamesOf(caps)}}}
 	var (
-		prof   *specs.LinuxSeccomp
-		err    error
-		extras []rule
-		what   = "default seccomp profile"
+		prof      *specs.LinuxSeccomp
+		err       error
+		hardening bool
+		what      = "default seccomp profile"
 	)
 	if c.Seccomp == "" {
 		prof, err = seccomp.GetDefaultProfile(rs)
-		extras = hardeningRules()
+		hardening = true
 	} else {
 		what = "seccomp profile " + c.Seccomp
 		prof, err = loadProfile(c.SeccompJSON, rs)
@@ -64,16 +64,55 @@ func buildFilter(c Config, caps []int) (*filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	p, flags, err := resolve(prof)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+	abis := []abi{nativeABI}
+	if compatArch != 0 && listsArch(prof, compatArchName) {
+		abis = append(abis, compatABI)
 	}
-	p.rules = append(p.rules, extras...) // order between precedence levels does not matter
-	prog, err := compile(p)
+	var ps []policy
+	var flags uintptr
+	for _, a := range abis {
+		p, f, err := resolve(prof, a)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if hardening {
+			p.rules = append(p.rules, hardeningRules(a)...) // order between precedence levels does not matter
+		}
+		ps, flags = append(ps, p), f
+	}
+	prog, err := compileABIs(ps)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return &filter{prog: prog, flags: flags | unix.SECCOMP_FILTER_FLAG_TSYNC}, nil
+}
+
+// abi is one system call ABI the filter has a branch for: its
+// seccomp_data.arch and its syscall table.
+type abi struct {
+	arch   uint32
+	number func(name string) (uint32, bool)
+	maxNr  uint32
+	x32Bit uint32 // see policy.x32Bit
+	// low32 compares only the low halves of arguments, as libseccomp does
+	// for a 32-bit ABI (the kernel zero-extends its registers).
+	low32 bool
+}
+
+var (
+	nativeABI = abi{arch: nativeArch, number: syscallNumber, maxNr: maxSyscallNr, x32Bit: x32Bit}
+	compatABI = abi{arch: compatArch, number: compatSyscallNumber, maxNr: maxCompatSyscallNr, low32: true}
+)
+
+// listsArch tells whether a profile's architectures name arch. A profile
+// that names none is for the native ABI alone, as with libseccomp.
+func listsArch(prof *specs.LinuxSeccomp, arch string) bool {
+	for _, a := range prof.Architectures {
+		if string(a) == arch {
+			return true
+		}
+	}
+	return false
 }
 
 // loadProfile decodes a docker-format JSON profile and resolves its
@@ -92,12 +131,12 @@ func loadProfile(b []byte, rs *specs.Spec) (*specs.LinuxSeccomp, error) {
 // hardeningRules are the rules rabbitc adds to docker's default profile.
 // They are more restrictive than its allow rules for the same syscalls, so
 // they win whatever the capability set enables.
-func hardeningRules() []rule {
+func hardeningRules(a abi) []rule {
 	newUser := cond{arg: 0, op: opMaskedEQ, value: unix.CLONE_NEWUSER, value2: unix.CLONE_NEWUSER, low32: true}
-	clone, _ := syscallNumber("clone")
-	unshare, _ := syscallNumber("unshare")
-	clone3, _ := syscallNumber("clone3")
-	ioctl, _ := syscallNumber("ioctl")
+	clone, _ := a.number("clone")
+	unshare, _ := a.number("unshare")
+	clone3, _ := a.number("clone3")
+	ioctl, _ := a.number("ioctl")
 	return []rule{
 		// Typing into the terminal (CVE-2017-5226) and the console ioctls.
 		{nr: ioctl, act: retEPERM, conds: []cond{{arg: 1, op: opEQ, value: unix.TIOCSTI, low32: true}}},
@@ -110,12 +149,12 @@ func hardeningRules() []rule {
 	}
 }
 
-// resolve turns a runtime-spec profile into a policy for this architecture,
-// with runc's semantics: names this build does not know are skipped, and a
+// resolve turns a runtime-spec profile into a policy for one ABI, with
+// runc's semantics: names the ABI's table does not know are skipped, and a
 // rule that compares one argument more than once becomes one rule per
 // comparison.
-func resolve(prof *specs.LinuxSeccomp) (policy, uintptr, error) {
-	p := policy{arch: nativeArch, maxNr: maxSyscall(), x32Bit: x32Bit}
+func resolve(prof *specs.LinuxSeccomp, a abi) (policy, uintptr, error) {
+	p := policy{arch: a.arch, maxNr: a.maxNr, x32Bit: a.x32Bit}
 	if prof == nil {
 		return p, 0, errors.New(`no "defaultAction" (use --security-opt seccomp=unconfined to run without seccomp)`)
 	}
@@ -148,8 +187,13 @@ func resolve(prof *specs.LinuxSeccomp) (policy, uintptr, error) {
 		if err != nil {
 			return p, 0, fmt.Errorf("syscalls[%d] %v: %w", i, sc.Names, err)
 		}
+		if a.low32 {
+			for j := range conds {
+				conds[j].low32 = true
+			}
+		}
 		for _, name := range sc.Names {
-			nr, ok := syscallNumber(name)
+			nr, ok := a.number(name)
 			if !ok {
 				continue
 			}

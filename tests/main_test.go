@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -339,6 +340,15 @@ func buildRootfs() error {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./tests/payloads/...: %v\n%s", err, out)
+	}
+	if runtime.GOARCH == "amd64" {
+		// A 32-bit probe, for the seccomp filter's i386 branch.
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", filepath.Join(r, "bin", "probe32"), "./tests/payloads/probe")
+		cmd.Dir = env.repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=386")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build GOARCH=386 ./tests/payloads/probe: %v\n%s", err, out)
+		}
 	}
 	return giveToTestUser(r)
 }

@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,6 +402,41 @@ func TestSeccomp(t *testing.T) {
 	userFile(t, bad, `{"defaultAction": `, 0o644)
 	for _, opt := range []string{"seccomp=" + bad, "seccomp=/no/such/profile.json", "bogus=1", "no-new-privileges=maybe"} {
 		wantRuntimeError(t, run(t, rcNoNet("--security-opt", opt, "--", "true")...))
+	}
+}
+
+// 32-bit programs run under the default profile, as under docker's (it
+// lists i386 beside amd64), and meet the same rules through their own
+// syscall numbers: the filter kills them unless it has an i386 branch.
+func TestSeccomp32Bit(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the i386 branch is for amd64 hosts")
+	}
+	if out, err := exec.Command(filepath.Join(env.rootfs, "bin", "probe32"), "keyring").CombinedOutput(); err != nil {
+		t.Skipf("this kernel does not run 32-bit programs (CONFIG_IA32_EMULATION): %v %s", err, out)
+	}
+	r := run(t, rcNoNet(sh("/bin/probe32 status; /bin/probe32 seccomp"))...)
+	wantCode(t, r, 0)
+	m := map[string]string{}
+	for _, l := range strings.Split(r.out(), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			m[k] = v
+		}
+	}
+	if m["Seccomp"] != "2" {
+		t.Errorf("Seccomp %q, want 2 (filter):\n%s", m["Seccomp"], r)
+	}
+	for _, k := range []string{"keyctl", "nfsservctl", "get_mempolicy", "tioclinux"} {
+		if m[k] != "EPERM" {
+			t.Errorf("32-bit %s: %q under the default profile, want EPERM:\n%s", k, m[k], r)
+		}
+	}
+	dir := userDir(t, "seccomp-native", 0o755)
+	profile := filepath.Join(dir, "profile.json")
+	userFile(t, profile, `{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"]}`, 0o644)
+	r = run(t, rcNoNet("--security-opt", "seccomp="+profile, "--", "/bin/probe32", "status")...)
+	if r.signaled != syscall.SIGSYS && r.code != 128+int(syscall.SIGSYS) {
+		t.Errorf("a profile for x86_64 only: want the 32-bit probe killed by SIGSYS:\n%s", r)
 	}
 }
 
