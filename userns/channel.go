@@ -16,9 +16,10 @@ import (
 // SOCK_SEQPACKET socketpair (each message one packet, fds by SCM_RIGHTS):
 //
 //	parent                      sandbox (stage 1)            init (stage 2)
-//	  | <---------------- ChildHello | (its parent-death handler is armed)
 //	  | -- Spec ---------------------> | (the maps are written meanwhile)
-//	  | <------------- InitStarted{Pid} | starts init, closes its end
+//	  |                                | starts init ------------> |
+//	  | <---------------- ChildHello | (its parent-death handler is armed)
+//	  | <------------- InitStarted{Pid} | closes its end
 //	  | -- Spec -------------------------------------------------> |
 //	  |    (only once the maps are written)                        |
 //	  | <------------------------------------- InitReady [pty fd] |
@@ -27,10 +28,10 @@ import (
 //	  |                  or Error{Code 126/127} (exec failed)      |
 //
 // Any stage may send Error instead of the message the parent waits for.
-// Only one process reads the child end at a time: the sandbox until it sends
-// InitStarted, init afterwards. When rabbitc starts init itself (nothing
-// published, no sandbox), init sends ChildHello and the sandbox's Spec and
-// InitStarted are skipped.
+// Only one process reads the child end at a time: the sandbox its Spec,
+// before it starts init, and init afterwards. When rabbitc starts init
+// itself (nothing published, no sandbox), init sends ChildHello and the
+// sandbox's Spec and InitStarted are skipped.
 
 // Message types, named for who sends them and what finished.
 const (
