@@ -115,6 +115,17 @@ func TestNetNone(t *testing.T) {
 	}
 }
 
+// docker's spellings: --network for --net, and --rm, which is what rabbitc
+// always does (--rm=false is refused with one line).
+func TestDockerFlagSpellings(t *testing.T) {
+	r := run(t, rc("--rm", "--network", "none", "--", "/bin/probe", "ifaces")...)
+	wantCode(t, r, 0)
+	if lines := strings.Split(r.out(), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "iface lo ") {
+		t.Errorf("--network none: want only lo:\n%s", r)
+	}
+	wantRuntimeError(t, run(t, rc("--rm=false", "--net", "none", "--", "true")...), "--rm=false")
+}
+
 // --net host: the host's network namespace; --publish is refused.
 func TestNetHost(t *testing.T) {
 	requireSetup(t)

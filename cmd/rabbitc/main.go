@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -126,7 +127,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fs.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-terminal")
 	fs.BoolVarP(&o.interactive, "interactive", "i", false, "keep stdin attached")
-	fs.StringVar(&o.net, "net", "slirp4netns", "network: slirp4netns, none or host")
+	fs.StringVar(&o.net, "net", "slirp4netns", "network: slirp4netns, none or host (--network too, as in docker)")
 	fs.StringArrayVarP(&o.publish, "publish", "p", nil, "publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU of the slirp4netns tap device (default 65520)")
 	fs.BoolVar(&o.hostLoop, "allow-host-loopback", false, "let the container reach the host's 127.0.0.1 at 10.0.2.2 (exposes every service on it)")
@@ -134,4 +135,28 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from the default set (NET_RAW, ALL, ...)")
 	fs.StringArrayVar(&o.securityOpt, "security-opt", nil, "seccomp=unconfined, seccomp=FILE.json, no-new-privileges=false")
 	fs.IntVar(&o.stopTimeout, "stop-timeout", 10, "seconds to wait after forwarding SIGTERM/SIGINT before killing the container")
+	fs.VarPF(rmFlag{&o.keep}, "rm", "", "remove the container when it exits (always: accepted as in docker run --rm)").NoOptDefVal = "true"
+	// docker's spelling of --net.
+	fs.SetNormalizeFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "network" {
+			name = "net"
+		}
+		return pflag.NormalizedName(name)
+	})
+}
+
+// rmFlag is --rm, which docker users type out of habit: a container is
+// always removed when it exits, so --rm is accepted and --rm=false refused
+// (newSpec says why).
+type rmFlag struct{ keep *bool }
+
+func (f rmFlag) String() string { return strconv.FormatBool(!*f.keep) }
+func (f rmFlag) Type() string   { return "bool" }
+func (f rmFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*f.keep = !v
+	return nil
 }

@@ -61,6 +61,7 @@ type runOptions struct {
 	capAdd      []string
 	capDrop     []string
 	securityOpt []string
+	keep        bool // --rm=false, which rabbitc refuses
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -68,6 +69,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // newSpec validates every flag and builds the spec. args are the positional
 // arguments (after `--`). stdinTTY says whether rabbitc's stdin is a terminal.
 func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
+	if o.keep {
+		return nil, errors.New("--rm=false: a container is always removed when it exits (rabbitc has no stopped containers to keep)")
+	}
 	s := &spec{}
 	if o.rootfs == "" {
 		return nil, errors.New("--rootfs is required (a directory holding the container's root filesystem)")

@@ -113,6 +113,7 @@ func TestNewSpecErrors(t *testing.T) {
 		{"bad user", runOptions{rootfs: dir, net: "none", user: ":1"}, "--user"},
 		{"missing volume source", runOptions{rootfs: dir, net: "none", volumes: []string{filepath.Join(dir, "nope") + ":/x"}}, "create it first"},
 		{"bad mtu", runOptions{rootfs: dir, net: "slirp4netns", mtu: 10}, "--mtu"},
+		{"rm=false", runOptions{rootfs: dir, net: "none", keep: true}, "--rm=false"},
 	} {
 		_, err := newSpec(&tc.o, nil, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
