@@ -40,8 +40,9 @@
 // "/" is made a recursive slave; the rootfs is bound on itself. /proc is a
 // fresh procfs (nosuid,nodev,noexec); if the kernel refuses it (EPERM,
 // mount_too_revealing), the host's /proc is bound instead. /sys is a fresh
-// read-only sysfs; with --net host, or if refused, the host's /sys is bound
-// and made read-only recursively. /dev is a tmpfs with the host's null, zero,
+// read-only sysfs, with the container's cgroup namespace mounted read-only
+// on /sys/fs/cgroup (cgroup2, where the kernel allows it); with --net host,
+// or if refused, the host's /sys is bound and made read-only recursively. /dev is a tmpfs with the host's null, zero,
 // full, random, urandom and tty bound in (each checked by fstat to be the
 // right character device), the fd/stdin/stdout/stderr/core/ptmx symlinks, a
 // new devpts instance on /dev/pts, /dev/shm and /dev/mqueue. The /etc files

@@ -16,6 +16,7 @@ const (
 	tmpfsMagic  = unix.TMPFS_MAGIC
 	devptsMagic = unix.DEVPTS_SUPER_MAGIC
 	mqueueMagic = 0x19800202 // MQUEUE_MAGIC, not in x/sys
+	cgroupMagic = unix.CGROUP2_SUPER_MAGIC
 )
 
 // statvfs f_flag bits (linux/statfs.h ST_*), which x/sys does not define.

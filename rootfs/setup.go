@@ -32,6 +32,9 @@ type Config struct {
 var (
 	procMount  = fsMount{dest: "/proc", fstype: "proc", flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: procMagic}
 	sysfsMount = fsMount{dest: "/sys", fstype: "sysfs", flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: sysfsMagic}
+	// cgroupMount is the container's cgroup namespace, read-only, as docker
+	// and podman mount it: programs that read their limits find them.
+	cgroupMount = fsMount{dest: "/sys/fs/cgroup", fstype: "cgroup2", flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: cgroupMagic}
 )
 
 // Setup builds the container's tree under cfg.Rootfs, in the current mount
@@ -65,6 +68,11 @@ func Setup(cfg Config) error {
 	}
 	if err := r.setupSys(cfg.HostNetwork); err != nil {
 		return err
+	}
+	if !cfg.HostNetwork {
+		if err := r.setupCgroup(); err != nil {
+			return err
+		}
 	}
 	if err := r.bindFiles(cfg.EtcFiles); err != nil {
 		return err
@@ -167,6 +175,31 @@ func (r *root) setupSys(hostNetwork bool) error {
 	}
 	defer top.Close()
 	return remountReadOnly(top, sysfsMount.dest, true)
+}
+
+// setupCgroup mounts cgroup2 read-only on /sys/fs/cgroup of the fresh
+// sysfs. A kernel that refuses it (no cgroup namespace, or one that lets
+// no cgroup2 be mounted in a user namespace) leaves the directory empty, as
+// before rabbitc mounted it: nothing depends on it but programs that look
+// for their limits, and rabbitc sets none. (With --net host, /sys is the
+// host's, with its own /sys/fs/cgroup.)
+func (r *root) setupCgroup() error {
+	under, err := r.open(cgroupMount.dest)
+	if err != nil {
+		return nil // not in this sysfs: nothing to mount on
+	}
+	defer under.Close()
+	if err := mountOn(under, cgroupMount); err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EBUSY) {
+			return nil
+		}
+		return err
+	}
+	top, err := r.reopenMounted(under, cgroupMount.dest, isFS(cgroupMount.magic))
+	if err != nil {
+		return err
+	}
+	return top.Close()
 }
 
 // bindHost binds the host's directory hostPath (e.g. /proc) recursively on

@@ -100,6 +100,25 @@ func TestNamespacesDiffer(t *testing.T) {
 	}
 }
 
+// /sys/fs/cgroup is the container's cgroup namespace, read-only, as under
+// docker and podman: the container's own cgroup is its root ("0::/").
+func TestCgroupMount(t *testing.T) {
+	r := run(t, rcNoNet(sh("grep ' /sys/fs/cgroup ' /proc/self/mountinfo; grep '^0::' /proc/self/cgroup; test -e /sys/fs/cgroup/cgroup.procs && echo procs-file; echo x > /sys/fs/cgroup/cgroup.procs 2>/dev/null || echo write-refused"))...)
+	wantCode(t, r, 0)
+	out := r.out()
+	if env.hostNS["cgroup"] == "" {
+		t.Skip("no cgroup namespaces on this kernel")
+	}
+	if !strings.Contains(out, " - cgroup2 ") || !strings.Contains(out, " /sys/fs/cgroup ro,") || !strings.Contains(out, "procs-file") {
+		t.Errorf("want cgroup2 mounted read-only on /sys/fs/cgroup:\n%s", r)
+	}
+	for _, want := range []string{"0::/\n", "write-refused"} {
+		if !strings.Contains(out+"\n", want) {
+			t.Errorf("want %q:\n%s", want, r)
+		}
+	}
+}
+
 // ps inside shows only the container's processes.
 func TestPIDNamespace(t *testing.T) {
 	r := run(t, rcNoNet(sh("sleep 5 & ps; kill $!"))...)
