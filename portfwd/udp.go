@@ -227,20 +227,19 @@ func pktinfoDest(oob []byte) netip.Addr {
 
 // pktinfoSource is the control message that sends a datagram from addr.
 func pktinfoSource(addr netip.Addr) []byte {
-	if addr.Is4() {
-		b := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
-		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
-		info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
-		info.Spec_dst = addr.As4()
-		return b
+	level, typ, size := unix.IPPROTO_IP, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo
+	if !addr.Is4() {
+		level, typ, size = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unix.SizeofInet6Pktinfo
 	}
-	b := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	b := make([]byte, unix.CmsgSpace(size))
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
-	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
-	info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
-	info.Addr = addr.As16()
+	h.Level, h.Type = int32(level), int32(typ)
+	h.SetLen(unix.CmsgLen(size))
+	data := unsafe.Pointer(&b[unix.CmsgLen(0)])
+	if addr.Is4() {
+		(*unix.Inet4Pktinfo)(data).Spec_dst = addr.As4()
+	} else {
+		(*unix.Inet6Pktinfo)(data).Addr = addr.As16()
+	}
 	return b
 }

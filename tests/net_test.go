@@ -242,9 +242,7 @@ func TestPublishSeveralPorts(t *testing.T) {
 func TestPublishUDP(t *testing.T) {
 	requireNet(t)
 	port := freePort(t, 1)
-	o := opts{}
-	p := start(t, o, rc("-p", fmt.Sprintf("127.0.0.1:%d:7/udp", port), "--", "/bin/echoserver", "-udp", ":7")...)
-	p.waitOutput(t, o, "listening udp", 10*time.Second)
+	p := startUDPEcho(t, fmt.Sprintf("127.0.0.1:%d:7/udp", port))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := udpEcho(addr, "first"); err != nil {
 		t.Fatalf("%v\n%s", err, p.stderr.String())
@@ -298,15 +296,23 @@ func TestPublishUDP(t *testing.T) {
 	stop(t, p)
 }
 
+// startUDPEcho runs the UDP echo server on port 7 of a container that
+// publishes it as publish.
+func startUDPEcho(t *testing.T, publish string) *proc {
+	t.Helper()
+	o := opts{}
+	p := start(t, o, rc("-p", publish, "--", "/bin/echoserver", "-udp", ":7")...)
+	p.waitOutput(t, o, "listening udp", 10*time.Second)
+	return p
+}
+
 // A UDP port published on all addresses (docker's default) answers from the
 // address the client sent to: a connected client of 127.0.0.2 drops replies
 // from 127.0.0.1, the routed source.
 func TestPublishUDPAllAddresses(t *testing.T) {
 	requireNet(t)
 	port := freePort(t, 1)
-	o := opts{}
-	p := start(t, o, rc("-p", fmt.Sprintf("%d:7/udp", port), "--", "/bin/echoserver", "-udp", ":7")...)
-	p.waitOutput(t, o, "listening udp", 10*time.Second)
+	p := startUDPEcho(t, fmt.Sprintf("%d:7/udp", port))
 	for _, host := range []string{"127.0.0.2", "127.0.0.1"} {
 		if err := udpEcho(fmt.Sprintf("%s:%d", host, port), "to "+host); err != nil {
 			t.Errorf("%s: %v\n%s", host, err, p.stderr.String())
