@@ -42,16 +42,17 @@
 // mount_too_revealing), the host's /proc is bound instead. /sys is a fresh
 // read-only sysfs, with the container's cgroup namespace mounted read-only
 // on /sys/fs/cgroup (cgroup2, where the kernel allows it); with --net host,
-// or if refused, the host's /sys is bound and made read-only recursively. /dev is a tmpfs with the host's null, zero,
-// full, random, urandom and tty bound in (each checked by fstat to be the
-// right character device), the fd/stdin/stdout/stderr/core/ptmx symlinks, a
-// new devpts instance on /dev/pts, /dev/shm and /dev/mqueue. The /etc files
-// (their contents come in Config) are written into a small tmpfs, mounted
-// for the moment on /dev/.rabbitc, bound on their destinations, and the
-// tmpfs is detached. The volumes are bound next; read-only ones are
-// remounted read-only with the flags their source mount already has (a user
-// namespace may not clear a locked nosuid/nodev/noexec). Last, the masked
-// paths get the verified host /dev/null (files) or an empty read-only tmpfs
-// (directories), and the read-only paths are bound on themselves and
-// remounted read-only.
+// or if refused, the host's /sys is bound and made read-only recursively.
+// /dev is a tmpfs with the host's null, zero, full, random, urandom and tty
+// bound in (each checked by fstat to be the right character device), the
+// fd/stdin/stdout/stderr/core/ptmx symlinks, a new devpts instance on
+// /dev/pts, /dev/shm and /dev/mqueue. The /etc files (their contents come
+// in Config) are written into a small tmpfs, mounted for the moment on
+// /dev/.rabbitc, bound on their destinations, and the tmpfs is detached.
+// The volumes are bound next, then the --tmpfs mounts; read-only volumes
+// are remounted read-only with the flags their source mount already has (a
+// user namespace may not clear a locked nosuid/nodev/noexec). Last, the
+// masked paths get the verified host /dev/null (files) or an empty
+// read-only tmpfs (directories), and the read-only paths are bound on
+// themselves and remounted read-only.
 package rootfs

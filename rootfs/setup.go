@@ -19,6 +19,8 @@ type Config struct {
 	ReadOnly bool
 	// Volumes are the -v binds, in order.
 	Volumes []Mount
+	// Tmpfs are the --tmpfs mounts, after the volumes.
+	Tmpfs []Tmpfs
 	// EtcFiles are the generated /etc/hosts, /etc/hostname and
 	// /etc/resolv.conf (see bindFiles).
 	EtcFiles []File
@@ -79,6 +81,11 @@ func Setup(cfg Config) error {
 	}
 	for _, m := range cfg.Volumes {
 		if err := r.bindVolume(m, "volume destination"); err != nil {
+			return err
+		}
+	}
+	for _, t := range cfg.Tmpfs {
+		if err := r.mountTmpfs(t); err != nil {
 			return err
 		}
 	}

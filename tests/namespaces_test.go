@@ -396,6 +396,28 @@ func TestReadOnlyRootfs(t *testing.T) {
 	}
 }
 
+// --tmpfs, as docker's: a fresh tmpfs, writable on a read-only root,
+// rw,noexec,nosuid,nodev by default, with size= and mode=; its mount point
+// is created in the rootfs when missing; a bad option is one line, 125.
+func TestTmpfs(t *testing.T) {
+	root := copyRootfs(t)
+	r := run(t, "run", "--rootfs", root, "--net", "none", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/data/x:size=1m,mode=1770,exec",
+		"--", "sh", "-c", "echo hi > /tmp/f && cat /tmp/f; stat -c %a /data/x; grep -E ' /(tmp|data/x) ' /proc/self/mountinfo; touch /nope 2>/dev/null || echo root-ro")
+	wantCode(t, r, 0)
+	mounts := parseMountinfo(r.stdout)
+	tmp, data := findMount(mounts, "/tmp"), findMount(mounts, "/data/x")
+	switch {
+	case !strings.HasPrefix(r.stdout, "hi\n1770\n") || !strings.Contains(r.stdout, "root-ro"):
+		t.Errorf("want /tmp writable, /data/x mode 1770 and / read-only:\n%s", r)
+	case tmp == nil || tmp.fstype != "tmpfs" || !hasOpt(tmp.opts, "noexec") || !hasOpt(tmp.opts, "nosuid") || !hasOpt(tmp.opts, "nodev") || hasOpt(tmp.opts, "ro"):
+		t.Errorf("/tmp: want a rw,noexec,nosuid,nodev tmpfs, got %+v:\n%s", tmp, r)
+	case data == nil || data.fstype != "tmpfs" || hasOpt(data.opts, "noexec") || !strings.Contains(data.super, "size=1024k"):
+		t.Errorf("/data/x: want an exec tmpfs of 1 MiB, got %+v:\n%s", data, r)
+	}
+	wantRuntimeError(t, run(t, rcNoNet("--tmpfs", "/run:bogus", "--", "true")...), "bogus")
+	wantRuntimeError(t, run(t, rcNoNet("--tmpfs", "relative", "--", "true")...), "absolute")
+}
+
 // Without ranges in /etc/subuid and /etc/subgid rabbitc maps only the user,
 // with one warning line that says how to get the ranges. The files are
 // hidden in a private mount namespace, which needs root to set up; rabbitc

@@ -125,6 +125,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.StringVarP(&o.user, "user", "u", "", "UID[:GID] or NAME[:GROUP] to run as inside the container")
 	fs.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind-mount SRC:DST[:ro|rw] into the container")
 	fs.BoolVar(&o.readOnly, "read-only", false, "mount the root filesystem read-only")
+	fs.StringArrayVar(&o.tmpfs, "tmpfs", nil, "mount a tmpfs: DST[:OPTIONS] (rw, ro, exec, noexec, suid, nosuid, dev, nodev, size=, mode=; default rw,noexec,nosuid,nodev)")
 	fs.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-terminal")
 	fs.BoolVarP(&o.interactive, "interactive", "i", false, "keep stdin attached")
 	fs.StringVar(&o.net, "net", "slirp4netns", "network: slirp4netns, none or host (--network too, as in docker)")

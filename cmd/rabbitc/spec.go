@@ -62,6 +62,7 @@ type runOptions struct {
 	capDrop     []string
 	securityOpt []string
 	keep        bool // --rm=false, which rabbitc refuses
+	tmpfs       []string
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -132,6 +133,13 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 			return nil, fmt.Errorf("volume %s: source %s: %w (create it first)", v, m.Source, errors.Unwrap(err))
 		}
 		s.Rootfs.Volumes = append(s.Rootfs.Volumes, m)
+	}
+	for _, v := range o.tmpfs {
+		t, err := rootfs.ParseTmpfs(v)
+		if err != nil {
+			return nil, err
+		}
+		s.Rootfs.Tmpfs = append(s.Rootfs.Tmpfs, t)
 	}
 
 	if o.workdir != "" && !strings.HasPrefix(o.workdir, "/") {

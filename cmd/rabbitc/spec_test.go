@@ -114,6 +114,7 @@ func TestNewSpecErrors(t *testing.T) {
 		{"missing volume source", runOptions{rootfs: dir, net: "none", volumes: []string{filepath.Join(dir, "nope") + ":/x"}}, "create it first"},
 		{"bad mtu", runOptions{rootfs: dir, net: "slirp4netns", mtu: 10}, "--mtu"},
 		{"rm=false", runOptions{rootfs: dir, net: "none", keep: true}, "--rm=false"},
+		{"bad tmpfs", runOptions{rootfs: dir, net: "none", tmpfs: []string{"/run:bogus"}}, "tmpfs"},
 	} {
 		_, err := newSpec(&tc.o, nil, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
