@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,4 +46,29 @@ func TestParseTmpfs(t *testing.T) {
 			t.Errorf("%q: error %q is not one line starting with tmpfs", in, err)
 		}
 	}
+}
+
+// FuzzParseTmpfs: never a panic; a one-line error, or an absolute, clean
+// destination other than "/" and data of size= and mode= only.
+func FuzzParseTmpfs(f *testing.F) {
+	for _, s := range []string{"/run", "/run:ro,size=64m", "/x:mode=1777,exec", "rel", "/:ro", "/run:size=1,,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTmpfs(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "tmpfs ") {
+				t.Fatalf("%q: error %q", s, err)
+			}
+			return
+		}
+		if !strings.HasPrefix(got.Dest, "/") || got.Dest == "/" || filepath.Clean(got.Dest) != got.Dest {
+			t.Fatalf("%q: dest %q", s, got.Dest)
+		}
+		for _, d := range strings.Split(got.Data, ",") {
+			if d != "" && !strings.HasPrefix(d, "size=") && !strings.HasPrefix(d, "mode=") {
+				t.Fatalf("%q: data %q", s, got.Data)
+			}
+		}
+	})
 }
