@@ -3,6 +3,7 @@ package netns
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -33,9 +34,48 @@ const (
 // Config is the container's network setting, filled from --net, --mtu and
 // --allow-host-loopback.
 type Config struct {
-	Mode              string // ModeSlirp (default, also for ""), ModeNone, ModeHost
-	MTU               int    // 0 means DefaultMTU; only for ModeSlirp
-	AllowHostLoopback bool   // let the container reach the host's 127.0.0.1 via 10.0.2.2
+	Mode              string      // ModeSlirp (default, also for ""), ModeNone, ModeHost
+	MTU               int         // 0 means DefaultMTU; only for ModeSlirp
+	AllowHostLoopback bool        // let the container reach the host's 127.0.0.1 via 10.0.2.2
+	ExtraHosts        []HostEntry // --add-host, appended to /etc/hosts
+}
+
+// HostEntry is one --add-host line of /etc/hosts.
+type HostEntry struct {
+	Name string
+	IP   string
+}
+
+// ParseHostEntry parses --add-host NAME:IP (or NAME=IP), as docker does,
+// for the network cfg: IP "host-gateway" is the host as the container sees
+// it, 10.0.2.2 with slirp4netns (its services on 127.0.0.1 only with
+// --allow-host-loopback) and 127.0.0.1 with the host's network.
+func ParseHostEntry(s string, cfg Config) (HostEntry, error) {
+	i := strings.IndexAny(s, ":=")
+	if i <= 0 || i == len(s)-1 {
+		return HostEntry{}, fmt.Errorf("--add-host %q: expected NAME:IP", s)
+	}
+	name, ip := s[:i], strings.Trim(s[i+1:], "[]")
+	for _, r := range name {
+		if !(r == '-' || r == '.' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return HostEntry{}, fmt.Errorf("--add-host %q: %q is not a host name", s, name)
+		}
+	}
+	if ip == "host-gateway" {
+		switch cfg.mode() {
+		case ModeSlirp:
+			ip = GatewayIP
+		case ModeHost:
+			ip = "127.0.0.1"
+		default:
+			return HostEntry{}, fmt.Errorf("--add-host %q: host-gateway needs --net %s or %s (--net %s has no way to the host)", s, ModeSlirp, ModeHost, ModeNone)
+		}
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return HostEntry{}, fmt.Errorf("--add-host %q: %q is not an IP address (or host-gateway)", s, ip)
+	}
+	return HostEntry{Name: name, IP: addr.String()}, nil
 }
 
 // ParseMode validates a --net value.
@@ -124,10 +164,10 @@ func Hosts(cfg Config, hostname string) []byte {
 			if len(host) > 0 && host[len(host)-1] != '\n' {
 				b.WriteByte('\n')
 			}
-			if hostname == "" || hostsHasName(host, hostname) {
-				return b.Bytes()
+			if hostname != "" && !hostsHasName(host, hostname) {
+				b.WriteString("127.0.1.1\t" + hostname + "\n")
 			}
-			b.WriteString("127.0.1.1\t" + hostname + "\n")
+			addExtraHosts(&b, cfg)
 			return b.Bytes()
 		}
 		own = "127.0.1.1"
@@ -140,7 +180,14 @@ func Hosts(cfg Config, hostname string) []byte {
 	if cfg.mode() == ModeSlirp && cfg.AllowHostLoopback {
 		b.WriteString(GatewayIP + "\thost.containers.internal\n")
 	}
+	addExtraHosts(&b, cfg)
 	return b.Bytes()
+}
+
+func addExtraHosts(b *bytes.Buffer, cfg Config) {
+	for _, e := range cfg.ExtraHosts {
+		b.WriteString(e.IP + "\t" + e.Name + "\n")
+	}
 }
 
 // hostsHasName reports whether an /etc/hosts text already maps name.

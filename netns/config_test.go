@@ -123,3 +123,36 @@ func TestHosts(t *testing.T) {
 		t.Errorf("Hosts(host) with no host file = %q, want %q", got, want)
 	}
 }
+
+func TestParseHostEntry(t *testing.T) {
+	slirp, host, none := Config{Mode: ModeSlirp}, Config{Mode: ModeHost}, Config{Mode: ModeNone}
+	for _, tc := range []struct {
+		in   string
+		cfg  Config
+		want HostEntry
+	}{
+		{"db:10.0.2.50", slirp, HostEntry{"db", "10.0.2.50"}},
+		{"db=192.0.2.1", none, HostEntry{"db", "192.0.2.1"}},
+		{"v6:::1", none, HostEntry{"v6", "::1"}},
+		{"v6:[2001:db8::1]", none, HostEntry{"v6", "2001:db8::1"}},
+		{"host.docker.internal:host-gateway", slirp, HostEntry{"host.docker.internal", GatewayIP}},
+		{"gw:host-gateway", host, HostEntry{"gw", "127.0.0.1"}},
+	} {
+		got, err := ParseHostEntry(tc.in, tc.cfg)
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "db", "db:", ":1.2.3.4", "db:notanip", "d b:1.2.3.4", "gw:host-gateway"} {
+		if _, err := ParseHostEntry(in, none); err == nil || !strings.HasPrefix(err.Error(), "--add-host ") {
+			t.Errorf("%q: error %v, want one about --add-host", in, err)
+		}
+	}
+	extra := []HostEntry{{"db", "10.0.2.50"}, {"v6", "::1"}}
+	for _, mode := range []string{ModeSlirp, ModeNone, ModeHost} {
+		h := string(Hosts(Config{Mode: mode, ExtraHosts: extra}, "web"))
+		if !strings.HasSuffix(h, "10.0.2.50\tdb\n::1\tv6\n") {
+			t.Errorf("--net %s: /etc/hosts does not end with the extra entries:\n%s", mode, h)
+		}
+	}
+}

@@ -126,6 +126,18 @@ func TestDockerFlagSpellings(t *testing.T) {
 	wantRuntimeError(t, run(t, rc("--rm=false", "--net", "none", "--", "true")...), "--rm=false")
 }
 
+// --add-host NAME:IP lines end /etc/hosts; host-gateway is slirp4netns's
+// 10.0.2.2; --net none has no gateway to name.
+func TestAddHost(t *testing.T) {
+	r := run(t, rc("--add-host", "db:10.0.2.50", "--add-host", "host.docker.internal:host-gateway", "--", "cat", "/etc/hosts")...)
+	wantCode(t, r, 0)
+	if !strings.HasSuffix(r.stdout, "10.0.2.50\tdb\n10.0.2.2\thost.docker.internal\n") {
+		t.Errorf("want the two entries at the end of /etc/hosts:\n%s", r)
+	}
+	wantRuntimeError(t, run(t, rcNoNet("--add-host", "gw:host-gateway", "--", "true")...), "host-gateway")
+	wantRuntimeError(t, run(t, rcNoNet("--add-host", "db", "--", "true")...), "NAME:IP")
+}
+
 // --net host: the host's network namespace; --publish is refused.
 func TestNetHost(t *testing.T) {
 	requireSetup(t)

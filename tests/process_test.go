@@ -68,6 +68,22 @@ func TestEnvFlag(t *testing.T) {
 	}
 }
 
+// --env-file as docker reads it, before -e (which overrides it).
+func TestEnvFile(t *testing.T) {
+	dir := userDir(t, "envfile", 0o755)
+	file := filepath.Join(dir, "app.env")
+	userFile(t, file, "# settings\nFROM_FILE=1\nOVERRIDDEN=file\nQUOTED=\"as is\"\n", 0o644)
+	r := run(t, rcNoNet("--env-file", file, "-e", "OVERRIDDEN=flag", "--", "env")...)
+	wantCode(t, r, 0)
+	e := envMap(r.stdout)
+	for k, v := range map[string]string{"FROM_FILE": "1", "OVERRIDDEN": "flag", "QUOTED": `"as is"`} {
+		if e[k] != v {
+			t.Errorf("%s=%q, want %q:\n%s", k, e[k], v, r)
+		}
+	}
+	wantRuntimeError(t, run(t, rcNoNet("--env-file", filepath.Join(dir, "missing.env"), "--", "true")...), "missing.env")
+}
+
 func TestWorkdir(t *testing.T) {
 	r := run(t, rcNoNet("-w", "/tmp", "--", "pwd")...)
 	wantCode(t, r, 0)

@@ -63,6 +63,8 @@ type runOptions struct {
 	securityOpt []string
 	keep        bool // --rm=false, which rabbitc refuses
 	tmpfs       []string
+	envFiles    []string
+	addHosts    []string
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -103,6 +105,13 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	}
 	s.Net.MTU = o.mtu
 	s.Net.AllowHostLoopback = o.hostLoop
+	for _, h := range o.addHosts {
+		e, err := netns.ParseHostEntry(h, s.Net)
+		if err != nil {
+			return nil, err
+		}
+		s.Net.ExtraHosts = append(s.Net.ExtraHosts, e)
+	}
 	s.Rootfs.HostNetwork = s.Net.Mode == netns.ModeHost
 
 	for _, p := range o.publish {
@@ -166,7 +175,11 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		return nil, err
 	}
 	s.Tty = o.tty
-	env, err := buildEnv(o.env, s.Hostname, s.Tty)
+	flags, err := readEnvFiles(o.envFiles)
+	if err != nil {
+		return nil, err
+	}
+	env, err := buildEnv(append(flags, o.env...), s.Hostname, s.Tty)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +198,32 @@ func payloadArgs(cmd string, args []string) []string {
 		return args
 	}
 	return []string{"/bin/sh"}
+}
+
+// readEnvFiles reads --env-file files as docker does: one K=V (or a bare K,
+// which copies the host's value) per line, blank lines and lines starting
+// with # skipped, the value taken as written (no quotes removed). The
+// entries go before -e's, which override them.
+func readEnvFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file %s: %w", p, errors.Unwrap(err))
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSuffix(line, "\r")
+			if t := strings.TrimLeft(line, " \t"); t == "" || strings.HasPrefix(t, "#") {
+				continue
+			}
+			k, _, _ := strings.Cut(line, "=")
+			if k == "" || strings.ContainsAny(k, " \t\x00") || strings.ContainsRune(line, 0) {
+				return nil, fmt.Errorf("--env-file %s: line %d: expected KEY=VALUE, got %q", p, i+1, line)
+			}
+			out = append(out, line)
+		}
+	}
+	return out, nil
 }
 
 // buildEnv returns the payload's environment: defaults, then -e in order

@@ -134,3 +134,26 @@ func TestProcStartTime(t *testing.T) {
 		t.Error("start time for a pid that cannot exist")
 	}
 }
+
+func TestReadEnvFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.env")
+	os.WriteFile(a, []byte("# comment\nA=1\n\n  # indented comment\nB=two words\r\nC=\"quoted\"\nD\nE=x=y\n"), 0o644)
+	got, err := readEnvFiles([]string{a})
+	want := []string{"A=1", "B=two words", `C="quoted"`, "D", "E=x=y"}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("readEnvFiles = %q, %v; want %q", got, err, want)
+	}
+	bad := filepath.Join(dir, "bad.env")
+	os.WriteFile(bad, []byte("OK=1\n=novar\n"), 0o644)
+	for _, p := range []string{bad, filepath.Join(dir, "missing.env")} {
+		if _, err := readEnvFiles([]string{p}); err == nil || !strings.HasPrefix(err.Error(), "--env-file "+p) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %v, want one line about --env-file", p, err)
+		}
+	}
+	// -e overrides the file, as in docker.
+	env, err := buildEnv(append(got, "A=override"), "h", false)
+	if err != nil || !hasEnv(env, "A") || envValue(env, "A") != "override" || envValue(env, "B") != "two words" {
+		t.Errorf("buildEnv = %q, %v", env, err)
+	}
+}
