@@ -26,6 +26,7 @@ func TestKillRabbitcWhileRunning(t *testing.T) {
 		"user-1000":   rcNoNet("-u", "1000:1000", sh("echo ready; sleep 60")),
 		"exec-sleep":  rc(sh("echo ready; exec sleep 60")),
 		"trap-ignore": rcNoNet(sh("trap '' TERM INT HUP; echo ready; sleep 60 & wait")),
+		"init":        rcNoNet("--init", sh("echo ready; sleep 60")),
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -84,6 +84,38 @@ func TestEnvFile(t *testing.T) {
 	wantRuntimeError(t, run(t, rcNoNet("--env-file", filepath.Join(dir, "missing.env"), "--", "true")...), "missing.env")
 }
 
+// --init, as docker's: PID 1 is rabbitc's init, the payload its child; it
+// reaps orphans, passes the exit status through, and forwards signals, so
+// a payload without a handler dies of SIGTERM at once (as PID 1 it would
+// ignore it until --stop-timeout).
+func TestInit(t *testing.T) {
+	r := run(t, rcNoNet("--init", sh("(sleep 0.1 &); sleep 0.5; ps -o pid,stat,args; exit 7"))...)
+	wantCode(t, r, 7)
+	var pid1 string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[0] == "1" {
+			pid1 = l
+		}
+		if len(f) >= 2 && strings.HasPrefix(f[1], "Z") {
+			t.Errorf("zombie left under --init: %q\n%s", l, r)
+		}
+	}
+	if !strings.Contains(pid1, "rabbitc-init") {
+		t.Errorf("PID 1 is %q, want rabbitc's init:\n%s", pid1, r)
+	}
+
+	o := opts{}
+	p := start(t, o, rcNoNet("--init", "--stop-timeout", "30", sh("echo ready; exec sleep 30"))...)
+	p.waitOutput(t, o, "ready", 10*time.Second)
+	t0 := time.Now()
+	p.signal(t, syscall.SIGTERM)
+	res := p.wait(t)
+	if res.code != 128+int(syscall.SIGTERM) || time.Since(t0) > 10*time.Second {
+		t.Errorf("SIGTERM under --init: want exit %d at once, got after %v:\n%s", 128+int(syscall.SIGTERM), time.Since(t0), res)
+	}
+}
+
 func TestWorkdir(t *testing.T) {
 	r := run(t, rcNoNet("-w", "/tmp", "--", "pwd")...)
 	wantCode(t, r, 0)

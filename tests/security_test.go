@@ -46,6 +46,9 @@ func TestProcExeCannotRewriteRabbitc(t *testing.T) {
 		rc("--", "/bin/probe", "exewrite"),
 		// The payload is whatever /proc/self/exe is when it is started.
 		rcNoNet("--cmd", "/proc/self/exe", "--", "version"),
+		// --init keeps a copy of rabbitc running as PID 1 for the container's life.
+		rcNoNet("--init", "--", "/bin/probe", "exewrite"),
+		rcNoNet("--init", sh("readlink /proc/1/exe; /bin/probe exewrite")),
 		rcNoNet(sh("readlink /proc/1/exe; ls -l /proc/self/fd/")),
 	} {
 		r := runOpt(t, o, args...)

@@ -91,3 +91,32 @@ func TestProtectExe(t *testing.T) {
 		t.Fatalf("%v: %s", err, strings.TrimSpace(string(out)))
 	}
 }
+
+// SealedCopy holds the running binary, byte for byte, and can be changed
+// in no way.
+func TestSealedCopy(t *testing.T) {
+	f, err := SealedCopy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("copy differs from the binary (%d vs %d bytes, %v)", len(got), len(want), err)
+	}
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	want4 := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if err != nil || seals&want4 != want4 {
+		t.Errorf("seals %#x, %v; want %#x", seals, err, want4)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); err == nil {
+		t.Error("wrote into the sealed copy")
+	}
+	if err := f.Truncate(0); err == nil {
+		t.Error("truncated the sealed copy")
+	}
+}

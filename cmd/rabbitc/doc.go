@@ -21,6 +21,9 @@
 // (`rabbitc init watchdog`, watchdog.go) takes over the sandbox's other
 // job, removing the state when rabbitc is killed: one Go runtime start less
 // in front of the payload (runner.startChild says why and what it saves).
+// With --init, init execs `rabbitc init reaper` from a sealed copy of the
+// binary instead of the payload (reaper.go), which stays PID 1 and starts
+// the payload as its child.
 //
 // main checks os.Args[1] == "init" before cobra sees the arguments; a stage
 // reads its settings from the sync channel (fd 3), never from flags, and

@@ -50,6 +50,13 @@ func containerMain(ch *userns.Channel) int {
 		return fail(err, 0)
 	}
 	tr.mark("init:rootfs")
+	var reaper *os.File
+	if s.Init {
+		var err error
+		if reaper, err = userns.SealedCopy(); err != nil {
+			return fail(err, 0)
+		}
+	}
 	cred, err := resolveUser(s.User)
 	if err != nil {
 		return fail(err, 0)
@@ -110,6 +117,10 @@ func containerMain(ch *userns.Channel) int {
 		return fail(err, 0)
 	}
 	tr.mark("init:exec")
+	if reaper != nil {
+		err = userns.ExecFile(reaper, append([]string{"rabbitc-init", "init", "reaper", path}, s.Args...), env)
+		return fail(fmt.Errorf("exec the init (--init): %w", err), 0)
+	}
 	err = unix.Exec(path, s.Args, env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {

@@ -129,6 +129,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.StringArrayVar(&o.tmpfs, "tmpfs", nil, "mount a tmpfs: DST[:OPTIONS] (rw, ro, exec, noexec, suid, nosuid, dev, nodev, size=, mode=; default rw,noexec,nosuid,nodev)")
 	fs.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-terminal")
 	fs.BoolVarP(&o.interactive, "interactive", "i", false, "keep stdin attached")
+	fs.BoolVar(&o.init, "init", false, "run an init as PID 1 that forwards signals to the payload and reaps orphans (as docker run --init)")
 	fs.StringVar(&o.net, "net", "slirp4netns", "network: slirp4netns, none or host (--network too, as in docker)")
 	fs.StringArrayVarP(&o.publish, "publish", "p", nil, "publish [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU of the slirp4netns tap device (default 65520)")

@@ -39,6 +39,8 @@ func initMain(stage string) int {
 		return directMain(ch)
 	case "watchdog":
 		return watchdogMain()
+	case "reaper":
+		return reaperMain(os.Args[3:])
 	}
 	os.Stderr.WriteString("rabbitc: init is internal to rabbitc\n")
 	return 125

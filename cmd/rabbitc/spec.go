@@ -32,6 +32,7 @@ type spec struct {
 	Net      netns.Config
 	Publish  []portfwd.Spec
 	Security security.Config
+	Init     bool `json:",omitempty"` // --init: a reaper as PID 1, the payload its child
 }
 
 // startSpec is what init gets with Start: what it needs only for its last
@@ -65,6 +66,7 @@ type runOptions struct {
 	tmpfs       []string
 	envFiles    []string
 	addHosts    []string
+	init        bool
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -175,6 +177,7 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		return nil, err
 	}
 	s.Tty = o.tty
+	s.Init = o.init
 	flags, err := readEnvFiles(o.envFiles)
 	if err != nil {
 		return nil, err
