@@ -23,6 +23,11 @@
 // the container's own address (never 127.0.0.1, so that a remote client is
 // never mistaken for a local one inside the container).
 //
+// Each dial has a timeout in the child (DialTimeout), and the parent gives
+// up a dial the child has not answered a little after it, so a stopped
+// sandbox leaves no client waiting for ever. A UDP listener on 0.0.0.0 or ::
+// answers each client from the address it sent to (IP_PKTINFO).
+//
 // Do not use it for a forwarder that must see the client's address: the
 // container sees connections from its own address.
 package portfwd

@@ -919,6 +919,66 @@ func TestDialTimeout(t *testing.T) {
 	}
 }
 
+// TestHungChildDialExpires: a child that never answers (a stopped sandbox)
+// leaves no client waiting for ever: the parent gives the dial up a little
+// after the child's own dial timeout, resets the client, and keeps serving.
+func TestHungChildDialExpires(t *testing.T) {
+	defer func(g time.Duration) { answerGrace = g }(answerGrace)
+	answerGrace = 100 * time.Millisecond
+	sp := Spec{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: 80}
+	l, err := Listen([]Spec{sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close() // never served: the child hangs
+	errs := make(chan error, 16)
+	l.OnError = func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	l.DialTimeout = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l.Serve(ctx, parent, "127.0.0.1")
+	defer func() {
+		l.Close()
+		parent.Close()
+	}()
+	for i := range 2 {
+		start := time.Now()
+		c, err := net.Dial("tcp", sp.hostAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client %d read %v, want a reset once the dial is given up", i, err)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond {
+			t.Errorf("client %d reset after %v, before the child's timeout and the grace", i, d)
+		}
+		select {
+		case err := <-errs:
+			if !errors.Is(err, errNoAnswer) {
+				t.Errorf("OnError got %v, want %v", err, errNoAnswer)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("no error reported for the dial given up")
+		}
+	}
+	if st := l.Stats(); st.Pending != 0 {
+		t.Errorf("stats %+v: dials still pending", st)
+	}
+}
+
 // TestPingPong exchanges many small messages on one connection, the pattern
 // of keep-alive requests, where a read that misses bytes stalls the exchange.
 func TestPingPong(t *testing.T) {

@@ -151,10 +151,15 @@ type handle struct {
 type slotRef struct{ slot, gen int32 }
 
 type pendingDial struct {
-	ln *listener
-	fd int   // TCP: the accepted client socket
-	fl *flow // UDP: the flow waiting for its socket
+	ln       *listener
+	fd       int       // TCP: the accepted client socket
+	fl       *flow     // UDP: the flow waiting for its socket
+	deadline time.Time // no answer by then: the child is hung (see expirePending)
 }
+
+// answerGrace is how long after its own dial timeout the child may take to
+// answer before the parent gives the dial up (a variable for the tests).
+var answerGrace = 2 * time.Second
 
 type pipe struct {
 	r, w  int
@@ -183,8 +188,11 @@ type loop struct {
 	retry   []*listener
 
 	pending map[uint32]pendingDial
-	nextID  uint32
-	sendq   [][]byte
+	// nextExpiry is the earliest deadline of the pending dials (zero:
+	// none), when expirePending looks at them.
+	nextExpiry time.Time
+	nextID     uint32
+	sendq      [][]byte
 
 	pipes []pipe
 	flows int
@@ -450,6 +458,7 @@ func (lp *loop) run() (err error) {
 		lp.runReady()
 		lp.runRetry()
 		lp.sweep()
+		lp.expirePending()
 		if lp.fatal != nil {
 			if lp.worker {
 				lp.l.fail(lp.fatal)
@@ -477,6 +486,9 @@ func (lp *loop) timeout() int {
 	}
 	if len(lp.pipes) > 0 && (next.IsZero() || lp.busy.Add(pipeIdle).Before(next)) {
 		next = lp.busy.Add(pipeIdle)
+	}
+	if len(lp.pending) > 0 && !lp.nextExpiry.IsZero() && (next.IsZero() || lp.nextExpiry.Before(next)) {
+		next = lp.nextExpiry
 	}
 	if next.IsZero() {
 		return -1
@@ -591,6 +603,31 @@ func (lp *loop) report(err error) {
 	}
 }
 
+// expirePending gives up the dials the child has not answered by their
+// deadline: the child dials with a timeout of its own, so only a child that
+// is hung (stopped, or starved) gets here. Its clients get a reset (UDP:
+// the flow closes) instead of waiting for ever, and an answer that still
+// comes later finds no dial and is closed.
+func (lp *loop) expirePending() {
+	if lp.nextExpiry.IsZero() || lp.now.Before(lp.nextExpiry) {
+		return
+	}
+	lp.nextExpiry = time.Time{} // recomputed below from what is left
+	for id, pd := range lp.pending {
+		if lp.now.Before(pd.deadline) {
+			if lp.nextExpiry.IsZero() || pd.deadline.Before(lp.nextExpiry) {
+				lp.nextExpiry = pd.deadline
+			}
+			continue
+		}
+		delete(lp.pending, id)
+		lp.l.stats.pending.Add(-1)
+		lp.dialFailed(pd, errNoAnswer)
+	}
+}
+
+var errNoAnswer = errors.New("no answer from the container's side (is the sandbox stopped?)")
+
 // dial asks the child for a socket connected to ln's target.
 func (lp *loop) dial(ln *listener, pd pendingDial) {
 	lp.nextID++
@@ -599,6 +636,10 @@ func (lp *loop) dial(ln *listener, pd pendingDial) {
 		proto = 'u'
 	}
 	req := request{proto: proto, port: ln.target.Port(), id: lp.nextID, addr: ln.target.Addr(), timeout: lp.dialTO}
+	pd.deadline = lp.now.Add(lp.dialTO + answerGrace)
+	if lp.nextExpiry.IsZero() {
+		lp.nextExpiry = pd.deadline
+	}
 	lp.pending[req.id] = pd
 	lp.l.stats.pending.Add(1)
 	lp.send(req.marshal(lp.req[:]))
