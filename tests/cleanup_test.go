@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,6 +192,42 @@ func TestRunAsRoot(t *testing.T) {
 	default:
 		wantRuntimeError(t, r, "root")
 	}
+}
+
+// rabbitc ps lists a running container (its ID, the payload's pid, the
+// command); rabbitc stop ends it (SIGTERM, then SIGKILL after -t, since a
+// payload that is PID 1 ignores SIGTERM without a handler) and returns once
+// its rabbitc has exited; afterwards ps lists nothing, and stop of an
+// unknown container is one line, 125.
+func TestPsAndStop(t *testing.T) {
+	o := opts{}
+	p := start(t, o, rcNoNet(sh("echo ready; exec sleep 60"))...)
+	p.waitOutput(t, o, "ready", 10*time.Second)
+	same := opts{env: []string{"XDG_RUNTIME_DIR=" + p.xdg}}
+	ps := runOpt(t, same, "ps")
+	wantCode(t, ps, 0)
+	lines := strings.Split(strings.TrimSpace(ps.stdout), "\n")
+	payload := findPayload(t, p, "sleep")
+	if len(lines) != 2 || !strings.Contains(lines[1], strconv.Itoa(payload)) || !strings.Contains(lines[1], `"sh -c echo ready`) {
+		t.Fatalf("ps: want one container with the payload's pid %d and its command:\n%s", payload, ps)
+	}
+	id := strings.Fields(lines[1])[0]
+	t0 := time.Now()
+	stop := runOpt(t, same, "stop", "-t", "1", id)
+	wantCode(t, stop, 0)
+	if stop.out() != id || !p.exited() {
+		t.Errorf("stop %s: want the id printed and rabbitc gone:\n%s", id, stop)
+	}
+	if d := time.Since(t0); d > 8*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+	if r := p.wait(t); r.code != 137 {
+		t.Errorf("the stopped container: want exit 137 (killed after -t 1):\n%s", r)
+	}
+	if ps := runOpt(t, same, "ps", "-q"); ps.out() != "" {
+		t.Errorf("ps after stop: %q", ps.out())
+	}
+	wantRuntimeError(t, runOpt(t, same, "stop", "nosuchid"), "no such container")
 }
 
 // While a container runs, its directory under $XDG_RUNTIME_DIR/rabbitc holds
