@@ -52,6 +52,13 @@ func (f *fwd) nextError(t *testing.T, what string) error {
 // startFwd publishes hostIP:<free port> to backendPort on 127.0.0.1.
 func startFwd(t *testing.T, proto, hostIP string, backendPort int, tweak ...func(*Listeners)) *fwd {
 	t.Helper()
+	return startFwdWith(t, proto, hostIP, backendPort, ServeChild, tweak...)
+}
+
+// startFwdWith is startFwd with serve standing in for ServeChild on the
+// child's end; serve must return once the parent closes its end.
+func startFwdWith(t *testing.T, proto, hostIP string, backendPort int, serve func(context.Context, *os.File) error, tweak ...func(*Listeners)) *fwd {
+	t.Helper()
 	sp := Spec{Proto: proto, HostIP: hostIP, HostPort: freePort(t, proto, hostIP), ContainerPort: backendPort}
 	l, err := Listen([]Spec{sp})
 	if err != nil {
@@ -73,7 +80,7 @@ func startFwd(t *testing.T, proto, hostIP string, backendPort int, tweak ...func
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	go func() { f.childDone <- ServeChild(ctx, child) }()
+	go func() { f.childDone <- serve(ctx, child) }()
 	l.Serve(ctx, parent, "127.0.0.1")
 	t.Cleanup(func() {
 		if err := l.Close(); err != nil {
@@ -925,34 +932,19 @@ func TestDialTimeout(t *testing.T) {
 func TestHungChildDialExpires(t *testing.T) {
 	defer func(g time.Duration) { answerGrace = g }(answerGrace)
 	answerGrace = 100 * time.Millisecond
-	sp := Spec{Proto: "tcp", HostIP: "127.0.0.1", HostPort: freePort(t, "tcp", "127.0.0.1"), ContainerPort: 80}
-	l, err := Listen([]Spec{sp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	parent, child, err := NewSocketpair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer child.Close() // never served: the child hangs
-	errs := make(chan error, 16)
-	l.OnError = func(err error) {
-		select {
-		case errs <- err:
-		default:
+	// Takes the dial requests and never answers; ends when the parent does.
+	hung := func(_ context.Context, child *os.File) error {
+		buf := make([]byte, 512)
+		for {
+			if n, err := child.Read(buf); n == 0 || err != nil {
+				return nil
+			}
 		}
 	}
-	l.DialTimeout = 200 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	l.Serve(ctx, parent, "127.0.0.1")
-	defer func() {
-		l.Close()
-		parent.Close()
-	}()
+	f := startFwdWith(t, "tcp", "127.0.0.1", 80, hung, func(l *Listeners) { l.DialTimeout = 200 * time.Millisecond })
 	for i := range 2 {
 		start := time.Now()
-		c, err := net.Dial("tcp", sp.hostAddr())
+		c, err := net.Dial("tcp", f.addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -965,16 +957,11 @@ func TestHungChildDialExpires(t *testing.T) {
 		if d := time.Since(start); d < 250*time.Millisecond {
 			t.Errorf("client %d reset after %v, before the child's timeout and the grace", i, d)
 		}
-		select {
-		case err := <-errs:
-			if !errors.Is(err, errNoAnswer) {
-				t.Errorf("OnError got %v, want %v", err, errNoAnswer)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("no error reported for the dial given up")
+		if err := f.nextError(t, "the dial given up"); !errors.Is(err, errNoAnswer) {
+			t.Errorf("OnError got %v, want %v", err, errNoAnswer)
 		}
 	}
-	if st := l.Stats(); st.Pending != 0 {
+	if st := f.l.Stats(); st.Pending != 0 {
 		t.Errorf("stats %+v: dials still pending", st)
 	}
 }

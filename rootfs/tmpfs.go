@@ -17,6 +17,17 @@ type Tmpfs struct {
 	Data  string  // size=, mode=
 }
 
+// tmpfsFlags are the flag options of --tmpfs: each sets or clears one flag.
+var tmpfsFlags = map[string]struct {
+	flag uintptr
+	set  bool
+}{
+	"rw": {unix.MS_RDONLY, false}, "ro": {unix.MS_RDONLY, true},
+	"exec": {unix.MS_NOEXEC, false}, "noexec": {unix.MS_NOEXEC, true},
+	"suid": {unix.MS_NOSUID, false}, "nosuid": {unix.MS_NOSUID, true},
+	"dev": {unix.MS_NODEV, false}, "nodev": {unix.MS_NODEV, true},
+}
+
 const tmpfsSyntax = "DST[:OPTIONS], OPTIONS of rw, ro, exec, noexec, suid, nosuid, dev, nodev, size=N[k|m|g], mode=OCTAL"
 
 // ParseTmpfs parses the value of --tmpfs, "DST[:OPTIONS]" as in docker run:
@@ -43,22 +54,12 @@ func ParseTmpfs(s string) (Tmpfs, error) {
 		k, v, hasValue := strings.Cut(o, "=")
 		switch {
 		case o == "" && opts == "":
-		case o == "rw":
-			t.Flags &^= unix.MS_RDONLY
-		case o == "ro":
-			t.Flags |= unix.MS_RDONLY
-		case o == "exec":
-			t.Flags &^= unix.MS_NOEXEC
-		case o == "noexec":
-			t.Flags |= unix.MS_NOEXEC
-		case o == "suid":
-			t.Flags &^= unix.MS_NOSUID
-		case o == "nosuid":
-			t.Flags |= unix.MS_NOSUID
-		case o == "dev":
-			t.Flags &^= unix.MS_NODEV
-		case o == "nodev":
-			t.Flags |= unix.MS_NODEV
+		case tmpfsFlags[o].flag != 0:
+			if f := tmpfsFlags[o]; f.set {
+				t.Flags |= f.flag
+			} else {
+				t.Flags &^= f.flag
+			}
 		case k == "size" && hasValue && validSize(v):
 			data = append(data, o)
 		case k == "mode" && hasValue && validMode(v):

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,47 +18,19 @@ const (
 	PortFD = 4 // the port forwarder's socketpair (sandbox only)
 )
 
-// Process is a stage started on its own locked OS thread. Pdeathsig is tied
-// to the thread that forked the child, so that thread stays locked and alive
-// until the child has been waited for.
+// Process is a stage started with a parent-death signal, and waited for.
 type Process struct {
 	Cmd  *exec.Cmd
 	done chan struct{}
 	err  error
 }
 
-// Start starts cmd from a goroutine locked to its OS thread, with the given
-// Pdeathsig. The goroutine keeps the thread until the child exits.
-func Start(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = pdeathsig
-	p := &Process{Cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread must outlive the child
-		if err := cmd.Start(); err != nil {
-			started <- err
-			close(p.done)
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-// StartHere starts cmd from the calling goroutine, which must be locked to
-// its OS thread for as long as the process lives (the main goroutine, which
+// Start starts cmd from the calling goroutine, which must be locked to its
+// OS thread for as long as the process lives (the main goroutine, which
 // main locked in an init function): the Pdeathsig is tied to that thread.
-// It spares Start's new thread, and the hand-off to it, in front of the
-// first stage (0.1-0.2 ms of the start-up).
-func StartHere(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
+// Starting from a new locked thread instead, as before, cost a thread and
+// a hand-off to it in front of the first stage (0.1-0.2 ms of the start-up).
+func Start(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,29 +68,18 @@ func liveStates() ([]state, error) {
 	if err != nil {
 		return nil, err
 	}
-	ents, err := os.ReadDir(root)
+	ents, err := readStates(root)
 	if err != nil {
 		return nil, fmt.Errorf("read state directory %s: %w", root, err)
 	}
 	var out []state
 	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(root, e.Name(), "state.json"))
-		if err != nil {
-			continue
+		if e.parsed && e.st.alive() {
+			out = append(out, e.st)
 		}
-		var st state
-		if json.Unmarshal(b, &st) != nil || !st.alive() {
-			continue
-		}
-		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, nil
-}
-
-// alive tells whether the rabbitc that runs the container still does.
-func (st *state) alive() bool {
-	return st.ParentPid > 0 && procStartTime(st.ParentPid) == st.ParentTime
 }
 
 // findState finds a running container by its ID or an unambiguous prefix.

@@ -203,7 +203,7 @@ func (r *runner) run() (code int, err error) {
 	if r.noSandbox {
 		r.watchdog = startWatchdogAsync(s.StateDir)
 	}
-	defer r.removeState()
+	defer r.endState()
 	var start *startSpec
 	if r.filterAtStart() {
 		// Compiled while init sets up the root: init needs the program only
@@ -285,8 +285,8 @@ func (r *runner) recordState() {
 	r.trace.mark("state-created")
 }
 
-// removeState removes the state at the end, and ends the watchdog.
-func (r *runner) removeState() {
+// endState removes the state at the end, and ends the watchdog.
+func (r *runner) endState() {
 	if r.stateOK {
 		removeState(r.spec.StateDir)
 	}
@@ -387,7 +387,7 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 	}
 	r.trace.mark("child-fork")
 	// From the main goroutine, locked to the main thread (main.go).
-	p, err := userns.StartHere(cmd, pdeathsig)
+	p, err := userns.Start(cmd, pdeathsig)
 	for _, f := range childEnds {
 		f.Close()
 	}

@@ -189,7 +189,7 @@ func (sb *sandbox) startInit() (*userns.Process, error) {
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
 	// From the main goroutine, locked to the main thread (main.go).
-	p, err := userns.StartHere(cmd, syscall.SIGKILL)
+	p, err := userns.Start(cmd, syscall.SIGKILL)
 	if err != nil {
 		return nil, userns.CloneError(err)
 	}

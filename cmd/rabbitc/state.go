@@ -116,26 +116,50 @@ func removeState(dir string) {
 // gcStates removes the directories of containers whose parent is gone
 // (killed before it or its sandbox could clean up).
 func gcStates(root string) {
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return
-	}
+	ents, _ := readStates(root)
 	for _, e := range ents {
-		dir := filepath.Join(root, e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-		var st state
-		if err != nil || json.Unmarshal(b, &st) != nil {
+		switch {
+		case !e.parsed:
 			// Being created right now (state.json is written in place), or
 			// garbage: only old ones go.
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
-				removeState(dir)
+				removeState(e.dir)
 			}
-			continue
-		}
-		if st.ParentPid <= 0 || procStartTime(st.ParentPid) != st.ParentTime {
-			removeState(dir)
+		case !e.st.alive():
+			removeState(e.dir)
 		}
 	}
+}
+
+// stateEntry is one directory under the state root and its state.json.
+type stateEntry struct {
+	os.DirEntry
+	dir    string
+	st     state
+	parsed bool // state.json was read and decoded
+}
+
+// readStates reads every container directory under root (gcStates, ps).
+func readStates(root string) ([]stateEntry, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stateEntry, 0, len(ents))
+	for _, e := range ents {
+		se := stateEntry{DirEntry: e, dir: filepath.Join(root, e.Name())}
+		if b, err := os.ReadFile(filepath.Join(se.dir, "state.json")); err == nil {
+			se.parsed = json.Unmarshal(b, &se.st) == nil
+		}
+		out = append(out, se)
+	}
+	return out, nil
+}
+
+// alive tells whether the rabbitc that runs the container still does (its
+// pid, with the start time that tells it from a reused one).
+func (st *state) alive() bool {
+	return st.ParentPid > 0 && procStartTime(st.ParentPid) == st.ParentTime
 }
 
 // procStartTime is field 22 of /proc/PID/stat (0 if the process is gone),

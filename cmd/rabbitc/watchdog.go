@@ -26,8 +26,9 @@ import (
 // once it has removed the state itself: a watchdog that has nothing left to
 // guard needs no chance to run.
 //
-// It runs at the lowest priority there is (SCHED_IDLE), so that its Go runtime start (1-2 ms of CPU) takes
-// only CPU time init and the payload leave: `run --net none /bin/true` was
+// It runs at the lowest priority there is (SCHED_IDLE), so that its Go
+// runtime start (1-2 ms of CPU) takes only CPU time init and the payload
+// leave: `run --net none /bin/true` was
 // 5% faster than with the watchdog at normal priority (paired median of 80
 // rounds).
 type watchdog struct {
