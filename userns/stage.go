@@ -96,15 +96,19 @@ func CloneError(err error) error {
 	return fmt.Errorf("start sandbox: %w", err)
 }
 
-// HasCaps tells whether this process has effective capabilities (in its
-// user namespace): the sandbox must have kept them through its exec.
-func HasCaps() (bool, error) {
+// CheckCaps fails unless this process, the stage named stage, has
+// effective capabilities in its user namespace: a stage cloned into a new
+// one must have kept them through its exec as ambient ones (AmbientCaps).
+func CheckCaps(stage string) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false, fmt.Errorf("capget: %w", err)
+		return fmt.Errorf("capget: %w", err)
 	}
-	return data[0].Effective != 0, nil
+	if data[0].Effective == 0 {
+		return fmt.Errorf("%s has no capabilities in its user namespace (the kernel dropped its ambient capabilities at exec)", stage)
+	}
+	return nil
 }
 
 // AmbientCaps lists every capability the kernel knows, for

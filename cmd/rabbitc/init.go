@@ -134,10 +134,7 @@ func containerMain(ch *userns.Channel) int {
 // starting it, while the parent writes the maps: make the other namespaces
 // and bring up lo. Then it is init as usual.
 func directMain(ch *userns.Channel) int {
-	hasCaps, err := userns.HasCaps()
-	if err == nil && !hasCaps {
-		err = errors.New("init has no capabilities in its user namespace (the kernel dropped its ambient capabilities at exec)")
-	}
+	err := userns.CheckCaps("init")
 	ownNet := os.Getenv(envHostNet) == ""
 	if err == nil {
 		err = userns.UnshareContainer(ownNet)

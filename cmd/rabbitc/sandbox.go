@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -90,11 +89,7 @@ func sandboxMain(ch *userns.Channel) int {
 		}
 	}()
 	sb.trace.mark("sandbox:hello")
-	hasCaps, err := userns.HasCaps()
-	if err == nil && !hasCaps {
-		err = errors.New("sandbox has no capabilities in its user namespace (the kernel dropped its ambient capabilities at exec)")
-	}
-	if err != nil {
+	if err := userns.CheckCaps("sandbox"); err != nil {
 		ch.SendError("sandbox", err, 0)
 		return 125
 	}
