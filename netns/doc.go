@@ -1,7 +1,8 @@
 // Package netns owns the container's network: the slirp4netns lifecycle
 // (start, ready, stop, death), the host-side checks that slirp4netns can run
 // (binary present, /dev/net/tun usable), what the sandbox configures or
-// checks itself with netlink (lo up, tap0 present and up), and the generated
+// checks itself (lo up, tap0 made persistent before slirp4netns attaches to
+// it, tap0 present and up), and the generated
 // /etc/resolv.conf and /etc/hosts.
 //
 // The parent calls, in this order:
@@ -13,7 +14,9 @@
 //	<-s.Done()                                 // slirp4netns died under the container
 //	s.Stop()                                   // teardown
 //
-// The sandbox calls SetupLoopback, and init calls CheckTap just before exec.
+// The sandbox (or init, when there is no sandbox) calls SetupLoopback and,
+// for slirp4netns, CreateTap before the parent starts slirp4netns; init
+// calls CheckTap just before exec.
 //
 // It leaves host ports (portfwd) and the rootfs alone, and it does not enter
 // namespaces: slirp4netns joins them itself, and the netlink calls work in

@@ -50,6 +50,8 @@ func sandboxMain(in io.Reader, out io.Writer) int {
 			}
 		case "tap":
 			err = CheckTap()
+		case "createtap":
+			err = CreateTap()
 		default:
 			err = fmt.Errorf("unknown check %q", sc.Text())
 		}
@@ -280,6 +282,46 @@ func TestSlirp(t *testing.T) {
 	// tap0 went away with slirp4netns.
 	if got := sb.check(t, "tap"); !strings.Contains(got, "no such interface") {
 		t.Errorf("CheckTap after Stop = %q, want a missing tap0", got)
+	}
+	sb.close()
+	checkNoLeaks(t, fds, goroutines)
+}
+
+// TestSlirpOnPersistentTap: slirp4netns attaches to the tap0 that
+// CreateTap made (as the sandbox and init do before slirp4netns starts),
+// configures it, and leaves it behind when it stops: the device goes with
+// the namespace, not with slirp4netns's file, so slirp4netns's exit does not
+// wait for its removal.
+func TestSlirpOnPersistentTap(t *testing.T) {
+	feat := requireSlirp(t)
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	sb := startSandbox(t)
+	if got := sb.check(t, "createtap"); got != "ok" {
+		t.Fatalf("CreateTap = %q", got)
+	}
+	if got := sb.check(t, "tap"); got != "check tap0: interface is down" {
+		t.Errorf("CheckTap after CreateTap = %q, want an unconfigured tap0", got)
+	}
+	s, err := StartSlirp(sb.cmd.Process.Pid, Config{}, feat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sb.check(t, "tap"); got != "ok" {
+		t.Errorf("CheckTap with slirp4netns on the persistent tap0 = %q", got)
+	}
+	if err := s.Stop(); err != nil {
+		t.Errorf("Stop = %v", err)
+	}
+	if !processGone(s.Pid()) {
+		t.Errorf("slirp4netns %d still exists after Stop", s.Pid())
+	}
+	if got := sb.check(t, "tap"); strings.Contains(got, "no such interface") {
+		t.Errorf("CheckTap after Stop = %q, want tap0 still there (persistent)", got)
 	}
 	sb.close()
 	checkNoLeaks(t, fds, goroutines)

@@ -105,6 +105,23 @@ func TestSlirpInterface(t *testing.T) {
 	}
 }
 
+// tap0 is made persistent by rabbitc before slirp4netns attaches to it
+// (netns.CreateTap), with and without a sandbox (something published or
+// not): a tap0 of slirp4netns's own is removed when slirp4netns exits,
+// which made every container's end wait ~20 ms for the kernel.
+func TestSlirpTapPersistent(t *testing.T) {
+	requireNet(t)
+	const iffPersist = 0x0800
+	for _, extra := range [][]string{nil, {"-p", fmt.Sprintf("127.0.0.1:%d:80", freePort(t, 1))}} {
+		r := run(t, rc(extra, "--", "/bin/cat", "/sys/class/net/tap0/tun_flags")...)
+		wantCode(t, r, 0)
+		flags, err := strconv.ParseUint(strings.TrimSpace(r.stdout), 0, 32)
+		if err != nil || flags&iffPersist == 0 {
+			t.Errorf("%v: tap0's tun_flags %q, want IFF_PERSIST (0x800) set", extra, strings.TrimSpace(r.stdout))
+		}
+	}
+}
+
 // --net none: loopback only, up.
 func TestNetNone(t *testing.T) {
 	r := run(t, rcNoNet("--", "/bin/probe", "ifaces")...)

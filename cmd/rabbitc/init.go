@@ -142,6 +142,9 @@ func directMain(ch *userns.Channel) int {
 	if err == nil && ownNet {
 		err = netns.SetupLoopback()
 	}
+	if err == nil && os.Getenv(envTap) != "" {
+		err = netns.CreateTap()
+	}
 	if err != nil {
 		ch.SendError("init", err, 0)
 		return 125

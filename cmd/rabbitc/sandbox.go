@@ -119,6 +119,11 @@ func sandboxMain(ch *userns.Channel) int {
 			return fail(err)
 		}
 	}
+	if s.NetMode == netns.ModeSlirp {
+		if err := netns.CreateTap(); err != nil {
+			return fail(err)
+		}
+	}
 	// Re-armed now that the handler exists, and the parent looked at: one
 	// that died before this point is caught here.
 	<-notified
