@@ -27,6 +27,24 @@ func SetupLoopback() error {
 	return nil
 }
 
+// PrepareNamespace readies the container's new network namespace before
+// slirp4netns starts: lo up (--net none and slirp4netns), and with
+// slirp4netns a persistent tap0 (CreateTap). With ModeHost there is no
+// namespace of the container's own, and nothing to do. The sandbox calls
+// it, or init when rabbitc starts it without a sandbox.
+func PrepareNamespace(mode string) error {
+	if mode == ModeHost {
+		return nil
+	}
+	if err := SetupLoopback(); err != nil {
+		return err
+	}
+	if mode == ModeSlirp || mode == "" {
+		return CreateTap()
+	}
+	return nil
+}
+
 // CreateTap creates tap0 for slirp4netns, persistent and unconfigured,
 // before slirp4netns starts; slirp4netns attaches to it by name (TUNSETIFF
 // on an existing persistent device) and configures it as usual.

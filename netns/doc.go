@@ -14,9 +14,9 @@
 //	<-s.Done()                                 // slirp4netns died under the container
 //	s.Stop()                                   // teardown
 //
-// The sandbox (or init, when there is no sandbox) calls SetupLoopback and,
-// for slirp4netns, CreateTap before the parent starts slirp4netns; init
-// calls CheckTap just before exec.
+// The sandbox (or init, when there is no sandbox) calls PrepareNamespace
+// before the parent starts slirp4netns; init calls CheckTap just before
+// exec.
 //
 // It leaves host ports (portfwd) and the rootfs alone, and it does not enter
 // namespaces: slirp4netns joins them itself, and the netlink calls work in

@@ -135,15 +135,12 @@ func containerMain(ch *userns.Channel) int {
 // and bring up lo. Then it is init as usual.
 func directMain(ch *userns.Channel) int {
 	err := userns.CheckCaps("init")
-	ownNet := os.Getenv(envHostNet) == ""
+	mode := os.Getenv(envNetMode)
 	if err == nil {
-		err = userns.UnshareContainer(ownNet)
+		err = userns.UnshareContainer(mode != netns.ModeHost)
 	}
-	if err == nil && ownNet {
-		err = netns.SetupLoopback()
-	}
-	if err == nil && os.Getenv(envTap) != "" {
-		err = netns.CreateTap()
+	if err == nil {
+		err = netns.PrepareNamespace(mode)
 	}
 	if err != nil {
 		ch.SendError("init", err, 0)

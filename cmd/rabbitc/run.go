@@ -27,8 +27,7 @@ import (
 const (
 	envStateDir = "_RABBITC_STATE_DIR"
 	envPpid     = "_RABBITC_PPID"
-	envHostNet  = "_RABBITC_HOST_NET" // init without a sandbox: keep the host's network namespace
-	envTap      = "_RABBITC_TAP"      // init without a sandbox: create tap0 for slirp4netns (netns.CreateTap)
+	envNetMode  = "_RABBITC_NET" // init without a sandbox: the --net mode (netns.PrepareNamespace)
 )
 
 // forwarded are the signals rabbitc passes on to the payload.
@@ -365,13 +364,7 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
 	if r.noSandbox {
 		// Init's environment is only for its own runtime, never the payload's.
-		cmd.Env = []string{"GOMAXPROCS=1"} // init is strictly sequential
-		switch r.spec.Net.Mode {
-		case netns.ModeHost:
-			cmd.Env = append(cmd.Env, envHostNet+"=1")
-		case netns.ModeSlirp:
-			cmd.Env = append(cmd.Env, envTap+"=1")
-		}
+		cmd.Env = []string{"GOMAXPROCS=1", envNetMode + "=" + r.spec.Net.Mode} // init is strictly sequential
 	} else {
 		cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
 		if os.Getenv("GOMAXPROCS") == "" {

@@ -114,15 +114,8 @@ func sandboxMain(ch *userns.Channel) int {
 		}
 		return 125
 	}
-	if s.NetMode != netns.ModeHost {
-		if err := netns.SetupLoopback(); err != nil {
-			return fail(err)
-		}
-	}
-	if s.NetMode == netns.ModeSlirp {
-		if err := netns.CreateTap(); err != nil {
-			return fail(err)
-		}
+	if err := netns.PrepareNamespace(s.NetMode); err != nil {
+		return fail(err)
 	}
 	// Re-armed now that the handler exists, and the parent looked at: one
 	// that died before this point is caught here.
