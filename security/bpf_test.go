@@ -273,11 +273,7 @@ func TestFilterCompatABI(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", tt.name, got, tt.want)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "native.json")
-	profile := `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}`
-	if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeProfile(t, `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}`)
 	c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
 	if err != nil {
 		t.Fatal(err)
@@ -353,10 +349,7 @@ func TestCustomProfile(t *testing.T) {
 			{"names": ["acct"], "action": "SCMP_ACT_ERRNO", "includes": {"caps": ["CAP_SYS_PACCT"]}}
 		]
 	}`
-	path := filepath.Join(t.TempDir(), "profile.json")
-	if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writeProfile(t, profile)
 	c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
 	if err != nil {
 		t.Fatal(err)
@@ -401,10 +394,7 @@ func TestBadProfiles(t *testing.T) {
 		{`{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NEW_LISTENER"]}`, "is not supported"},
 	}
 	for _, tt := range tests {
-		path := filepath.Join(t.TempDir(), "p.json")
-		if err := os.WriteFile(path, []byte(tt.profile), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		path := writeProfile(t, tt.profile)
 		_, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "seccomp profile "+path+": ") {
 			t.Errorf("%s: got %v, want an error with %q", tt.profile, err, tt.want)
@@ -436,4 +426,15 @@ func BenchmarkBuildFilter(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// writeProfile writes a seccomp profile into a file of the test's own and
+// returns its path, for --security-opt seccomp=PATH.
+func writeProfile(t *testing.T, profile string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "profile.json")
+	if err := os.WriteFile(path, []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

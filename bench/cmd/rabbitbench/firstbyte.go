@@ -8,12 +8,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rootless-containers/rootlesskit/v3/pkg/parent/idtools"
+
+	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/userns"
 )
 
 // startFirstByte measures from the start of a runtime with slirp4netns and
@@ -348,41 +351,41 @@ func slirpHostFwd(sock string, port int) error {
 const capNetBindService = 10
 
 // floorMaps is what floor 2 looks up once, outside its clock (a floor is
-// the least a runtime must do per start): the subordinate ranges, which of
-// slirp4netns's options this one has, and the path of this binary.
+// the least a runtime must do per start): the subordinate ranges and the
+// newuidmap/newgidmap arguments, as rabbitc makes them (userns.MapArgs:
+// every range of the user, back to back), which of slirp4netns's options
+// this one has (netns.Check, as rabbitc finds them), and this binary.
 type floorMaps struct {
-	uidArgs, gidArgs []string // newuidmap/newgidmap arguments after the pid
-	slirpOpts        []string
-	self             string
+	uids, gids []userns.Range
+	slirpOpts  []string
+	self       string
 }
 
 func (e *env) floor2Setup() (*floorMaps, error) {
 	e.floor2Once.Do(func() {
 		m := &floorMaps{}
-		e.floor2, e.floor2Err = m, nil
 		var err error
 		if m.self, err = os.Executable(); err != nil {
 			e.floor2Err = err
 			return
 		}
-		for _, f := range []struct {
-			file string
-			id   int
-			args *[]string
-		}{{"/etc/subuid", e.uid, &m.uidArgs}, {"/etc/subgid", e.gid, &m.gidArgs}} {
-			start, count, err := subIDRange(f.file, e.uid)
-			if err != nil {
-				e.floor2Err = err
-				return
-			}
-			*f.args = []string{"0", strconv.Itoa(f.id), "1", "1", strconv.Itoa(start), strconv.Itoa(count)}
+		u := userns.CurrentConfig()
+		if m.uids, m.gids, err = idtools.GetSubIDRanges(u.UID, u.Username); err != nil {
+			e.floor2Err = fmt.Errorf("subordinate ids of uid %d: %w", u.UID, err)
+			return
 		}
-		help, _ := exec.Command("slirp4netns", "--help").CombinedOutput()
-		for _, opt := range []string{"--enable-sandbox", "--enable-seccomp"} {
-			if bytes.Contains(help, []byte(opt)) {
-				m.slirpOpts = append(m.slirpOpts, opt)
-			}
+		feat, err := netns.Check(netns.Config{})
+		if err != nil {
+			e.floor2Err = err
+			return
 		}
+		if feat.EnableSandbox {
+			m.slirpOpts = append(m.slirpOpts, "--enable-sandbox")
+		}
+		if feat.EnableSeccomp {
+			m.slirpOpts = append(m.slirpOpts, "--enable-seccomp")
+		}
+		e.floor2 = m
 	})
 	return e.floor2, e.floor2Err
 }
@@ -391,42 +394,17 @@ func (e *env) floor2Setup() (*floorMaps, error) {
 // user namespace of pid, newuidmap and newgidmap at once, as rabbitc does.
 func (m *floorMaps) write(pid int) error {
 	run := func(tool string, args []string) error {
-		out, err := exec.Command(tool, append([]string{strconv.Itoa(pid)}, args...)...).CombinedOutput()
+		out, err := exec.Command(tool, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: %w: %s", tool, err, oneLine(string(out)))
 		}
 		return nil
 	}
 	gidErr := make(chan error, 1)
-	go func() { gidErr <- run("newgidmap", m.gidArgs) }()
-	uidErr := run("newuidmap", m.uidArgs)
+	go func() { gidErr <- run("newgidmap", userns.MapArgs(pid, os.Getgid(), m.gids)) }()
+	uidErr := run("newuidmap", userns.MapArgs(pid, os.Getuid(), m.uids))
 	if err := <-gidErr; err != nil {
 		return err
 	}
 	return uidErr
-}
-
-// subIDRange returns the first range of /etc/subuid or /etc/subgid that
-// belongs to the user with uid (by name or number).
-func subIDRange(file string, uid int) (start, count int, err error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, 0, err
-	}
-	names := map[string]bool{strconv.Itoa(uid): true}
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		names[u.Username] = true
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(strings.TrimSpace(line), ":")
-		if len(f) != 3 || !names[f[0]] {
-			continue
-		}
-		start, err1 := strconv.Atoi(f[1])
-		count, err2 := strconv.Atoi(f[2])
-		if err1 == nil && err2 == nil && count > 0 {
-			return start, count, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("no range for uid %d in %s", uid, file)
 }
