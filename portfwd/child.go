@@ -48,7 +48,8 @@ var errStopped = errors.New("stopped")
 
 type child struct {
 	sock   int
-	wakefd int // eventfd: ctx is done
+	wakefd int    // eventfd: ctx is done
+	cc     string // congestion control for dialed TCP sockets, "" for the default
 	slow   sync.WaitGroup
 }
 
@@ -62,7 +63,20 @@ func newChild(sock *os.File) (*child, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("portfwd child: %w", os.NewSyscallError("eventfd", err))
 	}
-	return &child{sock: fd, wakefd: wakefd}, nil
+	return &child{sock: fd, wakefd: wakefd, cc: localCongestionControl()}, nil
+}
+
+// localCongestionControl returns the congestion control for the TCP
+// sockets the child dials, or "" to leave the namespace's default: every one
+// is a hop through the namespace's loopback to the container's own address
+// (see unpaced).
+func localCongestionControl() string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	return unpaced(fd)
 }
 
 func (c *child) wake() {
@@ -141,6 +155,9 @@ func (c *child) dial(req request) error {
 	}
 	if typ == unix.SOCK_STREAM {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		if c.cc != "" {
+			unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, c.cc)
+		}
 	}
 	err = unix.Connect(fd, sa)
 	if err == unix.EINPROGRESS {

@@ -167,6 +167,12 @@ func bindSocket(sp Spec) (int, error) {
 			}
 		}
 	}
+	if typ == unix.SOCK_STREAM && ip.IsLoopback() {
+		// Every client is on this machine: no pacing (inherited by the
+		// accepted sockets). A listener on another address keeps the host's
+		// default, its clients may be far.
+		unpaced(fd)
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		return -1, opErr("bind", err)
