@@ -222,6 +222,7 @@ func machineInfo(e *env) []string {
 		}, "; "),
 		"method: " + mode,
 		autogroupNote(),
+		congestionNote(),
 		os.Getenv("RABBITC_BENCH_NOTE"),
 	}
 }
@@ -239,6 +240,23 @@ func autogroupNote() string {
 	}
 	return "scheduler: kernel.sched_autogroup_enabled=" + strings.TrimSpace(string(b)) +
 		" (autogroups on: each session is a scheduling group); in the forwarding measurements every server payload ran in a session of its own, as under a container runtime, and wrk, iperf3 and every forwarder in the bench's session"
+}
+
+// congestionNote gives the host's default TCP congestion control, which every
+// new network namespace inherits: with a pacing one (bbr) each forwarder's
+// sockets pay for pacing unless they choose otherwise, as rabbitc's loopback
+// hops do (portfwd.unpaced).
+func congestionNote() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		return "tcp: default congestion control unknown (" + err.Error() + ")"
+	}
+	cc := strings.TrimSpace(string(b))
+	note := "tcp: net.ipv4.tcp_congestion_control=" + cc + " (new network namespaces inherit it)"
+	if strings.HasPrefix(cc, "bbr") {
+		note += "; rabbitc's forwarder gives its loopback hops cubic (no pacing), the peers keep " + cc
+	}
+	return note
 }
 
 func pkgVersion(pkg string) string {
