@@ -49,7 +49,7 @@ var errStopped = errors.New("stopped")
 type child struct {
 	sock   int
 	wakefd int    // eventfd: ctx is done
-	cc     string // congestion control for dialed TCP sockets, "" for the default
+	cc     string // for the TCP sockets it dials, loopback hops (unpaced); "" for the default
 	slow   sync.WaitGroup
 }
 
@@ -63,20 +63,7 @@ func newChild(sock *os.File) (*child, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("portfwd child: %w", os.NewSyscallError("eventfd", err))
 	}
-	return &child{sock: fd, wakefd: wakefd, cc: localCongestionControl()}, nil
-}
-
-// localCongestionControl returns the congestion control for the TCP
-// sockets the child dials, or "" to leave the namespace's default: every one
-// is a hop through the namespace's loopback to the container's own address
-// (see unpaced).
-func localCongestionControl() string {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return ""
-	}
-	defer unix.Close(fd)
-	return unpaced(fd)
+	return &child{sock: fd, wakefd: wakefd, cc: unpacedChoice()}, nil
 }
 
 func (c *child) wake() {

@@ -1,16 +1,18 @@
 package portfwd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,9 +23,10 @@ const skipBBR = 3
 const pacingEnv = "PORTFWD_TEST_PACING"
 
 // TestLoopbackHopsUnpaced checks that, where the network namespace's default
-// congestion control is BBR (which paces), the sockets the child dials and
-// those accepted on a loopback listener take one that does not, while a
-// listener on another address keeps the default. It runs the pacing role in
+// congestion control is BBR (which paces), the forwarder's loopback hops take
+// one that does not: the sockets the child dials, and those accepted at a
+// loopback address (on a loopback listener or on 0.0.0.0), while a
+// connection to 0.0.0.0 at another address keeps the default. It runs the pacing role in
 // a network namespace of its own whose default it sets to bbr.
 func TestLoopbackHopsUnpaced(t *testing.T) {
 	if os.Getenv(pacingEnv) != "" {
@@ -54,9 +57,22 @@ func TestLoopbackHopsUnpaced(t *testing.T) {
 	t.Logf("%s", out)
 }
 
-// pacingRole runs in a new user and network namespace as its root.
+// pacingRole runs in a new user and network namespace as its root: a
+// forwarder (Listen, Serve, ServeChild in this process) publishes a backend
+// on 127.0.0.1 and on 0.0.0.0, clients connect to each at 127.0.0.1 and to
+// the latter also at a second address of lo, and the namespace's socket
+// table (sock_diag, which gives BBR's state only for a BBR socket) tells
+// which sockets pace.
 func pacingRole() error {
-	if err := setLinkUp("lo"); err != nil {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return err
+	}
+	other := netip.MustParseAddr("10.1.2.3") // a local address, not loopback
+	if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: other.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
 		return err
 	}
 	const knob = "/proc/sys/net/ipv4/tcp_congestion_control"
@@ -64,11 +80,18 @@ func pacingRole() error {
 		fmt.Println(err)
 		os.Exit(skipBBR)
 	}
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
+
+	backend, err := net.Listen("tcp4", "0.0.0.0:0")
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
+	var held []net.Conn // every connection stays open until the check
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
 	go func() {
 		for {
 			c, err := backend.Accept()
@@ -78,92 +101,91 @@ func pacingRole() error {
 			defer c.Close()
 		}
 	}()
-	port := backend.Addr().(*net.TCPAddr).Port
+	backendPort := backend.Addr().(*net.TCPAddr).Port
+	l, err := Listen([]Spec{
+		{Proto: "tcp", HostIP: "127.0.0.1", HostPort: 0, ContainerPort: backendPort},
+		{Proto: "tcp", HostIP: "0.0.0.0", HostPort: 0, ContainerPort: backendPort},
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	parent, child, err := NewSocketpair()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ServeChild(ctx, child)
+	l.Serve(ctx, parent, "127.0.0.1")
+	var ports [2]int
+	for i, ln := range l.lns {
+		sa, err := unix.Getsockname(ln.fd)
+		if err != nil {
+			return err
+		}
+		ports[i] = sa.(*unix.SockaddrInet4).Port
+	}
 
-	// The child's dial, through newChild as the sandbox makes it.
-	parent, childEnd, err := NewSocketpair()
-	if err != nil {
-		return err
-	}
-	c, err := newChild(childEnd)
-	if err != nil {
-		return err
-	}
-	if err := c.dial(request{id: 1, proto: 't', addr: netip.MustParseAddr("127.0.0.1"), port: uint16(port)}); err != nil {
-		return err
-	}
-	buf, oob := make([]byte, maxReplySize), make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(parent.Fd()), buf, oob, 0)
-	if err != nil {
-		return err
-	}
-	fd := receivedFD(oob[:oobn])
-	if fd < 0 {
-		return fmt.Errorf("the child's reply carries no socket")
-	}
-	if err := wantCC(fd, "the socket the child dialed", false); err != nil {
-		return err
-	}
-	unix.Close(fd)
-
-	// Listeners: on loopback unpaced, on 0.0.0.0 the namespace's default.
-	for _, tc := range []struct {
-		ip    string
+	// Each client: the address it connects to, and whether the forwarder's
+	// end of its connection should pace.
+	clients := []struct {
+		addr  netip.AddrPort
 		paced bool
-	}{{"127.0.0.1", false}, {"0.0.0.0", true}} {
-		lfd, err := bindSocket(Spec{Proto: "tcp", HostIP: tc.ip, HostPort: 0, ContainerPort: 80})
-		if err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(lfd)
-		if err != nil {
-			return err
-		}
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port))
-		if err != nil {
-			return err
-		}
-		afd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
-		if err != nil {
-			return err
-		}
-		if err := wantCC(afd, "a socket accepted on "+tc.ip, tc.paced); err != nil {
-			return err
-		}
-		conn.Close()
-		unix.Close(afd)
-		unix.Close(lfd)
+	}{
+		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ports[0])), false},
+		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ports[1])), false},
+		{netip.AddrPortFrom(other, uint16(ports[1])), true},
 	}
-	return nil
-}
+	want := map[uint16]bool{} // the client's port -> the accepted socket paces
+	for _, c := range clients {
+		conn, err := net.Dial("tcp4", c.addr.String())
+		if err != nil {
+			return err
+		}
+		held = append(held, conn)
+		want[uint16(conn.LocalAddr().(*net.TCPAddr).Port)] = c.paced
+	}
+	for deadline := time.Now().Add(5 * time.Second); l.Stats().Conns < len(clients); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the forwarder has %d connections, want %d", l.Stats().Conns, len(clients))
+		}
+	}
 
-// wantCC checks the congestion control of fd: bbr when paced, else another.
-func wantCC(fd int, what string, paced bool) error {
-	cc, err := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+	socks, err := netlink.SocketDiagTCPInfo(unix.AF_INET)
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(cc, "bbr") != paced {
-		return fmt.Errorf("%s has congestion control %q, want bbr=%v", what, cc, paced)
+	accepted, dialed := 0, 0
+	for _, s := range socks {
+		id, paced := s.InetDiagMsg.ID, s.TCPBBRInfo != nil
+		switch {
+		case s.InetDiagMsg.State != unix.BPF_TCP_ESTABLISHED:
+		case id.SourcePort == uint16(ports[0]) || id.SourcePort == uint16(ports[1]):
+			w, ok := want[id.DestinationPort]
+			if !ok {
+				return fmt.Errorf("an accepted socket from unknown port %d", id.DestinationPort)
+			}
+			if paced != w {
+				return fmt.Errorf("the forwarder's socket for %v:%d -> %v:%d paces: %v, want %v", id.Destination, id.DestinationPort, id.Source, id.SourcePort, paced, w)
+			}
+			accepted++
+		case id.DestinationPort == uint16(backendPort):
+			if paced {
+				return fmt.Errorf("the child's socket %v:%d -> %v:%d paces", id.Source, id.SourcePort, id.Destination, id.DestinationPort)
+			}
+			dialed++
+		}
 	}
-	fmt.Printf("%s: %s\n", what, cc)
+	if accepted != len(clients) || dialed != len(clients) {
+		return fmt.Errorf("found %d accepted and %d dialed sockets, want %d of each", accepted, dialed, len(clients))
+	}
+	// The check itself can tell: the backend's own sockets keep bbr.
+	for _, s := range socks {
+		if s.InetDiagMsg.ID.SourcePort == uint16(backendPort) && s.InetDiagMsg.State == unix.BPF_TCP_ESTABLISHED && s.TCPBBRInfo == nil {
+			return fmt.Errorf("the backend's socket does not pace: sock_diag shows no BBR state")
+		}
+	}
+	fmt.Printf("%d accepted and %d dialed sockets as expected\n", accepted, dialed)
 	return nil
-}
-
-// setLinkUp sets IFF_UP on the named link.
-func setLinkUp(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

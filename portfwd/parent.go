@@ -93,6 +93,10 @@ type listener struct {
 	// pktinfo is set on a UDP listener bound to 0.0.0.0 or ::: it learns
 	// each datagram's destination address (IP_PKTINFO), and replies from it.
 	pktinfo bool
+	// localCC is set on a TCP listener bound to 0.0.0.0 or :: where the
+	// default congestion control paces: the one its connections reached at
+	// a loopback address take (see unpaced).
+	localCC string
 }
 
 // Listen binds every host socket of specs now, before anything else starts,
@@ -107,7 +111,11 @@ func Listen(specs []Spec) (*Listeners, error) {
 			return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
 		}
 		ip, _ := netip.ParseAddr(sp.HostIP)
-		l.lns = append(l.lns, &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()})
+		ln := &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()}
+		if sp.Proto == "tcp" && ip.IsUnspecified() {
+			ln.localCC = unpacedChoice()
+		}
+		l.lns = append(l.lns, ln)
 	}
 	return l, nil
 }
@@ -169,8 +177,10 @@ func bindSocket(sp Spec) (int, error) {
 	}
 	if typ == unix.SOCK_STREAM && ip.IsLoopback() {
 		// Every client is on this machine: no pacing (inherited by the
-		// accepted sockets). A listener on another address keeps the host's
-		// default, its clients may be far.
+		// accepted sockets). A listener on 0.0.0.0 or :: keeps the host's
+		// default and unpaces the connections reached at a loopback
+		// address (localCC); one on another address keeps it for all, its
+		// clients may be far.
 		unpaced(fd)
 	}
 	if err := unix.Bind(fd, sa); err != nil {

@@ -2,6 +2,7 @@ package portfwd
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,9 @@ func (lp *loop) accept(ln *listener) {
 		}
 		ln.backoff = 0
 		lp.l.stats.accepted.Add(1) // TCP_NODELAY is inherited from the listener
+		if ln.localCC != "" && loopbackConn(fd) {
+			unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, ln.localCC)
+		}
 		lp.dial(ln, pendingDial{ln: ln, fd: fd})
 	}
 	lp.requeue(ln.slot) // used up its turn: more may wait, with no new edge to tell
@@ -72,6 +76,18 @@ func accept4(fd int) (int, error) {
 		return -1, errno
 	}
 	return int(nfd), nil
+}
+
+// loopbackConn reports whether the connected socket fd was reached at a
+// loopback address, so that its client is on this machine.
+func loopbackConn(fd int) bool {
+	switch sa, _ := unix.Getsockname(fd); sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return sa.Addr[0] == 127
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(sa.Addr).IsLoopback()
+	}
+	return false
 }
 
 // startPair starts forwarding between the client socket and the socket the
@@ -292,4 +308,15 @@ func unpaced(fd int) string {
 		}
 	}
 	return ""
+}
+
+// unpacedChoice returns the congestion control unpaced gives a new TCP socket
+// of this network namespace, or "" when it leaves it alone.
+func unpacedChoice() string {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	return unpaced(fd)
 }
