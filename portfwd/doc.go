@@ -23,6 +23,10 @@
 // the container's own address (never 127.0.0.1, so that a remote client is
 // never mistaken for a local one inside the container).
 //
+// A TCP dial the container refuses waits, until its timeout, for the target
+// to listen when it never has (the container is still starting); once a
+// dial has reached it, refused means refused (see child.wait).
+//
 // Each dial has a timeout in the child (DialTimeout), and the parent gives
 // up a dial the child has not answered a little after it, so a stopped
 // sandbox leaves no client waiting for ever. A UDP listener on 0.0.0.0 or ::

@@ -129,6 +129,12 @@ func echoServer(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveEcho(t, ln)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serveEcho serves ln as echoServer does until the test ends or ln closes.
+func serveEcho(t *testing.T, ln net.Listener) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -157,7 +163,6 @@ func echoServer(t *testing.T) int {
 			}()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // roundTrip sends data, half-closes, and checks the echo and the trailer.
@@ -417,9 +422,12 @@ func TestResetClient(t *testing.T) {
 	}
 }
 
+// TestDialRefused: a container port that has never listened keeps the
+// client waiting for its server until the dial's timeout, then resets it.
 func TestDialRefused(t *testing.T) {
 	dead := freePort(t, "tcp", "127.0.0.1") // nobody listens there
-	f := startFwd(t, "tcp", "127.0.0.1", dead)
+	f := startFwd(t, "tcp", "127.0.0.1", dead, func(l *Listeners) { l.DialTimeout = 300 * time.Millisecond })
+	start := time.Now()
 	c, err := net.Dial("tcp", f.addr())
 	if err == nil { // else the reset came before connect returned
 		defer c.Close()
@@ -429,12 +437,64 @@ func TestDialRefused(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client got %v, want a reset when the container refuses", err)
 	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Errorf("reset after %v, want it after the dial's timeout (300ms) and before the parent gives up", d)
+	}
 	err = f.nextError(t, "the refused dial")
 	if want := "dial 127.0.0.1:" + strconv.Itoa(dead) + " in the container: connection refused"; !strings.HasSuffix(err.Error(), want) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("OnError got %q, want %q and the cause", err, want)
 	}
 	if st := f.l.Stats(); st.DialErrors != 1 || st.Pending != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDialWaitsForFirstListen: a client that connects before the container's
+// server listens is served once it does, not reset; once the port has
+// answered, a refused dial resets the client at once.
+func TestDialWaitsForFirstListen(t *testing.T) {
+	port := freePort(t, "tcp", "127.0.0.1")
+	f := startFwd(t, "tcp", "127.0.0.1", port, func(l *Listeners) { l.DialTimeout = 5 * time.Second })
+	const late = 200 * time.Millisecond
+	start := time.Now()
+	done := make(chan error, 2)
+	for range 2 { // two clients waiting on the same port
+		go func() { done <- roundTrip(f.addr(), []byte("early")) }()
+	}
+	time.Sleep(late)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	serveEcho(t, ln)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("early client: %v", err)
+		}
+	}
+	if d := time.Since(start); d < late {
+		t.Errorf("served after %v, before the server listened", d)
+	}
+	if st := f.l.Stats(); st.DialErrors != 0 {
+		t.Errorf("stats %+v, want no dial error", st)
+	}
+
+	ln.Close() // the server is gone: refused now means refused
+	start = time.Now()
+	c, err := net.Dial("tcp", f.addr())
+	if err == nil {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client got %v, want a reset", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("reset after %v; a port that has answered once is not waited for", d)
+	}
+	if err := f.nextError(t, "the refused dial"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("OnError got %v, want connection refused", err)
 	}
 }
 

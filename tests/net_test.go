@@ -86,6 +86,52 @@ func TestSeedServerPublished(t *testing.T) {
 	}
 }
 
+// A client that connects while the container starts, before its server
+// listens, is served on that connection once the server is up, instead of
+// being reset (the port is published before the payload starts); a port
+// that has answered once resets at once when nothing listens any more.
+func TestPublishEarlyClientWaits(t *testing.T) {
+	requireNet(t)
+	port := freePort(t, 1)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	p := start(t, opts{}, rc("--publish", fmt.Sprintf("127.0.0.1:%d:80", port), "--", "/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1; /bin/server & pid=$!; sleep 2; kill $pid; while :; do sleep 1; done")...)
+	var conn net.Conn
+	for deadline := time.Now().Add(10 * time.Second); conn == nil; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) || p.exited() {
+			t.Fatalf("port %d never accepted a connection:\n%s", port, p.res)
+		}
+		conn, _ = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	sent := time.Now()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+	b, err := io.ReadAll(conn)
+	conn.Close()
+	if err != nil || !strings.HasSuffix(string(b), seedAnswer) {
+		t.Fatalf("the first connection got %q, %v; want the server's answer once it listens", b, err)
+	}
+	if d := time.Since(sent); d < 500*time.Millisecond {
+		t.Errorf("answered after %v: the connection did not come before the server (sleep 1)", d)
+	}
+	// The server is killed 2 s after it started: from then on, refused.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := httpGet(url); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still answers 10 s after the server was killed", url)
+		}
+	}
+	start := time.Now()
+	if _, err := httpGet(url); err == nil {
+		t.Fatalf("%s answered with no server", url)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a refused connection took %v; the port answered before, so it should be reset at once", d)
+	}
+	stop(t, p)
+}
+
 // With slirp4netns: tap0 at 10.0.2.100 with MTU 65520 (or --mtu), lo up,
 // resolv.conf pointing at slirp's DNS, /etc/hosts naming the container.
 func TestSlirpInterface(t *testing.T) {
