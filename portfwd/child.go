@@ -222,6 +222,13 @@ func (c *child) connected(req request, fd int) error {
 	return c.reply(reply{id: req.id}, fd)
 }
 
+// maxWaiting bounds the dials waiting for one target's first listen; more
+// are refused at once. Waiting dials count against the parent's maxPending,
+// which pauses accepting on every port: a flood of connections to a port
+// whose server never comes would otherwise hold the others up for the
+// dial's timeout.
+const maxWaiting = 64
+
 // wait queues a TCP dial the container refused, when its target has never
 // listened, and reports whether it did: a connection that arrives while the
 // container starts, before its server listens, waits for the server instead
@@ -250,6 +257,9 @@ func (c *child) wait(req request, deadline time.Time) bool {
 		return false
 	}
 	list, busy := c.waiting[t]
+	if len(list) >= maxWaiting {
+		return false
+	}
 	c.waiting[t] = append(list, waitingDial{req: req, deadline: deadline})
 	if !busy {
 		c.slow.Add(1)

@@ -449,6 +449,39 @@ func TestDialRefused(t *testing.T) {
 	}
 }
 
+// TestDialWaitLimit: beyond maxWaiting clients waiting for a port's first
+// listen, a refused dial resets its client at once.
+func TestDialWaitLimit(t *testing.T) {
+	dead := freePort(t, "tcp", "127.0.0.1")
+	f := startFwd(t, "tcp", "127.0.0.1", dead, func(l *Listeners) { l.DialTimeout = 3 * time.Second })
+	var conns []net.Conn
+	for range maxWaiting {
+		c, err := net.Dial("tcp", f.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitFor(t, "the dials to wait", func() bool { return f.l.Stats().Pending == maxWaiting })
+	start := time.Now()
+	c, err := net.Dial("tcp", f.addr())
+	if err == nil {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("client %d got %v, want a reset", maxWaiting+1, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("client %d was reset after %v, want at once", maxWaiting+1, d)
+	}
+	if st := f.l.Stats(); st.Pending != maxWaiting {
+		t.Errorf("stats %+v, want %d dials still waiting", st, maxWaiting)
+	}
+}
+
 // TestDialWaitsForFirstListen: a client that connects before the container's
 // server listens is served once it does, not reset; once the port has
 // answered, a refused dial resets the client at once.
