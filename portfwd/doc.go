@@ -24,8 +24,9 @@
 // never mistaken for a local one inside the container).
 //
 // A TCP dial the container refuses waits, until its timeout, for the target
-// to listen when it never has (the container is still starting); once a
-// dial has reached it, refused means refused (see child.wait).
+// to listen when it never has (the container is still starting; at most
+// maxWaiting a target); once a dial has reached it, refused means refused
+// (see child.wait).
 //
 // Each dial has a timeout in the child (DialTimeout), and the parent gives
 // up a dial the child has not answered a little after it, so a stopped
