@@ -253,8 +253,11 @@ func congestionNote() string {
 	}
 	cc := strings.TrimSpace(string(b))
 	note := "tcp: net.ipv4.tcp_congestion_control=" + cc + " (new network namespaces inherit it)"
+	if allowed, err := os.ReadFile("/proc/sys/net/ipv4/tcp_allowed_congestion_control"); err == nil {
+		note += ", tcp_allowed_congestion_control=" + strings.TrimSpace(string(allowed))
+	}
 	if strings.HasPrefix(cc, "bbr") {
-		note += "; rabbitc's forwarder gives its loopback hops cubic (no pacing), the peers keep " + cc
+		note += "; rabbitc's forwarder gives its loopback hops cubic (reno on the host's side where cubic is not allowed; no pacing either way), the peers keep " + cc
 	}
 	return note
 }
