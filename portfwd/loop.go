@@ -103,9 +103,10 @@ import (
 // same binary vary by 30% with where the softirqs happen to run. Where the
 // host's default congestion control is BBR (this machine's), every send
 // also armed pacing timers (tcp_pace_kick, 7% of the profile with 4
-// streams): the forwarder's loopback hops now use cubic instead (unpaced in
-// tcp.go), which took CPU per GB with 4 streams into the container from
-// 0.67-0.77x RootlessKit's over six full bench runs to 0.56-0.60x.
+// streams): the forwarder's loopback hops now use cubic or reno instead
+// (unpaced in tcp.go), which took CPU per GB with 4 streams into the
+// container from 0.67-0.77x RootlessKit's over six full bench runs to
+// 0.54-0.60x.
 
 const (
 	maxEvents = 256
