@@ -165,6 +165,20 @@ func serveEcho(t *testing.T, ln net.Listener) {
 	}()
 }
 
+// readReset connects to addr and reads until the forwarder ends the
+// connection; it returns the error that ended it (ECONNRESET when the
+// forwarder reset the client, possibly already at connect).
+func readReset(addr string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	return err
+}
+
 // roundTrip sends data, half-closes, and checks the echo and the trailer.
 func roundTrip(addr string, data []byte) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -428,12 +442,7 @@ func TestDialRefused(t *testing.T) {
 	dead := freePort(t, "tcp", "127.0.0.1") // nobody listens there
 	f := startFwd(t, "tcp", "127.0.0.1", dead, func(l *Listeners) { l.DialTimeout = 300 * time.Millisecond })
 	start := time.Now()
-	c, err := net.Dial("tcp", f.addr())
-	if err == nil { // else the reset came before connect returned
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-	}
+	err := readReset(f.addr())
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client got %v, want a reset when the container refuses", err)
 	}
@@ -454,23 +463,16 @@ func TestDialRefused(t *testing.T) {
 func TestDialWaitLimit(t *testing.T) {
 	dead := freePort(t, "tcp", "127.0.0.1")
 	f := startFwd(t, "tcp", "127.0.0.1", dead, func(l *Listeners) { l.DialTimeout = 3 * time.Second })
-	var conns []net.Conn
 	for range maxWaiting {
 		c, err := net.Dial("tcp", f.addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		conns = append(conns, c)
 	}
 	waitFor(t, "the dials to wait", func() bool { return f.l.Stats().Pending == maxWaiting })
 	start := time.Now()
-	c, err := net.Dial("tcp", f.addr())
-	if err == nil {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-	}
+	err := readReset(f.addr())
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client %d got %v, want a reset", maxWaiting+1, err)
 	}
@@ -514,12 +516,7 @@ func TestDialWaitsForFirstListen(t *testing.T) {
 
 	ln.Close() // the server is gone: refused now means refused
 	start = time.Now()
-	c, err := net.Dial("tcp", f.addr())
-	if err == nil {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-	}
+	err = readReset(f.addr())
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client got %v, want a reset", err)
 	}

@@ -16,7 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The pacing role exits with skipBBR when this kernel has no BBR.
+// The pacing role exits with skipBBR when it cannot make bbr its namespace's
+// default: no BBR in this kernel, or bbr not in the host's
+// net.ipv4.tcp_allowed_congestion_control (a namespace other than the
+// host's may only default to an allowed one; the host's default is).
 const skipBBR = 3
 
 // pacingEnv set: the test binary is the pacing role.
@@ -48,7 +51,7 @@ func TestLoopbackHopsUnpaced(t *testing.T) {
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit) && exit.ExitCode() == skipBBR:
-		t.Skipf("no BBR congestion control on this kernel (modprobe tcp_bbr as root): %s", out)
+		t.Skipf("cannot make bbr a network namespace's default: %s(as root: modprobe tcp_bbr, and add bbr to net.ipv4.tcp_allowed_congestion_control, which a namespace's default must be in; .ci/run does both)", out)
 	case err != nil && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSPC)):
 		t.Skipf("no unprivileged user namespaces: %v", err)
 	case err != nil:

@@ -104,6 +104,7 @@ type listener struct {
 // sockets bound so far are closed and nothing is left behind.
 func Listen(specs []Spec) (*Listeners, error) {
 	l := &Listeners{wakefd: -1, done: make(chan struct{})}
+	localCC, probed := "", false // one probe for every wildcard listener
 	for _, sp := range specs {
 		fd, err := bindSocket(sp)
 		if err != nil {
@@ -113,7 +114,10 @@ func Listen(specs []Spec) (*Listeners, error) {
 		ip, _ := netip.ParseAddr(sp.HostIP)
 		ln := &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()}
 		if sp.Proto == "tcp" && ip.IsUnspecified() {
-			ln.localCC = unpacedChoice()
+			if !probed {
+				localCC, probed = unpacedChoice(), true
+			}
+			ln.localCC = localCC
 		}
 		l.lns = append(l.lns, ln)
 	}

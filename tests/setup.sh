@@ -63,10 +63,6 @@ check_as_user() {
 		echo "  sudo apt-get install -y $pkgs" >&2
 		ok=1
 	fi
-	# portfwd.TestLoopbackHopsUnpaced makes bbr a network namespace's default,
-	# which cannot load the module from inside a user namespace. Loading it
-	# changes no default.
-	modprobe tcp_bbr 2>/dev/null || true
 	if ! command -v go >/dev/null; then
 		echo "setup: go not found: install Go 1.26 to /usr/local/go (https://go.dev/dl/)" >&2
 		ok=1
