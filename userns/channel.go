@@ -19,7 +19,7 @@ import (
 //	  | -- Spec ---------------------> | (the maps are written meanwhile)
 //	  |                                | starts init ------------> |
 //	  | <---------------- ChildHello | (its parent-death handler is armed)
-//	  | <------------- InitStarted{Pid} | closes its end
+//	  | <------ InitStarted{Pid} [pidfd] | closes its end
 //	  | -- Spec -------------------------------------------------> |
 //	  |    (only once the maps are written)                        |
 //	  | <------------------------------------- InitReady [pty fd] |
@@ -251,15 +251,25 @@ func (c *Channel) WaitSpec(v any) error {
 	return nil
 }
 
-// SendInitStarted reports init's pid as the host sees it.
-func (c *Channel) SendInitStarted(pid int) error {
+// SendInitStarted reports init's pid as the host sees it, with a pidfd of
+// init: the parent kills the container through it should the sandbox die
+// first (a payload can clear the parent-death signal that would end it).
+func (c *Channel) SendInitStarted(pid int, pidfd *os.File) error {
+	if pidfd != nil {
+		return c.send(Message{Type: msgInitStarted, Pid: pid}, pidfd)
+	}
 	return c.send(Message{Type: msgInitStarted, Pid: pid})
 }
 
-// WaitInitStarted returns init's host pid.
-func (c *Channel) WaitInitStarted() (int, error) {
-	m, _, err := c.waitFor(msgInitStarted)
-	return m.Pid, err
+// WaitInitStarted returns init's host pid and its pidfd (nil if the
+// sandbox had none).
+func (c *Channel) WaitInitStarted() (int, *Pidfd, error) {
+	m, files, err := c.waitFor(msgInitStarted)
+	if err != nil || len(files) == 0 {
+		return m.Pid, nil, err
+	}
+	closeAll(files[1:])
+	return m.Pid, NewPidfd(files[0]), nil
 }
 
 // SendInitReady reports that the root is pivoted and the payload can start;

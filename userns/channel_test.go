@@ -37,11 +37,23 @@ func TestChannelRoundTrip(t *testing.T) {
 	if err := c.WaitSpec(&got); err != nil || len(got.Args) != 1 || got.Args[0] != "true" {
 		t.Fatalf("WaitSpec of a raw spec = %v, %v", got, err)
 	}
-	if err := c.SendInitStarted(4242); err != nil {
+	if err := c.SendInitStarted(4242, nil); err != nil {
 		t.Fatal(err)
 	}
-	if pid, err := p.WaitInitStarted(); err != nil || pid != 4242 {
-		t.Fatalf("WaitInitStarted = %d, %v", pid, err)
+	if pid, pfd, err := p.WaitInitStarted(); err != nil || pid != 4242 || pfd != nil {
+		t.Fatalf("WaitInitStarted = %d, %v, %v", pid, pfd, err)
+	}
+	// with a pidfd: ours, which must arrive as a working handle
+	self, err := OpenPidfd(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendInitStarted(4243, self.File()); err != nil {
+		t.Fatal(err)
+	}
+	self.Close()
+	if pid, pfd, err := p.WaitInitStarted(); err != nil || pid != 4243 || pfd == nil || pfd.Signal(0) != nil || pfd.Exited() {
+		t.Fatalf("WaitInitStarted with a pidfd = %d, %v, %v", pid, pfd, err)
 	}
 	r, w, _ := os.Pipe()
 	defer r.Close()
@@ -63,7 +75,7 @@ func TestChannelRoundTrip(t *testing.T) {
 	if err := c.SendInitReady(nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.WaitInitStarted(); err == nil {
+	if _, _, err := p.WaitInitStarted(); err == nil {
 		t.Fatal("WaitInitStarted accepted InitReady")
 	}
 	// an Error becomes a StageError

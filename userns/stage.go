@@ -20,9 +20,10 @@ const (
 
 // Process is a stage started with a parent-death signal, and waited for.
 type Process struct {
-	Cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	Cmd   *exec.Cmd
+	pidfd *Pidfd // nil where the kernel has no CLONE_PIDFD (before 5.2)
+	done  chan struct{}
+	err   error
 }
 
 // Start starts cmd from the calling goroutine, which must be locked to its
@@ -35,16 +36,27 @@ func Start(cmd *exec.Cmd, pdeathsig syscall.Signal) (*Process, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = pdeathsig
+	// A pidfd from the clone itself (Go's os package takes one anyway and
+	// dups it for us), so no pid reuse can come between start and handle.
+	pidfd := -1
+	cmd.SysProcAttr.PidFD = &pidfd
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
+	if pidfd >= 0 {
+		p.pidfd = NewPidfd(os.NewFile(uintptr(pidfd), "pidfd"))
+	}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
 }
+
+// Pidfd is a handle on the child that outlives its reaping (nil on a
+// kernel without pidfds).
+func (p *Process) Pidfd() *Pidfd { return p.pidfd }
 
 // Pid is the child's pid as this process sees it.
 func (p *Process) Pid() int { return p.Cmd.Process.Pid }

@@ -19,7 +19,8 @@
 // itself (`rabbitc init direct`, new user and PID namespaces, the others
 // unshared by init while the maps are written) and a watchdog
 // (`rabbitc init watchdog`, watchdog.go) takes over the sandbox's other
-// job, removing the state when rabbitc is killed: one Go runtime start less
+// job, ending the container through a pidfd of init and removing the state
+// when rabbitc is killed: one Go runtime start less
 // in front of the payload (runner.startChild says why and what it saves).
 // With --init, init execs `rabbitc init reaper` from a sealed copy of the
 // binary instead of the payload (reaper.go), which stays PID 1 and starts

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rabbitc/rabbitc/userns"
 )
 
 // ps and stop read the per-container state directories: the start of the
@@ -105,33 +107,54 @@ func findState(id string) (state, error) {
 
 // stopContainer asks the container's rabbitc to end it (SIGTERM, which it
 // forwards to the payload) and, if the payload is still there after
-// timeout, kills the payload; it returns once rabbitc has exited.
+// timeout, kills the payload; it returns once rabbitc has exited. Both are
+// reached through pidfds opened from the state and checked against the
+// start times it recorded, so a pid that a stranger reused since is never
+// signalled.
 func stopContainer(st state, timeout time.Duration) error {
-	if err := syscall.Kill(st.ParentPid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	parent, err := openChecked(st.ParentPid, st.ParentTime)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", st.ID[:12], err)
+	}
+	if parent == nil {
+		return nil // gone already
+	}
+	defer parent.Close()
+	if err := parent.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("stop %s: signal rabbitc %d: %w", st.ID[:12], st.ParentPid, err)
 	}
-	if waitGone(&st, timeout) {
+	if parent.Wait(timeout) {
 		return nil
 	}
-	if st.InitPid > 0 {
-		syscall.Kill(st.InitPid, syscall.SIGKILL)
+	if init, _ := openChecked(st.InitPid, st.InitTime); init != nil {
+		init.Signal(syscall.SIGKILL)
+		init.Close()
 	}
-	if waitGone(&st, 5*time.Second) {
+	if parent.Wait(5 * time.Second) {
 		return nil
 	}
 	return fmt.Errorf("stop %s: rabbitc %d still runs after SIGKILL to the payload %d", st.ID[:12], st.ParentPid, st.InitPid)
 }
 
-// waitGone waits up to d for the container's rabbitc to exit.
-func waitGone(st *state, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for st.alive() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
+// openChecked opens a pidfd for pid and checks, once it holds it, that the
+// process is the one that started at startTime: nil (and no error) when
+// that process is gone, whether or not its pid was reused.
+func openChecked(pid int, startTime uint64) (*userns.Pidfd, error) {
+	if pid <= 0 || startTime == 0 {
+		return nil, nil
 	}
-	return true
+	p, err := userns.OpenPidfd(pid)
+	if errors.Is(err, syscall.ESRCH) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if procStartTime(pid) != startTime {
+		p.Close()
+		return nil, nil
+	}
+	return p, nil
 }
 
 func printStates(w io.Writer, sts []state, quiet bool, now time.Time) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -72,6 +73,7 @@ type runner struct {
 	watchdog  *watchdogStart  // without a sandbox: started while init sets up
 	stateOK   bool            // state.json was written
 	initPid   int
+	init      *userns.Pidfd // init, PID 1 of the container: killing it ends the whole PID namespace
 	slirp     *netns.Slirp
 	listeners *portfwd.Listeners
 	console   *console
@@ -190,8 +192,8 @@ func (r *runner) run() (code int, err error) {
 		defer r.slirp.Stop()
 	}
 	if r.noSandbox {
-		r.initPid = r.child.Pid()
-	} else if r.initPid, err = ch.WaitInitStarted(); err != nil {
+		r.initPid, r.init = r.child.Pid(), r.child.Pidfd()
+	} else if r.initPid, r.init, err = ch.WaitInitStarted(); err != nil {
 		return 0, r.setupErr(err)
 	}
 	if err := ch.SendSpec(json.RawMessage(initSpec)); err != nil {
@@ -201,7 +203,7 @@ func (r *runner) run() (code int, err error) {
 	// The watchdog starts while init sets up the root, on the CPU rabbitc
 	// leaves idle meanwhile; it must be there before the state.
 	if r.noSandbox {
-		r.watchdog = startWatchdogAsync(s.StateDir)
+		r.watchdog = startWatchdogAsync(s.StateDir, r.init)
 	}
 	defer r.endState()
 	var start *startSpec
@@ -240,6 +242,14 @@ func (r *runner) run() (code int, err error) {
 	// payload: one that arrives while init is still execing is delivered
 	// right after, instead of aborting a container that is already running.
 	<-notified
+	// No payload before its guard: without a sandbox, the watchdog is what
+	// ends the container should rabbitc be killed (the payload may clear
+	// the parent-death signal init had). Its fork is long done by now.
+	if r.watchdog != nil {
+		if _, err := r.watchdog.get(); err != nil {
+			return 0, r.setupErr(err)
+		}
+	}
 	setupDone <- struct{}{}
 	if r.killedBy.Load() != 0 {
 		return 0, r.setupErr(nil)
@@ -255,19 +265,13 @@ func (r *runner) run() (code int, err error) {
 	return r.wait()
 }
 
-// recordState writes the state of the running container; without a
-// sandbox, once the watchdog is there to remove it should rabbitc die. It
-// is best effort: a full disk, or no process left to start, must not stop a
-// running container, so a failure is a warning. The state comes only now:
-// a start-up that fails or is killed has nothing on disk to clean up, and
-// the start-up writes nothing on the host.
+// recordState writes the state of the running container (without a
+// sandbox, the watchdog is there to remove it should rabbitc die). It is
+// best effort: a full disk must not stop a running container, so a failure
+// is a warning. The state comes only now: a start-up that fails or is
+// killed has nothing on disk to clean up, and the start-up writes nothing on
+// the host.
 func (r *runner) recordState() {
-	if r.watchdog != nil {
-		if _, err := r.watchdog.get(); err != nil {
-			fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
-			return
-		}
-	}
 	select {
 	case <-r.child.Done():
 		return // the container is over already
@@ -277,7 +281,12 @@ func (r *runner) recordState() {
 	// nothing, and rabbitc removes what it writes here at its end; only a
 	// kill -9 of rabbitc in that moment leaves it for the next rabbitc's
 	// gcStates.
-	if err := createState(r.spec, r.initPid); err != nil {
+	// Read while init's pidfd says it lives, so the pid is not a reused one.
+	initTime := procStartTime(r.initPid)
+	if r.init != nil && r.init.Exited() {
+		return
+	}
+	if err := createState(r.spec, r.initPid, initTime); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
 		return
 	}
@@ -378,6 +387,14 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 	// forwards it, and not every stage at once. Init makes a session of its
 	// own (setupStdio), which a group leader cannot.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: !r.noSandbox, AmbientCaps: userns.AmbientCaps()}
+	if !r.noSandbox {
+		// Init is the sandbox's child: should the sandbox be killed, init
+		// comes to rabbitc, which kills and reaps it (killInit) instead of
+		// leaving a zombie to a PID 1 that may not reap.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl PR_SET_CHILD_SUBREAPER: %w", err)
+		}
+	}
 	childEnds, err := r.stdio(cmd)
 	if err != nil {
 		return err
@@ -476,11 +493,19 @@ func (r *runner) setupErr(err error) error {
 }
 
 // wait forwards signals to the payload until the sandbox (or init) exits,
-// and returns the payload's exit code.
+// and returns the payload's exit code. The container never outlives its
+// guards: should the sandbox or the watchdog be killed, rabbitc ends the
+// container rather than leave it to a parent-death signal the payload may
+// have cleared.
 func (r *runner) wait() (int, error) {
-	var slirpDone <-chan struct{}
+	var slirpDone, watchdogDone <-chan struct{}
 	if r.slirp != nil {
 		slirpDone = r.slirp.Done()
+	}
+	if r.watchdog != nil {
+		if w, _ := r.watchdog.get(); w != nil {
+			watchdogDone = w.done
+		}
 	}
 	for _, sig := range r.pending {
 		r.forward(sig)
@@ -490,7 +515,13 @@ func (r *runner) wait() (int, error) {
 		select {
 		case <-r.child.Done():
 			r.trace.mark("child-exited")
+			if !r.noSandbox {
+				r.killInit() // nothing to kill, unless the sandbox was killed
+			}
 			r.waitOutputs()
+			if ps := r.child.Cmd.ProcessState; !r.noSandbox && ps != nil && !ps.Exited() {
+				return 0, fmt.Errorf("the sandbox (pid %d) was killed (%v): the container was stopped", r.child.Pid(), ps)
+			}
 			return r.child.ExitCode(), nil
 		case sig := <-r.sigc:
 			r.forward(sig)
@@ -498,13 +529,15 @@ func (r *runner) wait() (int, error) {
 				killTimer = time.After(time.Duration(r.opts.stopTimeout) * time.Second)
 			}
 		case <-killTimer:
-			unix.Kill(r.initPid, syscall.SIGKILL)
+			r.signalInit(syscall.SIGKILL)
 		case <-slirpDone:
-			slirpDone = nil
-			err := r.slirp.Err()
-			unix.Kill(r.initPid, syscall.SIGKILL)
+			r.killInit()
 			<-r.child.Done()
-			return 0, fmt.Errorf("slirp4netns exited under the running container: %v", err)
+			return 0, fmt.Errorf("slirp4netns exited under the running container: %v", r.slirp.Err())
+		case <-watchdogDone:
+			r.killInit()
+			<-r.child.Done()
+			return 0, errors.New("the watchdog was killed: the container was stopped (nothing would have ended it had rabbitc been killed)")
 		}
 	}
 }
@@ -516,7 +549,32 @@ func (r *runner) forward(sig os.Signal) {
 		r.console.resize()
 		return
 	}
-	unix.Kill(r.initPid, sig.(syscall.Signal))
+	r.signalInit(sig.(syscall.Signal))
+}
+
+// signalInit signals init, the payload, through its pidfd (so never a
+// process that reused its pid), or by pid where the kernel has no pidfds.
+func (r *runner) signalInit(sig syscall.Signal) {
+	if r.init != nil {
+		r.init.Signal(sig)
+	} else if r.initPid > 0 {
+		unix.Kill(r.initPid, sig)
+	}
+}
+
+// killInit kills init, and with it every process of the container's PID
+// namespace, and waits until they are gone. Should the sandbox have died
+// first, init was reparented to rabbitc (a child subreaper with a sandbox,
+// see startChild), which reaps it here.
+func (r *runner) killInit() {
+	if r.init == nil {
+		r.signalInit(syscall.SIGKILL)
+		return
+	}
+	r.init.Kill(5 * time.Second)
+	if !r.noSandbox {
+		r.init.Reap()
+	}
 }
 
 // waitOutputs lets the copies of the payload's output finish, bounded in
@@ -531,13 +589,20 @@ func (r *runner) waitOutputs() {
 }
 
 // stopChild makes sure nothing of the container outlives the parent's
-// return: the sandbox and, through its Pdeathsig, init and the payload (or
-// init itself, and the PID namespace with it).
+// return: init first (through its pidfd: the payload may have cleared the
+// parent-death signal that would end it with the sandbox), then the
+// sandbox.
 func (r *runner) stopChild() {
 	select {
 	case <-r.child.Done():
+		if !r.noSandbox && r.init != nil && !r.init.Exited() {
+			r.killInit()
+		}
 		return
 	default:
+	}
+	if r.init != nil {
+		r.killInit()
 	}
 	r.child.Signal(syscall.SIGKILL)
 	<-r.child.Done()

@@ -126,7 +126,11 @@ func sandboxMain(ch *userns.Channel) int {
 	if err := sb.ch.SendChildHello(); err != nil {
 		return fail(nil)
 	}
-	if err := sb.ch.SendInitStarted(p.Pid()); err != nil {
+	var pidfd *os.File
+	if p.Pidfd() != nil {
+		pidfd = p.Pidfd().File()
+	}
+	if err := sb.ch.SendInitStarted(p.Pid(), pidfd); err != nil {
 		return fail(nil)
 	}
 	sb.ch.Close() // from here on init alone holds the child end

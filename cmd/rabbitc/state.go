@@ -32,6 +32,7 @@ type state struct {
 	ParentPid  int       `json:"parentPid"`
 	ParentTime uint64    `json:"parentStartTime"`
 	InitPid    int       `json:"initPid,omitempty"`
+	InitTime   uint64    `json:"initStartTime,omitempty"` // tells init from a process that reused its pid
 	Status     string    `json:"status"`
 }
 
@@ -84,18 +85,19 @@ func etcFiles(s *spec) []rootfs.File {
 }
 
 // createState makes the container's directory with its state.json, for a
-// container whose payload runs as initPid (the host's pid). It is written
+// container whose payload runs as initPid (the host's pid), started at
+// initTime (procStartTime). It is written
 // once the payload runs: a start-up that fails or is killed leaves nothing
 // to clean, and the start-up does no file writes on the host. state.json is
 // written in place, not through a rename: the directory is new, and a
 // reader treats a state.json it cannot parse as one being created.
-func createState(s *spec, initPid int) error {
+func createState(s *spec, initPid int, initTime uint64) error {
 	dir := s.StateDir
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
 	}
 	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
-		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), InitPid: initPid, Status: "running"}
+		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), InitPid: initPid, InitTime: initTime, Status: "running"}
 	b, _ := json.Marshal(&st)
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
 		removeState(dir)

@@ -1,21 +1,33 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rabbitc/rabbitc/userns"
 )
 
-// A watchdog removes the container's state directory when rabbitc dies
-// without doing it, for containers that have no sandbox (nothing
-// published: the sandbox, which does this otherwise, is not started).
-// rabbitc holds the write end of a pipe whose read end is the watchdog's
-// stdin: when rabbitc dies, however it dies, the watchdog reads EOF,
-// removes the directory and exits. Init and the payload die with rabbitc
-// through their Pdeathsig.
+// A watchdog ends the container and removes its state directory when
+// rabbitc dies without doing it, for containers that have no sandbox
+// (nothing published: the sandbox, which does this otherwise, is not
+// started). rabbitc holds the write end of a pipe whose read end is the
+// watchdog's stdin: when rabbitc dies, however it dies, the watchdog reads
+// EOF, kills init through the pidfd it inherited as fd 3 (and with init the
+// kernel kills the whole PID namespace), waits until it is gone, removes the
+// directory and exits.
+//
+// Not init's parent-death signal: the payload is init after its exec, and
+// it clears that signal by changing its uid (su-exec, gosu, any setuid
+// entrypoint) or with prctl(PR_SET_PDEATHSIG, 0). The watchdog lives
+// outside every namespace of the container, where the payload cannot
+// reach it; rabbitc does not start the payload before the watchdog exists,
+// and ends the container if the watchdog is killed (runner.wait).
 //
 // EOF rather than a parent-death signal: the pipe needs no handler in
 // place before rabbitc dies, so rabbitc neither waits for the watchdog to
@@ -37,9 +49,13 @@ type watchdog struct {
 	done chan struct{} // closed once the watchdog has been waited for
 }
 
-// startWatchdog starts the watchdog of a state directory; start it before
-// the directory exists.
-func startWatchdog(stateDir string) (*watchdog, error) {
+// startWatchdog starts the watchdog of a state directory and of the
+// container whose init is init; start it before the directory exists and
+// before the payload runs.
+func startWatchdog(stateDir string, init *userns.Pidfd) (*watchdog, error) {
+	if init == nil {
+		return nil, errors.New("start watchdog: no pidfd of init (pidfds need Linux 5.3)")
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start watchdog: %w", err)
@@ -47,6 +63,7 @@ func startWatchdog(stateDir string) (*watchdog, error) {
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", "init", "watchdog")
 	cmd.Stdin = pr
+	cmd.ExtraFiles = []*os.File{init.File()} // fd 3
 	cmd.Env = []string{"GOMAXPROCS=1", envStateDir + "=" + stateDir}
 	// Its own process group keeps the terminal's ^C away from it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -74,10 +91,10 @@ type watchdogStart struct {
 	err  error
 }
 
-func startWatchdogAsync(stateDir string) *watchdogStart {
+func startWatchdogAsync(stateDir string, init *userns.Pidfd) *watchdogStart {
 	ws := &watchdogStart{done: make(chan struct{})}
 	go func() {
-		ws.w, ws.err = startWatchdog(stateDir)
+		ws.w, ws.err = startWatchdog(stateDir, init)
 		close(ws.done)
 	}()
 	return ws
@@ -96,8 +113,8 @@ func (w *watchdog) stop() {
 	w.pw.Close()
 }
 
-// watchdogMain is the watchdog: when stdin ends (rabbitc died), it removes
-// the state directory.
+// watchdogMain is the watchdog: when stdin ends (rabbitc died), it kills
+// the container and removes the state directory.
 func watchdogMain() int {
 	var b [1]byte
 	for {
@@ -105,6 +122,7 @@ func watchdogMain() int {
 			break
 		}
 	}
+	userns.NewPidfd(os.NewFile(3, "init")).Kill(10 * time.Second)
 	if d := os.Getenv(envStateDir); d != "" {
 		removeState(d)
 	}
