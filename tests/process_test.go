@@ -339,3 +339,53 @@ func TestOnlyStdioDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// --ulimit sets the payload's limits as docker's does, for any user, on both
+// start paths and under --init. rabbitc starts with a soft nofile limit below
+// its hard one, as from a login shell: Go raises it at start-up and puts it
+// back at exec unless the limit was set through package syscall, which would
+// undo a --ulimit nofile whose hard limit stays rabbitc's.
+func TestUlimit(t *testing.T) {
+	wrapper := filepath.Join(userDir(t, "ulimit", 0o755), "rabbitc")
+	userFile(t, wrapper, "#!/bin/sh\nulimit -Sn 1000 || exit 99\nexec "+env.bin+" \"$@\"\n", 0o755)
+	low := opts{bin: wrapper}
+	hard := runOpt(t, low, rcNoNet(sh("ulimit -n; ulimit -Hn"))...)
+	wantCode(t, hard, 0)
+	f := strings.Fields(hard.stdout)
+	if len(f) != 2 || f[0] != "1000" {
+		t.Fatalf("without --ulimit the payload should have rabbitc's limits, soft 1000:\n%s", hard)
+	}
+	h := f[1]
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{rcNoNet("-u", "1000:1000", "--ulimit", "nofile=100:200", sh("ulimit -n; ulimit -Hn")), "100 200"},
+		{rcNoNet("--ulimit", "nofile=100:"+h, sh("ulimit -n; ulimit -Hn")), "100 " + h},
+		{rcNoNet("-u", "1000", "--init", "--ulimit", "nofile=100:"+h, sh("ulimit -n; ulimit -Hn")), "100 " + h},
+		{rc("-p", fmt.Sprintf("127.0.0.1:%d:80", freePort(t, 1)), "--ulimit", "nofile=100:"+h, sh("ulimit -n; ulimit -Hn")), "100 " + h},
+		{rcNoNet("--ulimit", "core=0", sh("ulimit -c; ulimit -Hc")), "0 0"},
+		{rcNoNet("--ulimit", "nofile=300", "--ulimit", "core=0", "--ulimit", "nofile=100:200", sh("ulimit -n; ulimit -Hn; ulimit -c")), "100 200 0"},
+	} {
+		if tc.args[3] == "-p" {
+			requireNet(t)
+		}
+		r := runOpt(t, low, tc.args...)
+		wantCode(t, r, 0)
+		if got := strings.Join(strings.Fields(r.stdout), " "); got != tc.want {
+			t.Errorf("limits %q, want %q:\n%s", got, tc.want, r)
+		}
+	}
+	for _, tc := range []struct {
+		ulimit string
+		want   []string
+	}{
+		{"nofiles=10", []string{"--ulimit nofiles=10: unknown limit", "valid: as, core,", "nofile, nproc"}},
+		{"nofile=200:100", []string{"--ulimit nofile=200:100: soft limit 200 above the hard limit 100"}},
+		{"nofile=ten", []string{"--ulimit nofile=ten: expected NAME=SOFT[:HARD]"}},
+		// No nofile hard limit can reach 2^32 (fs.nr_open is at most 2^31).
+		{"nofile=4294967296", []string{"--ulimit nofile=4294967296: above the hard limit " + h + " rabbitc has", "ulimit -Hn"}},
+	} {
+		wantRuntimeError(t, run(t, rcNoNet("--ulimit", tc.ulimit, "--", "true")...), tc.want...)
+	}
+}

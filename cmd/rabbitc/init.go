@@ -111,6 +111,11 @@ func containerMain(ch *userns.Channel) int {
 			return fail(err, 0)
 		}
 	}
+	// After every descriptor init opens (a low nofile would refuse them), and
+	// before seccomp (a profile may deny prlimit64).
+	if err := applyRlimits(s.Rlimits); err != nil {
+		return fail(err, 0)
+	}
 	tr.mark("init:started")
 	// Last: keyring, capabilities, no_new_privs, seccomp.
 	if err := security.Finalize(s.Security); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/portfwd"
 	"github.com/rabbitc/rabbitc/rootfs"
@@ -33,6 +35,9 @@ type spec struct {
 	Publish  []portfwd.Spec
 	Security security.Config
 	Init     bool `json:",omitempty"` // --init: a reaper as PID 1, the payload its child
+	// Rlimits are the --ulimit limits, in the runtime-spec's form (the spec
+	// moves to it) and already checked against rabbitc's own hard limits.
+	Rlimits []specs.POSIXRlimit `json:",omitempty"`
 }
 
 // startSpec is what init gets with Start: what it needs only for its last
@@ -67,6 +72,7 @@ type runOptions struct {
 	envFiles    []string
 	addHosts    []string
 	init        bool
+	ulimits     []string
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -174,6 +180,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	}
 	s.Rootfs.EtcFiles = etcFiles(s)
 	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, o.securityOpt); err != nil {
+		return nil, err
+	}
+	if s.Rlimits, err = parseUlimits(o.ulimits); err != nil {
 		return nil, err
 	}
 	s.Tty = o.tty

@@ -115,6 +115,7 @@ func TestNewSpecErrors(t *testing.T) {
 		{"bad mtu", runOptions{rootfs: dir, net: "slirp4netns", mtu: 10}, "--mtu"},
 		{"rm=false", runOptions{rootfs: dir, net: "none", keep: true}, "--rm=false"},
 		{"bad tmpfs", runOptions{rootfs: dir, net: "none", tmpfs: []string{"/run:bogus"}}, "tmpfs"},
+		{"bad ulimit", runOptions{rootfs: dir, net: "none", ulimits: []string{"nofile=2:1"}}, "--ulimit nofile=2:1: soft limit 2"},
 	} {
 		_, err := newSpec(&tc.o, nil, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

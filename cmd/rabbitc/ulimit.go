@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// rlimitNames are docker's --ulimit names, each with its resource and the
+// letter of the shell's ulimit option for it (for the fix-it text).
+var rlimitNames = map[string]struct {
+	resource int
+	flag     byte
+}{
+	"as":         {unix.RLIMIT_AS, 'v'},
+	"core":       {unix.RLIMIT_CORE, 'c'},
+	"cpu":        {unix.RLIMIT_CPU, 't'},
+	"data":       {unix.RLIMIT_DATA, 'd'},
+	"fsize":      {unix.RLIMIT_FSIZE, 'f'},
+	"locks":      {unix.RLIMIT_LOCKS, 'x'},
+	"memlock":    {unix.RLIMIT_MEMLOCK, 'l'},
+	"msgqueue":   {unix.RLIMIT_MSGQUEUE, 'q'},
+	"nice":       {unix.RLIMIT_NICE, 'e'},
+	"nofile":     {unix.RLIMIT_NOFILE, 'n'},
+	"nproc":      {unix.RLIMIT_NPROC, 'u'},
+	"rss":        {unix.RLIMIT_RSS, 'm'},
+	"rtprio":     {unix.RLIMIT_RTPRIO, 'r'},
+	"rttime":     {unix.RLIMIT_RTTIME, 'R'},
+	"sigpending": {unix.RLIMIT_SIGPENDING, 'i'},
+	"stack":      {unix.RLIMIT_STACK, 's'},
+}
+
+// rlimitType is the runtime-spec name of a --ulimit name: RLIMIT_NOFILE.
+func rlimitType(name string) string { return "RLIMIT_" + strings.ToUpper(name) }
+
+// parseUlimits turns --ulimit flags into limits, checking each against the
+// hard limit rabbitc has: in a user namespace nobody can raise a hard limit
+// (that takes CAP_SYS_RESOURCE in the initial one), so init could not set
+// more. A name given twice takes its last value, as in docker.
+func parseUlimits(args []string) ([]specs.POSIXRlimit, error) {
+	var out []specs.POSIXRlimit
+	for _, arg := range args {
+		name, l, err := parseUlimit(arg)
+		if err != nil {
+			return nil, err
+		}
+		var have unix.Rlimit
+		if err := unix.Getrlimit(rlimitNames[name].resource, &have); err != nil {
+			return nil, fmt.Errorf("--ulimit %s: getrlimit: %w", arg, err)
+		}
+		if err := checkUlimit(arg, name, l, have.Max); err != nil {
+			return nil, err
+		}
+		out = setRlimit(out, l)
+	}
+	return out, nil
+}
+
+func setRlimit(ls []specs.POSIXRlimit, l specs.POSIXRlimit) []specs.POSIXRlimit {
+	for i := range ls {
+		if ls[i].Type == l.Type {
+			ls[i] = l
+			return ls
+		}
+	}
+	return append(ls, l)
+}
+
+// parseUlimit parses docker's NAME=SOFT[:HARD]: one value sets both, each is
+// a number, -1, unlimited or infinity.
+func parseUlimit(arg string) (string, specs.POSIXRlimit, error) {
+	name, val, ok := strings.Cut(arg, "=")
+	if _, known := rlimitNames[name]; !known {
+		if !ok {
+			return "", specs.POSIXRlimit{}, fmt.Errorf("--ulimit %s: expected NAME=SOFT[:HARD]", shownArg(arg))
+		}
+		return "", specs.POSIXRlimit{}, fmt.Errorf("--ulimit %s: unknown limit %q (valid: %s)", shownArg(arg), name, validUlimitNames())
+	}
+	softS, hardS, hasHard := strings.Cut(val, ":")
+	if !hasHard {
+		hardS = softS
+	}
+	soft, err1 := parseRlimitValue(softS)
+	hard, err2 := parseRlimitValue(hardS)
+	if !ok || err1 != nil || err2 != nil {
+		return "", specs.POSIXRlimit{}, fmt.Errorf("--ulimit %s: expected NAME=SOFT[:HARD], each a number, -1 or unlimited", shownArg(arg))
+	}
+	if soft > hard {
+		return "", specs.POSIXRlimit{}, fmt.Errorf("--ulimit %s: soft limit %s above the hard limit %s", arg, rlimitString(soft), rlimitString(hard))
+	}
+	return name, specs.POSIXRlimit{Type: rlimitType(name), Soft: soft, Hard: hard}, nil
+}
+
+// shownArg is arg as typed, or quoted when it holds anything that would not
+// show (the error stays one line).
+func shownArg(arg string) string {
+	if q := strconv.Quote(arg); arg == "" || q[1:len(q)-1] != arg || strings.ContainsAny(arg, " \t") {
+		return q
+	}
+	return arg
+}
+
+func parseRlimitValue(s string) (uint64, error) {
+	switch s {
+	case "-1", "unlimited", "infinity":
+		return unix.RLIM_INFINITY, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// checkUlimit refuses a hard limit above max, the hard limit rabbitc has.
+func checkUlimit(arg, name string, l specs.POSIXRlimit, max uint64) error {
+	if l.Hard <= max {
+		return nil
+	}
+	return fmt.Errorf("--ulimit %s: above the hard limit %s rabbitc has (raise it in /etc/security/limits.conf, or with ulimit -H%c as root, before starting rabbitc)",
+		arg, rlimitString(max), rlimitNames[name].flag)
+}
+
+func rlimitString(v uint64) string {
+	if v == unix.RLIM_INFINITY {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+func validUlimitNames() string {
+	names := make([]string, 0, len(rlimitNames))
+	for n := range rlimitNames {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// applyRlimits sets the --ulimit limits on init; exec hands them to the
+// payload. Capabilities do not matter here (raising a hard limit needs
+// CAP_SYS_RESOURCE in the initial user namespace, which no container has;
+// lowering needs none), so this can run after setuid and before the
+// capabilities are dropped, once init has opened every descriptor it needs.
+func applyRlimits(ls []specs.POSIXRlimit) error {
+	for _, l := range ls {
+		res := -1
+		for name, r := range rlimitNames {
+			if rlimitType(name) == l.Type {
+				res = r.resource
+			}
+		}
+		if res < 0 {
+			return fmt.Errorf("ulimit %s: unknown limit", l.Type)
+		}
+		// unix.Prlimit goes through package syscall, which then no longer
+		// puts back, at exec, the soft nofile limit Go had at start-up.
+		if err := unix.Prlimit(0, res, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}, nil); err != nil {
+			return fmt.Errorf("set %s to %s:%s: %w", l.Type, rlimitString(l.Soft), rlimitString(l.Hard), err)
+		}
+	}
+	return nil
+}
