@@ -365,6 +365,9 @@ func TestUlimit(t *testing.T) {
 		{rcNoNet("-u", "1000", "--init", "--ulimit", "nofile=100:"+h, sh("ulimit -n; ulimit -Hn")), "100 " + h},
 		{rc("-p", fmt.Sprintf("127.0.0.1:%d:80", freePort(t, 1)), "--ulimit", "nofile=100:"+h, sh("ulimit -n; ulimit -Hn")), "100 " + h},
 		{rcNoNet("--ulimit", "core=0", sh("ulimit -c; ulimit -Hc")), "0 0"},
+		// --init: the reaper, exec'd from its sealed copy, must not pass on
+		// the soft limit Go's runtime raised in init.
+		{rcNoNet("--init", sh("ulimit -n; ulimit -Hn")), "1000 " + h},
 		{rcNoNet("--ulimit", "nofile=300", "--ulimit", "core=0", "--ulimit", "nofile=100:200", sh("ulimit -n; ulimit -Hn; ulimit -c")), "100 200 0"},
 	} {
 		if tc.args[3] == "-p" {

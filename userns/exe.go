@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"strconv"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,20 +97,12 @@ func SealedCopy() (*os.File, error) {
 	return f, nil
 }
 
-// ExecFile execs the program in f (execveat with AT_EMPTY_PATH), which
-// works for a close-on-exec descriptor of an ELF binary. It returns only on
-// failure.
+// ExecFile execs the program in f, an ELF binary, through its
+// /proc/self/fd path with syscall.Exec: unlike a raw execveat, that puts
+// back the RLIMIT_NOFILE soft limit that Go's runtime raised at start, so
+// the program gets the limit rabbitc was started with (or --ulimit's). A
+// close-on-exec descriptor is fine for an ELF binary: the kernel has
+// opened it before it closes the descriptor. It returns only on failure.
 func ExecFile(f *os.File, argv, env []string) error {
-	argvp, err := syscall.SlicePtrFromStrings(argv)
-	if err != nil {
-		return err
-	}
-	envp, err := syscall.SlicePtrFromStrings(env)
-	if err != nil {
-		return err
-	}
-	empty := [1]byte{}
-	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, f.Fd(), uintptr(unsafe.Pointer(&empty[0])),
-		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
-	return errno
+	return syscall.Exec("/proc/self/fd/"+strconv.Itoa(int(f.Fd())), argv, env)
 }
