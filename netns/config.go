@@ -31,13 +31,19 @@ const (
 	MaxMTU = 65521
 )
 
-// Config is the container's network setting, filled from --net, --mtu and
-// --allow-host-loopback.
+// Config is the container's network setting, filled from --net, --mtu,
+// --allow-host-loopback and the --security-opt values about slirp4netns.
 type Config struct {
 	Mode              string      // ModeSlirp (default, also for ""), ModeNone, ModeHost
 	MTU               int         // 0 means DefaultMTU; only for ModeSlirp
 	AllowHostLoopback bool        // let the container reach the host's 127.0.0.1 via 10.0.2.2
 	ExtraHosts        []HostEntry // --add-host, appended to /etc/hosts
+	// NoSlirpSandbox and NoSlirpSeccomp run slirp4netns without
+	// --enable-sandbox or --enable-seccomp (--security-opt
+	// slirp4netns-sandbox=false, slirp4netns-seccomp=false), with a warning;
+	// by default a slirp4netns that lacks either is refused.
+	NoSlirpSandbox bool
+	NoSlirpSeccomp bool
 }
 
 // HostEntry is one --add-host line of /etc/hosts.
@@ -101,6 +107,13 @@ func (c Config) Validate() error {
 		}
 		if c.AllowHostLoopback {
 			return fmt.Errorf("--allow-host-loopback needs --net %s (got --net %s)", ModeSlirp, c.mode())
+		}
+		key := SecurityOptSandbox
+		if c.NoSlirpSeccomp {
+			key = SecurityOptSeccomp
+		}
+		if c.NoSlirpSandbox || c.NoSlirpSeccomp {
+			return fmt.Errorf("--security-opt %s=false needs --net %s (got --net %s)", key, ModeSlirp, c.mode())
 		}
 	}
 	return nil

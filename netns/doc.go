@@ -1,6 +1,6 @@
 // Package netns owns the container's network: the slirp4netns lifecycle
 // (start, ready, stop, death), the host-side checks that slirp4netns can run
-// (binary present, /dev/net/tun usable), what the sandbox configures or
+// (binary present and able to confine itself, /dev/net/tun usable), what the sandbox configures or
 // checks itself (lo up, tap0 made persistent before slirp4netns attaches to
 // it, tap0 present and up), and the generated
 // /etc/resolv.conf and /etc/hosts.

@@ -34,15 +34,25 @@ var tunPath = "/dev/net/tun"
 // Features is what Check found out about the host's slirp4netns.
 type Features struct {
 	EnableSandbox       bool   // --enable-sandbox is supported
-	EnableSeccomp       bool   // --enable-seccomp is supported by slirp4netns and the kernel
+	EnableSeccomp       bool   // --enable-seccomp is supported
+	NoSeccompFilter     bool   // the kernel has no seccomp filters, which --enable-seccomp needs
 	DisableHostLoopback bool   // --disable-host-loopback is supported
 	Path                string // the slirp4netns binary found in $PATH
+	Version             string // its version, asked for only when something is missing; "" if unknown
+	// Warning is set by Check when slirp4netns will run without its sandbox
+	// or its seccomp filter, as the Config allows: one line for the user.
+	Warning string
 }
+
+// minVersion is the first slirp4netns release with every option rabbitc
+// passes (--netns-type, --enable-sandbox and --enable-seccomp came with it).
+const minVersion = "0.4.0"
 
 // Check runs in the parent before anything is started. For ModeSlirp it finds
 // slirp4netns in $PATH, asks it for its options (one exec of --help, about
-// 1.5 ms) and checks that this user can open /dev/net/tun read-write. For the
-// other modes it only validates cfg and returns empty Features.
+// 1.5 ms), decides how it is confined (confine) and checks that this user can
+// open /dev/net/tun read-write. For the other modes it only validates cfg and
+// returns empty Features.
 func Check(cfg Config) (*Features, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -58,8 +68,8 @@ func Check(cfg Config) (*Features, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.AllowHostLoopback && !feat.DisableHostLoopback {
-		return nil, fmt.Errorf("%s does not support --disable-host-loopback (install slirp4netns >= 0.4, or pass --allow-host-loopback)", path)
+	if _, feat.Warning, err = confine(cfg, feat); err != nil {
+		return nil, err
 	}
 	if err := checkTun(); err != nil {
 		return nil, err
@@ -79,21 +89,59 @@ func Check(cfg Config) (*Features, error) {
 func detectFeatures(path string) (*Features, error) {
 	help, ok := helpInBinary(path)
 	if !ok {
-		cmd := exec.Command(path, "--help")
-		cmd.Env = []string{}
-		out, err := cmd.Output()
+		out, err := runSlirp(path, "--help")
 		if err != nil {
-			return nil, fmt.Errorf("run %s --help: %w (install slirp4netns >= 0.4)", path, err)
+			return nil, fmt.Errorf("run %s --help: %w (install slirp4netns >= %s)", path, err, minVersion)
 		}
-		help = string(out)
+		help = out
 	}
 	feat, err := parseFeatures(help)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		old := &Features{Path: path, Version: slirpVersion(path)}
+		return nil, fmt.Errorf("%s %w (install slirp4netns >= %s)", old.name(), err, minVersion)
 	}
 	feat.Path = path
-	feat.EnableSeccomp = feat.EnableSeccomp && kernelHasSeccompFilter()
+	feat.NoSeccompFilter = !kernelHasSeccompFilter()
+	if !feat.EnableSandbox || !feat.EnableSeccomp || feat.NoSeccompFilter || !feat.DisableHostLoopback {
+		feat.Version = slirpVersion(path) // for the message; one more exec, only here
+	}
 	return feat, nil
+}
+
+// runSlirp runs slirp4netns with one option that prints and exits, with an
+// empty environment, and returns its output; a binary that hangs is killed.
+func runSlirp(path, arg string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, arg)
+	cmd.Env = []string{}
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+// slirpVersion returns the version slirp4netns --version reports on its
+// first line, "slirp4netns version 1.2.0" since 0.2.0; "" if it says
+// nothing of the kind.
+func slirpVersion(path string) string {
+	out, err := runSlirp(path, "--version")
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(out, "\n")
+	v, ok := strings.CutPrefix(strings.TrimSpace(line), "slirp4netns version ")
+	if !ok || strings.ContainsAny(v, " \t") || len(v) > 40 {
+		return ""
+	}
+	return v
+}
+
+// name names the binary in messages, with its version when it is known:
+// "slirp4netns 0.3.0 (/usr/bin/slirp4netns)".
+func (f *Features) name() string {
+	if f.Version == "" {
+		return "slirp4netns of unknown version (" + f.Path + ")"
+	}
+	return "slirp4netns " + f.Version + " (" + f.Path + ")"
 }
 
 // helpMarker is a line of slirp4netns' --help text since 0.4.0.
@@ -122,11 +170,15 @@ func helpInBinary(path string) (string, bool) {
 	return s, true
 }
 
+// errTooOld is parseFeatures' error for a --help text without the options
+// of 0.4.0.
+var errTooOld = errors.New("is older than " + minVersion)
+
 // parseFeatures reads the options in slirp4netns' --help text.
 func parseFeatures(help string) (*Features, error) {
 	// --netns-type came with v0.4.0, as did --ready-fd working with --configure.
 	if !strings.Contains(help, "--netns-type") || !strings.Contains(help, "--ready-fd") || !strings.Contains(help, "--exit-fd") {
-		return nil, errors.New("slirp4netns is older than 0.4 (install slirp4netns >= 0.4)")
+		return nil, errTooOld
 	}
 	return &Features{
 		EnableSandbox:       strings.Contains(help, "--enable-sandbox"),
@@ -162,23 +214,93 @@ func checkTun() error {
 }
 
 // slirpArgs builds slirp4netns' arguments for the namespaces of pid.
-func slirpArgs(pid int, cfg Config, feat *Features) []string {
+func slirpArgs(pid int, cfg Config, feat *Features) ([]string, error) {
+	confined, _, err := confine(cfg, feat)
+	if err != nil {
+		return nil, err
+	}
 	args := []string{
 		"--configure",
 		"--mtu=" + strconv.Itoa(cfg.mtu()),
 		"--ready-fd=" + strconv.Itoa(slirpReadyFD),
 		"--exit-fd=" + strconv.Itoa(slirpExitFD),
 	}
+	args = append(args, confined...)
+	return append(args, strconv.Itoa(pid), TapName), nil
+}
+
+// The --security-opt keys that let slirp4netns run without its sandbox or
+// its seccomp filter (KEY=false; cmd/rabbitc parses them into Config). They
+// are security options, beside seccomp=unconfined and
+// no-new-privileges=false, because they weaken the isolation and that is
+// where a user looks for such switches; --net takes a mode and nothing else.
+// The names are slirp4netns' own (--enable-sandbox, --enable-seccomp) in
+// docker's KEY=BOOL form; podman's spelling,
+// --network slirp4netns:enable_sandbox=false, hides a security switch in a
+// network mode string.
+const (
+	SecurityOptSandbox = "slirp4netns-sandbox"
+	SecurityOptSeccomp = "slirp4netns-seccomp"
+)
+
+// confine decides the options that confine slirp4netns, from cfg and from
+// what the installed one has (feat), so that nothing is dropped silently:
+// it returns the options to pass, and a warning when slirp4netns is to run
+// without its sandbox or seccomp filter (only cfg can allow that). It fails,
+// naming the version found and the fix, when slirp4netns cannot use an
+// option that cfg does not let go. Without --disable-host-loopback the
+// container would reach every service on the host's 127.0.0.1, so that one
+// is let go only by AllowHostLoopback, which allows exactly that.
+func confine(cfg Config, feat *Features) (args []string, warning string, err error) {
 	if !cfg.AllowHostLoopback {
+		if !feat.DisableHostLoopback {
+			return nil, "", fmt.Errorf("%s lacks --disable-host-loopback, so the container would reach every service on the host's 127.0.0.1 (install slirp4netns >= %s, or pass --allow-host-loopback to allow that)",
+				feat.name(), minVersion)
+		}
 		args = append(args, "--disable-host-loopback")
 	}
-	if feat.EnableSandbox {
-		args = append(args, "--enable-sandbox")
+	if feat.EnableSeccomp && feat.NoSeccompFilter && !cfg.NoSlirpSeccomp {
+		return nil, "", fmt.Errorf("slirp4netns --enable-seccomp needs seccomp filters, which this kernel lacks (build it with CONFIG_SECCOMP_FILTER, or pass --security-opt %s=false to run without it)", SecurityOptSeccomp)
 	}
-	if feat.EnableSeccomp {
-		args = append(args, "--enable-seccomp")
+	var without, offs, lacks, fixes, missing []string
+	for _, o := range []struct {
+		flag, key string
+		off, have bool
+	}{
+		{"--enable-sandbox", SecurityOptSandbox, cfg.NoSlirpSandbox, feat.EnableSandbox},
+		{"--enable-seccomp", SecurityOptSeccomp, cfg.NoSlirpSeccomp, feat.EnableSeccomp},
+	} {
+		switch {
+		case o.off:
+			without, offs = append(without, o.flag), append(offs, o.key+"=false")
+			if !o.have {
+				missing = append(missing, o.flag)
+			}
+		case o.have:
+			args = append(args, o.flag)
+		default:
+			lacks, fixes = append(lacks, o.flag), append(fixes, "--security-opt "+o.key+"=false")
+		}
 	}
-	return append(args, strconv.Itoa(pid), TapName)
+	if len(lacks) > 0 {
+		return nil, "", fmt.Errorf("%s lacks %s (install slirp4netns >= %s, or pass %s to run without %s)",
+			feat.name(), strings.Join(lacks, " and "), minVersion, strings.Join(fixes, " "), itThem(lacks))
+	}
+	if len(without) > 0 {
+		warning = fmt.Sprintf("slirp4netns runs without %s (--security-opt %s)", strings.Join(without, " and "), strings.Join(offs, ", "))
+		if len(missing) > 0 {
+			warning += fmt.Sprintf(": %s lacks %s (install slirp4netns >= %s to have %s)",
+				feat.name(), strings.Join(missing, " and "), minVersion, itThem(missing))
+		}
+	}
+	return args, warning, nil
+}
+
+func itThem(s []string) string {
+	if len(s) == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 // Slirp is a running slirp4netns.
@@ -211,6 +333,10 @@ func StartSlirp(pid int, cfg Config, feat *Features) (*Slirp, error) {
 	if feat == nil || feat.Path == "" {
 		return nil, errors.New("start slirp4netns: no features (call netns.Check first)")
 	}
+	args, err := slirpArgs(pid, cfg, feat)
+	if err != nil {
+		return nil, err
+	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start slirp4netns: ready pipe: %w", err)
@@ -227,7 +353,7 @@ func StartSlirp(pid int, cfg Config, feat *Features) (*Slirp, error) {
 		done:   make(chan struct{}),
 		stderr: newTailBuffer(4096),
 	}
-	cmd := exec.Command(feat.Path, slirpArgs(pid, cfg, feat)...)
+	cmd := exec.Command(feat.Path, args...)
 	cmd.Env = []string{}
 	cmd.Stderr = s.stderr
 	cmd.ExtraFiles = []*os.File{readyW, exitR} // slirpReadyFD, slirpExitFD

@@ -23,17 +23,97 @@ func TestSlirpArgs(t *testing.T) {
 			"--configure --mtu=1500 --ready-fd=3 --exit-fd=4 --disable-host-loopback --enable-sandbox --enable-seccomp 4242 tap0"},
 		{"host loopback", Config{AllowHostLoopback: true}, all,
 			"--configure --mtu=65520 --ready-fd=3 --exit-fd=4 --enable-sandbox --enable-seccomp 4242 tap0"},
-		{"no sandbox", Config{}, &Features{EnableSeccomp: true, DisableHostLoopback: true},
-			"--configure --mtu=65520 --ready-fd=3 --exit-fd=4 --disable-host-loopback --enable-seccomp 4242 tap0"},
-		{"no seccomp", Config{}, &Features{EnableSandbox: true, DisableHostLoopback: true},
-			"--configure --mtu=65520 --ready-fd=3 --exit-fd=4 --disable-host-loopback --enable-sandbox 4242 tap0"},
-		{"nothing optional", Config{MTU: 9000, AllowHostLoopback: true}, &Features{},
+		{"nothing optional", Config{MTU: 9000, AllowHostLoopback: true, NoSlirpSandbox: true, NoSlirpSeccomp: true}, &Features{},
 			"--configure --mtu=9000 --ready-fd=3 --exit-fd=4 4242 tap0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := slirpArgs(4242, tc.cfg, tc.feat)
-			if want := strings.Fields(tc.want); !reflect.DeepEqual(got, want) {
-				t.Errorf("slirpArgs = %q\nwant        %q", got, want)
+			got, err := slirpArgs(4242, tc.cfg, tc.feat)
+			if want := strings.Fields(tc.want); err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("slirpArgs = %q, %v\nwant        %q", got, err, want)
+			}
+		})
+	}
+	// What confine refuses, slirpArgs refuses too: no silent downgrade if
+	// StartSlirp is called without Check.
+	old := &Features{DisableHostLoopback: true, Path: "/usr/bin/slirp4netns", Version: "0.4.0-beta.1"}
+	if got, err := slirpArgs(4242, Config{}, old); err == nil {
+		t.Errorf("slirpArgs on a slirp4netns without --enable-sandbox = %q, want an error", got)
+	}
+}
+
+// TestConfine is the decision of how slirp4netns is confined: every option
+// it lacks is refused unless the user let that one go, and running without
+// the sandbox or seccomp always says so in a warning.
+func TestConfine(t *testing.T) {
+	const path = "/usr/bin/slirp4netns"
+	all := Features{EnableSandbox: true, EnableSeccomp: true, DisableHostLoopback: true, Path: path}
+	with := func(f func(*Features)) *Features {
+		feat := all
+		feat.Version = "0.4.0-beta.1"
+		f(&feat)
+		return &feat
+	}
+	noSandbox := with(func(f *Features) { f.EnableSandbox = false })
+	noSeccomp := with(func(f *Features) { f.EnableSeccomp = false })
+	beta1 := with(func(f *Features) { f.EnableSandbox, f.EnableSeccomp = false, false })
+	noLoopback := with(func(f *Features) { f.DisableHostLoopback = false })
+	noFilter := with(func(f *Features) { f.NoSeccompFilter = true; f.Version = "1.2.0" })
+	unknown := with(func(f *Features) { f.EnableSeccomp = false; f.Version = "" })
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		feat      *Features
+		args      string
+		warn, err string
+	}{
+		{"all there", Config{}, &all, "--disable-host-loopback --enable-sandbox --enable-seccomp", "", ""},
+		{"host loopback allowed", Config{AllowHostLoopback: true}, &all, "--enable-sandbox --enable-seccomp", "", ""},
+
+		{"lacks sandbox", Config{}, noSandbox, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-sandbox (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false to run without it)"},
+		{"lacks seccomp", Config{}, noSeccomp, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)"},
+		{"lacks both", Config{}, beta1, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-sandbox and --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false --security-opt slirp4netns-seccomp=false to run without them)"},
+		{"lacks both, one let go", Config{NoSlirpSeccomp: true}, beta1, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-sandbox (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false to run without it)"},
+		{"lacks seccomp, version unknown", Config{}, unknown, "", "",
+			"slirp4netns of unknown version (/usr/bin/slirp4netns) lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)"},
+
+		{"lacks seccomp, let go", Config{NoSlirpSeccomp: true}, noSeccomp, "--disable-host-loopback --enable-sandbox",
+			"slirp4netns runs without --enable-seccomp (--security-opt slirp4netns-seccomp=false): slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-seccomp (install slirp4netns >= 0.4.0 to have it)", ""},
+		{"lacks sandbox, let go", Config{NoSlirpSandbox: true}, noSandbox, "--disable-host-loopback --enable-seccomp",
+			"slirp4netns runs without --enable-sandbox (--security-opt slirp4netns-sandbox=false): slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-sandbox (install slirp4netns >= 0.4.0 to have it)", ""},
+		{"lacks both, both let go", Config{NoSlirpSandbox: true, NoSlirpSeccomp: true}, beta1, "--disable-host-loopback",
+			"slirp4netns runs without --enable-sandbox and --enable-seccomp (--security-opt slirp4netns-sandbox=false, slirp4netns-seccomp=false): slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --enable-sandbox and --enable-seccomp (install slirp4netns >= 0.4.0 to have them)", ""},
+		{"has both, both turned off", Config{NoSlirpSandbox: true, NoSlirpSeccomp: true}, &all, "--disable-host-loopback",
+			"slirp4netns runs without --enable-sandbox and --enable-seccomp (--security-opt slirp4netns-sandbox=false, slirp4netns-seccomp=false)", ""},
+
+		{"lacks host loopback", Config{}, noLoopback, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --disable-host-loopback, so the container would reach every service on the host's 127.0.0.1 (install slirp4netns >= 0.4.0, or pass --allow-host-loopback to allow that)"},
+		{"lacks host loopback, sandbox let go", Config{NoSlirpSandbox: true, NoSlirpSeccomp: true}, noLoopback, "", "",
+			"slirp4netns 0.4.0-beta.1 (/usr/bin/slirp4netns) lacks --disable-host-loopback, so the container would reach every service on the host's 127.0.0.1 (install slirp4netns >= 0.4.0, or pass --allow-host-loopback to allow that)"},
+		{"lacks host loopback, allowed", Config{AllowHostLoopback: true}, noLoopback, "--enable-sandbox --enable-seccomp", "", ""},
+
+		{"kernel without seccomp filters", Config{}, noFilter, "", "",
+			"slirp4netns --enable-seccomp needs seccomp filters, which this kernel lacks (build it with CONFIG_SECCOMP_FILTER, or pass --security-opt slirp4netns-seccomp=false to run without it)"},
+		{"kernel without seccomp filters, let go", Config{NoSlirpSeccomp: true}, noFilter, "--disable-host-loopback --enable-sandbox",
+			"slirp4netns runs without --enable-seccomp (--security-opt slirp4netns-seccomp=false)", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, warn, err := confine(tc.cfg, tc.feat)
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if gotErr != tc.err {
+				t.Fatalf("error = %q\nwant    %q", gotErr, tc.err)
+			}
+			if want := strings.Fields(tc.args); strings.Join(args, " ") != strings.Join(want, " ") {
+				t.Errorf("args = %q, want %q", args, want)
+			}
+			if warn != tc.warn {
+				t.Errorf("warning = %q\nwant      %q", warn, tc.warn)
 			}
 		})
 	}
@@ -60,8 +140,8 @@ func TestParseFeatures(t *testing.T) {
 		{"1.2.0", help120, &Features{EnableSandbox: true, EnableSeccomp: true, DisableHostLoopback: true}, ""},
 		{"0.4 without sandbox", strings.ReplaceAll(strings.ReplaceAll(help120, "--enable-sandbox", ""), "--enable-seccomp", ""),
 			&Features{DisableHostLoopback: true}, ""},
-		{"0.3", strings.ReplaceAll(help120, "--netns-type", ""), nil, "slirp4netns is older than 0.4 (install slirp4netns >= 0.4)"},
-		{"garbage", "Usage: something else\n", nil, "slirp4netns is older than 0.4 (install slirp4netns >= 0.4)"},
+		{"0.3", strings.ReplaceAll(help120, "--netns-type", ""), nil, "is older than 0.4.0"},
+		{"garbage", "Usage: something else\n", nil, "is older than 0.4.0"},
 	} {
 		got, err := parseFeatures(tc.help)
 		if tc.err != "" {
@@ -128,15 +208,34 @@ func TestCheckNotFound(t *testing.T) {
 func TestCheckTooOld(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "slirp4netns")
-	script := "#!/bin/sh\necho 'Usage: slirp4netns [OPTION]... PID [TAPNAME]'\necho '-r, --ready-fd=FD'\n"
+	script := "#!/bin/sh\n[ \"$1\" = --version ] && echo 'slirp4netns version 0.3.0' && exit 0\n" +
+		"echo 'Usage: slirp4netns [OPTION]... PID [TAPNAME]'\necho '-r, --ready-fd=FD'\n"
 	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir)
 	_, err := Check(Config{})
-	want := fake + ": slirp4netns is older than 0.4 (install slirp4netns >= 0.4)"
+	want := "slirp4netns 0.3.0 (" + fake + ") is older than 0.4.0 (install slirp4netns >= 0.4.0)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Check = %v, want %q", err, want)
+	}
+}
+
+// TestCheckLacksOption: Check asks an installed slirp4netns that lacks an
+// option for its version and refuses, naming both.
+func TestCheckLacksOption(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "slirp4netns")
+	help := strings.ReplaceAll(help120, "--enable-seccomp", "--enable-something-else")
+	script := "#!/bin/sh\n[ \"$1\" = --version ] && printf 'slirp4netns version 0.4.0-rc.1\\ncommit: 0\\n' && exit 0\ncat <<'EOF'\n" + help + "EOF\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	_, err := Check(Config{})
+	want := "slirp4netns 0.4.0-rc.1 (" + fake + ") lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Check = %v\nwant          %q", err, want)
 	}
 }
 

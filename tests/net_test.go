@@ -812,6 +812,188 @@ func TestSlirpMissing(t *testing.T) {
 	wantCode(t, r, 0)
 }
 
+// help040beta1 is slirp4netns 0.4.0-beta.1's --help (July 2019, from its
+// usage() in main.c): it has --netns-type, --ready-fd and --exit-fd, which
+// rabbitc needs to run it at all, but neither --enable-sandbox nor
+// --enable-seccomp, which came with 0.4.0.
+const help040beta1 = `Usage: slirp4netns [OPTION]... PID|PATH TAPNAME
+User-mode networking for unprivileged network namespaces.
+
+-c, --configure          bring up the interface
+-e, --exit-fd=FD         specify the FD for terminating slirp4netns
+-r, --ready-fd=FD        specify the FD to write to when the network is configured
+-m, --mtu=MTU            specify MTU (default=1500, max=65521)
+--cidr=CIDR              specify network address CIDR (default=10.0.2.0/24)
+--disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
+--netns-type=TYPE 	 specify network namespace type ([path|pid], default=pid)
+--userns-path=PATH	 specify user namespace path
+-a, --api-socket=PATH    specify API socket path
+-6, --enable-ipv6        enable IPv6 (experimental)
+-h, --help               show this help and exit
+-v, --version            show version and exit
+`
+
+// fakeSlirp is a $PATH directory for rabbitc holding newuidmap, newgidmap and
+// a slirp4netns script that answers --help with help and --version with
+// "slirp4netns version VERSION" (the real slirp4netns's answer if version is
+// ""). Any other run is logged to the file args; it then execs the real
+// slirp4netns with the same arguments, or, with execReal false, exits 1
+// having started nothing.
+type fakeSlirp struct {
+	dir, path, args string
+}
+
+func newFakeSlirp(t *testing.T, name, help, version string, execReal bool) fakeSlirp {
+	t.Helper()
+	real, err := exec.LookPath("slirp4netns")
+	if err != nil {
+		t.Fatal("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
+	}
+	f := fakeSlirp{dir: userDir(t, name, 0o755)}
+	f.path, f.args = filepath.Join(f.dir, "slirp4netns"), filepath.Join(f.dir, "args")
+	for _, tool := range []string{"newuidmap", "newgidmap"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(f.dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	versionCmd := "exec " + q(real) + " --version"
+	if version != "" {
+		versionCmd = "printf '%s\\n' " + q("slirp4netns version "+version) + "; exit 0"
+	}
+	rest := "echo 'fake slirp4netns: not started' >&2; exit 1"
+	if execReal {
+		rest = "exec " + q(real) + ` "$@"`
+	}
+	script := "#!/bin/sh\n" +
+		"case \"$1\" in\n" +
+		"--help|-h) printf '%s' " + q(help) + "; exit 0;;\n" +
+		"--version|-v) " + versionCmd + ";;\n" +
+		"esac\n" +
+		"printf '%s\\n' \"$*\" >> " + q(f.args) + "\n" +
+		rest + "\n"
+	userFile(t, f.path, script, 0o755)
+	return f
+}
+
+// runs returns the argument lists the fake was started with.
+func (f fakeSlirp) runs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(f.args)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// A slirp4netns without --enable-sandbox and --enable-seccomp is refused
+// with its version and the fix, before anything starts, not run without
+// them (issue 12, item 5); the --security-opt for one only narrows the
+// refusal to the other. One without --disable-host-loopback is refused for
+// the default network even when the user lets the sandbox and seccomp go.
+func TestSlirpLacksConfinement(t *testing.T) {
+	requireNet(t)
+	f := newFakeSlirp(t, "slirp-0.4.0-beta.1", help040beta1, "0.4.0-beta.1", false)
+	r := runOpt(t, opts{path: f.dir}, rc("--", "true")...)
+	wantRuntimeError(t, r)
+	want := "rabbitc: slirp4netns 0.4.0-beta.1 (" + f.path + ") lacks --enable-sandbox and --enable-seccomp " +
+		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false --security-opt slirp4netns-seccomp=false to run without them)\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+	r = runOpt(t, opts{path: f.dir}, rc("--security-opt", "slirp4netns-seccomp=false", "--", "true")...)
+	wantRuntimeError(t, r)
+	want = "rabbitc: slirp4netns 0.4.0-beta.1 (" + f.path + ") lacks --enable-sandbox " +
+		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false to run without it)\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+
+	noLoop := strings.Replace(help040beta1, "--disable-host-loopback", "--no-such-option", 1)
+	g := newFakeSlirp(t, "slirp-no-host-loopback", noLoop, "0.4.0-beta.1", false)
+	r = runOpt(t, opts{path: g.dir}, rc("--security-opt", "slirp4netns-sandbox=false", "--security-opt", "slirp4netns-seccomp=false", "--", "true")...)
+	wantRuntimeError(t, r)
+	want = "rabbitc: slirp4netns 0.4.0-beta.1 (" + g.path + ") lacks --disable-host-loopback, so the container would reach every service " +
+		"on the host's 127.0.0.1 (install slirp4netns >= 0.4.0, or pass --allow-host-loopback to allow that)\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+	if runs := append(f.runs(t), g.runs(t)...); len(runs) > 0 {
+		t.Errorf("the refused slirp4netns was started: %q", runs)
+	}
+}
+
+// A slirp4netns built without --enable-seccomp (the installed one, whose
+// --help leaves the option out) is refused; with
+// --security-opt slirp4netns-seccomp=false the container runs, slirp4netns
+// without --enable-seccomp but with its other options, and rabbitc says so
+// in one warning line (issue 12, item 5).
+func TestSlirpWithoutSeccomp(t *testing.T) {
+	requireNet(t)
+	real, err := exec.LookPath("slirp4netns")
+	if err != nil {
+		t.Fatal("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
+	}
+	help, err := exec.Command(real, "--help").Output()
+	if err != nil {
+		t.Fatalf("%s --help: %v", real, err)
+	}
+	var kept []string
+	for _, line := range strings.SplitAfter(string(help), "\n") {
+		if !strings.Contains(line, "--enable-seccomp") {
+			kept = append(kept, line)
+		}
+	}
+	out, err := exec.Command(real, "--version").Output()
+	version, ok := strings.CutPrefix(strings.SplitN(string(out), "\n", 2)[0], "slirp4netns version ")
+	if err != nil || !ok {
+		t.Fatalf("%s --version: %q, %v", real, out, err)
+	}
+	f := newFakeSlirp(t, "slirp-without-seccomp", strings.Join(kept, ""), "", true)
+	name := "slirp4netns " + version + " (" + f.path + ")"
+
+	r := runOpt(t, opts{path: f.dir}, rc("--", "echo", "ran")...)
+	wantRuntimeError(t, r)
+	want := "rabbitc: " + name + " lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+	if runs := f.runs(t); len(runs) > 0 {
+		t.Fatalf("the refused slirp4netns was started: %q", runs)
+	}
+
+	r = runOpt(t, opts{path: f.dir}, rc("--security-opt", "slirp4netns-seccomp=false", "--", "echo", "ran")...)
+	wantCode(t, r, 0)
+	if r.out() != "ran" {
+		t.Errorf("want the payload's output \"ran\":\n%s", r)
+	}
+	want = "rabbitc: warning: slirp4netns runs without --enable-seccomp (--security-opt slirp4netns-seccomp=false): " +
+		name + " lacks --enable-seccomp (install slirp4netns >= 0.4.0 to have it)\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+	runs := f.runs(t)
+	if len(runs) != 1 {
+		t.Fatalf("slirp4netns started %d times, want once: %q", len(runs), runs)
+	}
+	args := " " + runs[0] + " "
+	for _, want := range []string{" --disable-host-loopback ", " --enable-sandbox "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("slirp4netns ran without%s: %s", want, runs[0])
+		}
+	}
+	if strings.Contains(args, " --enable-seccomp ") {
+		t.Errorf("slirp4netns ran with --enable-seccomp, which its --help does not list: %s", runs[0])
+	}
+}
+
 // /dev/net/tun that the user cannot open (mode 0600, as on some fresh
 // machines): one line naming it, exit 125. The device is replaced in a
 // private mount namespace, which needs root to set up; rabbitc runs as the

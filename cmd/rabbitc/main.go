@@ -137,7 +137,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.BoolVar(&o.hostLoop, "allow-host-loopback", false, "let the container reach the host's 127.0.0.1 at 10.0.2.2 (exposes every service on it)")
 	fs.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to the default set (NET_ADMIN, ALL, ...)")
 	fs.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from the default set (NET_RAW, ALL, ...)")
-	fs.StringArrayVar(&o.securityOpt, "security-opt", nil, "seccomp=unconfined, seccomp=FILE.json, no-new-privileges=false")
+	fs.StringArrayVar(&o.securityOpt, "security-opt", nil, "seccomp=unconfined, seccomp=FILE.json, no-new-privileges=false, slirp4netns-sandbox=false, slirp4netns-seccomp=false")
 	fs.StringArrayVar(&o.ulimits, "ulimit", nil, "set a resource limit NAME=SOFT[:HARD] as in docker (nofile, nproc, core, memlock, ...; -1 or unlimited)")
 	fs.IntVar(&o.stopTimeout, "stop-timeout", 10, "seconds to wait after forwarding SIGTERM/SIGINT before killing the container")
 	fs.VarPF(rmFlag{&o.keep}, "rm", "", "remove the container when it exits (always: accepted as in docker run --rm)").NoOptDefVal = "true"

@@ -185,6 +185,9 @@ func (r *runner) run() (code int, err error) {
 	}
 	r.trace.mark("maps-written")
 	if s.Net.Mode == netns.ModeSlirp {
+		if feat.Warning != "" {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", feat.Warning)
+		}
 		// slirp4netns comes up while the sandbox and init prepare.
 		if r.slirp, err = netns.StartSlirp(r.child.Pid(), s.Net, feat); err != nil {
 			return 0, r.setupErr(err)

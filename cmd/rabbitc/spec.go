@@ -113,6 +113,13 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	}
 	s.Net.MTU = o.mtu
 	s.Net.AllowHostLoopback = o.hostLoop
+	secOpts, err := slirpSecurityOpts(o.securityOpt, &s.Net)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Net.Validate(); err != nil {
+		return nil, err
+	}
 	for _, h := range o.addHosts {
 		e, err := netns.ParseHostEntry(h, s.Net)
 		if err != nil {
@@ -179,7 +186,7 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		return nil, err
 	}
 	s.Rootfs.EtcFiles = etcFiles(s)
-	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, o.securityOpt); err != nil {
+	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, secOpts); err != nil {
 		return nil, err
 	}
 	if s.Rlimits, err = parseUlimits(o.ulimits); err != nil {
@@ -210,6 +217,35 @@ func payloadArgs(cmd string, args []string) []string {
 		return args
 	}
 	return []string{"/bin/sh"}
+}
+
+// slirpSecurityOpts takes the --security-opt values about slirp4netns
+// (netns.SecurityOptSandbox and netns.SecurityOptSeccomp, =BOOL; the last
+// one wins) into cfg and returns the others for security.ParseConfig, which
+// knows nothing of slirp4netns.
+func slirpSecurityOpts(opts []string, cfg *netns.Config) ([]string, error) {
+	var rest []string
+	for _, opt := range opts {
+		key, val, _ := strings.Cut(opt, "=")
+		var off *bool
+		switch {
+		case key == netns.SecurityOptSandbox:
+			off = &cfg.NoSlirpSandbox
+		case key == netns.SecurityOptSeccomp:
+			off = &cfg.NoSlirpSeccomp
+		case strings.HasPrefix(opt, "slirp4netns"):
+			return nil, fmt.Errorf("security-opt %q: unknown option (use %s=false or %s=false)", opt, netns.SecurityOptSandbox, netns.SecurityOptSeccomp)
+		default:
+			rest = append(rest, opt)
+			continue
+		}
+		on, err := strconv.ParseBool(val)
+		if err != nil {
+			return nil, fmt.Errorf("security-opt %q: invalid boolean %q (use %s=true|false)", opt, val, key)
+		}
+		*off = !on
+	}
+	return rest, nil
 }
 
 // readEnvFiles reads --env-file files as docker does: one K=V (or a bare K,

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rabbitc/rabbitc/netns"
 )
 
 func TestPayloadArgs(t *testing.T) {
@@ -116,6 +118,10 @@ func TestNewSpecErrors(t *testing.T) {
 		{"rm=false", runOptions{rootfs: dir, net: "none", keep: true}, "--rm=false"},
 		{"bad tmpfs", runOptions{rootfs: dir, net: "none", tmpfs: []string{"/run:bogus"}}, "tmpfs"},
 		{"bad ulimit", runOptions{rootfs: dir, net: "none", ulimits: []string{"nofile=2:1"}}, "--ulimit nofile=2:1: soft limit 2"},
+		{"slirp option with none", runOptions{rootfs: dir, net: "none", securityOpt: []string{"slirp4netns-seccomp=false"}},
+			"--security-opt slirp4netns-seccomp=false needs --net slirp4netns (got --net none)"},
+		{"host loopback with host", runOptions{rootfs: dir, net: "host", hostLoop: true}, "--allow-host-loopback needs --net slirp4netns"},
+		{"bad slirp option", runOptions{rootfs: dir, net: "slirp4netns", securityOpt: []string{"slirp4netns-sandbox=maybe"}}, "invalid boolean"},
 	} {
 		_, err := newSpec(&tc.o, nil, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -123,6 +129,41 @@ func TestNewSpecErrors(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error is not one line: %q", tc.name, err)
+		}
+	}
+}
+
+// TestSlirpSecurityOpts: the slirp4netns values of --security-opt go to
+// the network's Config, the others on to security.ParseConfig in order.
+func TestSlirpSecurityOpts(t *testing.T) {
+	for _, tc := range []struct {
+		opts              []string
+		rest              []string
+		noSandbox, noSecc bool
+		err               string
+	}{
+		{opts: nil},
+		{opts: []string{"seccomp=unconfined", "no-new-privileges=false"}, rest: []string{"seccomp=unconfined", "no-new-privileges=false"}},
+		{opts: []string{"slirp4netns-sandbox=false"}, noSandbox: true},
+		{opts: []string{"no-new-privileges", "slirp4netns-seccomp=false", "seccomp=x.json"}, rest: []string{"no-new-privileges", "seccomp=x.json"}, noSecc: true},
+		{opts: []string{"slirp4netns-seccomp=false", "slirp4netns-seccomp=true"}},
+		{opts: []string{"slirp4netns-sandbox=0", "slirp4netns-seccomp=FALSE"}, noSandbox: true, noSecc: true},
+		{opts: []string{"slirp4netns-sandbox"}, err: `security-opt "slirp4netns-sandbox": invalid boolean "" (use slirp4netns-sandbox=true|false)`},
+		{opts: []string{"slirp4netns-seccomp=off"}, err: `security-opt "slirp4netns-seccomp=off": invalid boolean "off" (use slirp4netns-seccomp=true|false)`},
+		{opts: []string{"slirp4netns:enable_sandbox=false"}, err: `security-opt "slirp4netns:enable_sandbox=false": unknown option (use slirp4netns-sandbox=false or slirp4netns-seccomp=false)`},
+		{opts: []string{"slirp4netns-sandbox:false"}, err: `security-opt "slirp4netns-sandbox:false": unknown option (use slirp4netns-sandbox=false or slirp4netns-seccomp=false)`},
+	} {
+		var cfg netns.Config
+		rest, err := slirpSecurityOpts(tc.opts, &cfg)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("slirpSecurityOpts(%q) error = %v, want %q", tc.opts, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(rest, tc.rest) || cfg.NoSlirpSandbox != tc.noSandbox || cfg.NoSlirpSeccomp != tc.noSecc {
+			t.Errorf("slirpSecurityOpts(%q) = %q, %+v, %v; want %q, sandbox off %v, seccomp off %v",
+				tc.opts, rest, cfg, err, tc.rest, tc.noSandbox, tc.noSecc)
 		}
 	}
 }
