@@ -74,6 +74,7 @@ type runner struct {
 	stateOK   bool            // state.json was written
 	initPid   int
 	init      *userns.Pidfd // init, PID 1 of the container: killing it ends the whole PID namespace
+	config    []byte        // the spec as JSON: init's, and the state's config.json
 	slirp     *netns.Slirp
 	listeners *portfwd.Listeners
 	console   *console
@@ -169,6 +170,7 @@ func (r *runner) run() (code int, err error) {
 		return abort(err)
 	}
 	initSpec, err := json.Marshal(s) // now, while nothing waits for it
+	r.config = initSpec
 	if err != nil {
 		return abort(err)
 	}
@@ -289,7 +291,7 @@ func (r *runner) recordState() {
 	if r.init != nil && r.init.Exited() {
 		return
 	}
-	if err := createState(r.spec, r.initPid, initTime); err != nil {
+	if err := createState(r.spec, r.config, r.initPid, initTime); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
 		return
 	}

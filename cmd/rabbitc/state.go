@@ -84,14 +84,15 @@ func etcFiles(s *spec) []rootfs.File {
 	}
 }
 
-// createState makes the container's directory with its state.json, for a
+// createState makes the container's directory with its state.json and
+// config.json (the spec, which exec reads), for a
 // container whose payload runs as initPid (the host's pid), started at
 // initTime (procStartTime). It is written
 // once the payload runs: a start-up that fails or is killed leaves nothing
 // to clean, and the start-up does no file writes on the host. state.json is
 // written in place, not through a rename: the directory is new, and a
 // reader treats a state.json it cannot parse as one being created.
-func createState(s *spec, initPid int, initTime uint64) error {
+func createState(s *spec, config []byte, initPid int, initTime uint64) error {
 	dir := s.StateDir
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
@@ -99,6 +100,11 @@ func createState(s *spec, initPid int, initTime uint64) error {
 	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
 		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), InitPid: initPid, InitTime: initTime, Status: "running"}
 	b, _ := json.Marshal(&st)
+	// config.json first: a reader that finds state.json finds it too.
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600); err != nil {
+		removeState(dir)
+		return fmt.Errorf("write state: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
 		removeState(dir)
 		return fmt.Errorf("write state: %w", err)
@@ -106,10 +112,12 @@ func createState(s *spec, initPid int, initTime uint64) error {
 	return nil
 }
 
-// removeState removes the container's directory: state.json by name, then
-// the directory (os.RemoveAll's walk only if anything else is in it).
+// removeState removes the container's directory: state.json and
+// config.json by name, then the directory (os.RemoveAll's walk only if
+// anything else is in it).
 func removeState(dir string) {
 	unix.Unlink(filepath.Join(dir, "state.json"))
+	unix.Unlink(filepath.Join(dir, "config.json"))
 	if unix.Rmdir(dir) != nil {
 		os.RemoveAll(dir)
 	}
