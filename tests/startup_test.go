@@ -131,11 +131,15 @@ func noInherited(t *testing.T, p *proc, dir string, want []string) {
 			}
 			continue
 		}
+		var held []string
 		for _, e := range ents {
 			target, _ := os.Readlink(filepath.Join(fdDir, e.Name()))
 			if target == dir || strings.HasPrefix(target, dir+"/") {
-				t.Errorf("%d %q holds fd %s -> %s, which only rabbitc's caller had", d.pid, cmdline(d.pid), e.Name(), target)
+				held = append(held, e.Name())
 			}
+		}
+		if len(held) > 0 {
+			t.Errorf("%d %q holds fds %v on %s, which only rabbitc's caller had open", d.pid, cmdline(d.pid), held, dir)
 		}
 	}
 }

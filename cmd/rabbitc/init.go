@@ -296,7 +296,10 @@ func lookupEntry(file string, fields int, match func([]string) bool) ([]string, 
 // it lies inside it.
 func enterWorkdir(dir string, cred *credential) error {
 	if dir == "" || dir == "/" {
-		return unix.Chdir("/") // where PivotRoot left init already
+		if err := unix.Chdir("/"); err != nil { // where PivotRoot left init already
+			return fmt.Errorf("chdir /: %w", err)
+		}
+		return nil
 	}
 	h, err := rootfs.Workdir(dir, cred.uid, cred.gid)
 	if err != nil {
