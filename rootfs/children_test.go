@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +34,7 @@ func childFull(a childArgs) error {
 		return fmt.Errorf("Finish: %w", err)
 	}
 	c := &checker{}
-	c.pid1(a.HostProc)
+	c.pid1()
 	c.devices()
 	c.pty(a.TTYGroup)
 	c.masked()
@@ -42,7 +43,7 @@ func childFull(a childArgs) error {
 	c.rootMode(a.Config.ReadOnly)
 	c.volumes(a)
 	c.etcFiles(a.Config.EtcFiles)
-	c.busybox(a.HostProc)
+	c.busybox()
 	if len(c.errs) > 0 {
 		return errors.New(strings.Join(c.errs, "\n"))
 	}
@@ -62,14 +63,12 @@ func statfsFlags(p string) (int64, int64, error) {
 	return int64(st.Type), st.Flags, err
 }
 
-func (c *checker) pid1(hostProc bool) {
+func (c *checker) pid1() {
 	self, err := os.Readlink("/proc/self")
 	switch {
 	case err != nil:
 		c.errorf("readlink /proc/self: %v", err)
-	case hostProc && self == "1":
-		c.errorf("/proc/self is 1, but the host's /proc was expected")
-	case !hostProc && self != "1":
+	case self != "1":
 		c.errorf("/proc/self = %s, want 1 (a procfs of the new PID namespace)", self)
 	}
 }
@@ -285,7 +284,7 @@ func (c *checker) etcFiles(fs []File) {
 	}
 }
 
-func (c *checker) busybox(hostProc bool) {
+func (c *checker) busybox() {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		return
 	}
@@ -295,7 +294,7 @@ func (c *checker) busybox(hostProc bool) {
 		return
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if !hostProc && (len(lines) > 5 || !strings.HasPrefix(strings.TrimSpace(lines[1]), "1 ")) {
+	if len(lines) > 5 || !strings.HasPrefix(strings.TrimSpace(lines[1]), "1 ") {
 		c.errorf("busybox ps shows more than the container:\n%s", out)
 	}
 }
@@ -369,9 +368,9 @@ func childRace(a childArgs) error {
 
 // childNested prepares, in its own user namespace, what only a more
 // privileged namespace can give a container: mounts whose flags are locked
-// (a nosuid,nodev,noexec tmpfs as a volume source) and a host /proc with a
-// covered file (so that a fresh procfs is refused). It then runs a.Nested one
-// user namespace deeper.
+// (a nosuid,nodev,noexec tmpfs as a volume source) and, with a.CoverProc, a
+// /proc with a covered file (so that a fresh procfs is refused). It then
+// runs a.Nested one user namespace deeper.
 func childNested(a childArgs) error {
 	if err := unix.Mount("tmpfs", a.NestedSrc, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=1m,mode=755"); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", a.NestedSrc, err)
@@ -379,20 +378,11 @@ func childNested(a childArgs) error {
 	if err := os.WriteFile(a.NestedSrc+"/hello.txt", []byte("hello\n"), 0o644); err != nil {
 		return err
 	}
-	// Cover a file in every procfs of this namespace: the host's, and the
-	// fresh one of this PID namespace that os/exec needs to write the
-	// nested child's id maps.
-	if err := unix.Mount("/dev/null", "/proc/version", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("cover /proc/version: %w", err)
-	}
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount proc: %w", err)
-	}
-	if err := unix.Mount("/dev/null", "/proc/version", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("cover /proc/version: %w", err)
+	if err := freshProc(a.CoverProc); err != nil {
+		return err
 	}
 	name := a.Nested
-	a.Nested = ""
+	a.Nested, a.CoverProc = "", false
 	out, code, err := spawn(name, a, a.NewNet)
 	fmt.Print(out)
 	if err != nil {
@@ -404,5 +394,54 @@ func childNested(a childArgs) error {
 	if code != 0 {
 		return fmt.Errorf("nested child %s exited %d", name, code)
 	}
+	return nil
+}
+
+// freshProc mounts the procfs of this PID namespace, which os/exec needs to
+// write the nested child's id maps. With cover, a file is covered in every
+// procfs of this namespace, the host's and the fresh one: one user namespace
+// deeper these covers are locked, no procfs there is fully visible, and the
+// kernel refuses a new one (mount_too_revealing), as inside a container that
+// masks /proc paths.
+func freshProc(cover bool) error {
+	if cover {
+		if err := unix.Mount("/dev/null", "/proc/version", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("cover /proc/version: %w", err)
+		}
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount proc: %w", err)
+	}
+	if cover {
+		if err := unix.Mount("/dev/null", "/proc/version", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("cover /proc/version: %w", err)
+		}
+	}
+	return nil
+}
+
+// childProcRefused runs Setup under a /proc that has a covered file: it must
+// fail on /proc, saying why, and mount no procfs at all (the host's /proc
+// bound in its place would show every process of the outer system).
+func childProcRefused(a childArgs) error {
+	before, err := mountIDs()
+	if err != nil {
+		return err
+	}
+	setupErr := Setup(a.Config)
+	if setupErr == nil || !strings.Contains(setupErr.Error(), "mount proc on /proc: operation not permitted") ||
+		!strings.Contains(setupErr.Error(), "covered") {
+		return fmt.Errorf("Setup under a covered /proc = %v, want the refused procfs and its cause", setupErr)
+	}
+	ms, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if !before[m.ID] && m.FSType == "proc" {
+			return fmt.Errorf("a procfs was mounted on %s (Setup: %v)", m.Mountpoint, setupErr)
+		}
+	}
+	fmt.Println("ok")
 	return nil
 }

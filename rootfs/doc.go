@@ -7,14 +7,24 @@
 // in spirit (no goroutines of its own). It never starts processes and never
 // touches host paths outside Config.Rootfs except the sources it is given
 // (volumes, the host's /dev/{null,zero,full,random,urandom,tty},
-// and the host's /proc or /sys when the kernel refuses fresh ones).
+// and the host's /sys where a fresh sysfs cannot be had; never the host's
+// /proc).
 //
 // Contract used by cmd/rabbitc:
 //
+//	code, err := rootfs.CheckCommand(cfg, argv0, workdir, path) // the parent, before anything starts
 //	if err := rootfs.Setup(cfg); err != nil { ... }   // all mounts, under cfg.Rootfs
 //	if err := rootfs.PivotRoot(cfg.Rootfs); err != nil { ... }
 //	if err := rootfs.Finish(cfg); err != nil { ... }  // after pivot: read-only "/" with --read-only
+//	dir, err := rootfs.Workdir(unsafePath, uid, gid)  // after pivot: the payload's -w, to fchdir into
 //	master, slave, err := rootfs.OpenPTY()            // with -t, from the container's /dev/pts
+//
+// CheckCommand alone runs on the host side, in the parent, and only reads:
+// it resolves the payload's command in the rootfs on disk (in-root, as
+// init's lookup will), so that a directory that holds no such program (a
+// source tree's rootfs/) is refused with 127 or 126 before any mount point
+// is created in it. A command under a volume or --tmpfs destination is not
+// on disk yet: the check leaves it to init.
 //
 // # The rootfs is untrusted
 //
@@ -34,15 +44,23 @@
 // Setup writes into the rootfs on disk only to create missing mount points:
 // directories (0755) and empty files (0644), such as /proc, /sys, /dev,
 // /etc/hosts or a volume destination. It never writes file contents there.
+// Workdir creates a missing working directory the same way, after checking
+// that what exists of the path is inside the root and not in /proc: a -w
+// through a symlink to /proc/self/fd/N is refused (openat2
+// RESOLVE_NO_MAGICLINKS), not followed to whatever init holds open.
 //
 // # Defaults
 //
 // "/" is made a recursive slave; the rootfs is bound on itself. /proc is a
 // fresh procfs (nosuid,nodev,noexec); if the kernel refuses it (EPERM,
-// mount_too_revealing), the host's /proc is bound instead. /sys is a fresh
-// read-only sysfs, with the container's cgroup namespace mounted read-only
-// on /sys/fs/cgroup (cgroup2, where the kernel allows it); with --net host,
-// or if refused, the host's /sys is bound and made read-only recursively.
+// mount_too_revealing: rabbitc runs below a /proc with covered paths, as in
+// a container that masks some), Setup fails with that cause, as runc and
+// crun do, and never binds the host's /proc, which would show every process
+// of the outer system and reach their files. /sys is a fresh read-only
+// sysfs, with the container's cgroup namespace mounted read-only on
+// /sys/fs/cgroup (cgroup2, where the kernel allows it); with --net host
+// (not our network namespace, so the kernel refuses a fresh sysfs), or if
+// refused, the host's /sys is bound and made read-only recursively.
 // /dev is a tmpfs with the host's null, zero, full, random, urandom and tty
 // bound in (each checked by fstat to be the right character device), the
 // fd/stdin/stdout/stderr/core/ptmx symlinks, a new devpts instance on

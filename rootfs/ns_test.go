@@ -42,9 +42,9 @@ type childArgs struct {
 	// Marker is a host file outside the rootfs that must be unreachable
 	// after PivotRoot.
 	Marker string
-	// HostProc: the kernel is expected to refuse a fresh procfs, so /proc is
-	// the host's.
-	HostProc bool
+	// CoverProc: the nested child covers a file in every procfs it sees,
+	// so that the kernel refuses a fresh one one user namespace deeper.
+	CoverProc bool
 	// LockedVolume is the destination of a read-only volume whose source
 	// mount has nosuid,nodev,noexec locked; they must survive the remount.
 	LockedVolume string
@@ -64,11 +64,12 @@ type childArgs struct {
 }
 
 var children = map[string]func(a childArgs) error{
-	"probe":      func(childArgs) error { return nil },
-	"full":       childFull,
-	"setup-only": childSetupOnly,
-	"race":       childRace,
-	"nested":     childNested,
+	"probe":        func(childArgs) error { return nil },
+	"full":         childFull,
+	"setup-only":   childSetupOnly,
+	"race":         childRace,
+	"nested":       childNested,
+	"proc-refused": childProcRefused,
 }
 
 func TestMain(m *testing.M) {

@@ -124,21 +124,25 @@ func bindRootfs(path string) (*root, error) {
 	return r, nil
 }
 
-// setupProc mounts a fresh procfs on /proc. When the kernel refuses one
-// (EPERM from mount_too_revealing: parts of the host's /proc are covered, as
-// in some container hosts) it binds the host's /proc recursively instead.
+// setupProc mounts a fresh procfs on /proc. The kernel refuses one (EPERM,
+// mount_too_revealing) when no procfs rabbitc can see is fully visible:
+// parts of it are covered, as in containers that mask /proc/kcore or
+// /proc/sys. Setup then fails, as runc and crun do. It never binds the host's
+// /proc instead: that shows every process of the outer system, and through
+// /proc/PID/root and /proc/PID/cwd (more so with --cap-add SYS_PTRACE)
+// reaches their files.
 func (r *root) setupProc() error {
 	under, err := r.openOrCreate(procMount.dest, true)
 	if err != nil {
 		return fmt.Errorf("mount point %w", err)
 	}
 	defer under.Close()
-	err = mountOn(under, procMount)
-	if errors.Is(err, unix.EPERM) {
-		if err2 := bindHost("/proc", under); err2 != nil {
-			return fmt.Errorf("%w; %w", err, err2)
+	if err := mountOn(under, procMount); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("%w (the kernel refuses a new /proc while parts of the /proc rabbitc runs under are covered, "+
+				"as inside some containers; run rabbitc where /proc has no masked paths, "+
+				"e.g. in a container started with --security-opt systempaths=unconfined (docker) or unmask=ALL (podman))", err)
 		}
-	} else if err != nil {
 		return err
 	}
 	top, err := r.reopenMounted(under, procMount.dest, isFS(procMount.magic))
@@ -209,7 +213,7 @@ func (r *root) setupCgroup() error {
 	return top.Close()
 }
 
-// bindHost binds the host's directory hostPath (e.g. /proc) recursively on
+// bindHost binds the host's directory hostPath (/sys) recursively on
 // the handle under, which is the same path inside the container.
 func bindHost(hostPath string, under *os.File) error {
 	src, err := os.OpenFile(hostPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

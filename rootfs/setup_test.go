@@ -67,11 +67,9 @@ func TestSetup(t *testing.T) {
 	}
 }
 
-// TestSetupNested runs the container one user namespace deeper, below mounts
-// that its namespace cannot change: a volume source whose nosuid, nodev and
-// noexec are locked (the read-only remount must repeat them, or the kernel
-// says EPERM), and a host /proc with a covered file, so that the kernel
-// refuses a fresh procfs and Setup falls back to binding the host's.
+// TestSetupNested runs the container one user namespace deeper, below a
+// volume source whose nosuid, nodev and noexec are locked: the read-only
+// remount must repeat them, or the kernel says EPERM.
 func TestSetupNested(t *testing.T) {
 	tr := newTree(t, true)
 	locked := filepath.Join(tr.base, "locked")
@@ -84,11 +82,29 @@ func TestSetupNested(t *testing.T) {
 	out := run(t, "nested", childArgs{
 		Config:       cfg,
 		Marker:       tr.marker,
-		HostProc:     true,
 		LockedVolume: "/locked",
 		Nested:       "full",
 		NestedSrc:    locked,
 		NewNet:       true,
+	}, true)
+	if !strings.Contains(out, "ok") {
+		t.Fatalf("nested child output: %s", out)
+	}
+}
+
+// TestSetupProcCovered runs Setup one user namespace below a /proc with a
+// covered file, where the kernel refuses a fresh procfs: Setup fails with
+// the cause and binds no procfs, the host's least of all.
+func TestSetupProcCovered(t *testing.T) {
+	tr := newTree(t, true)
+	src := filepath.Join(tr.base, "src")
+	mustMkdir(t, src)
+	out := run(t, "nested", childArgs{
+		Config:    Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()},
+		CoverProc: true,
+		Nested:    "proc-refused",
+		NestedSrc: src,
+		NewNet:    true,
 	}, true)
 	if !strings.Contains(out, "ok") {
 		t.Fatalf("nested child output: %s", out)

@@ -296,23 +296,23 @@ func lookupEntry(file string, fields int, match func([]string) bool) ([]string, 
 	return nil, false
 }
 
-// enterWorkdir changes into the working directory (created if missing, as
-// docker does) and checks it lies inside the new root.
+// enterWorkdir changes into the working directory, resolved and, if
+// missing, created inside the new root (rootfs.Workdir), and checks that
+// it lies inside it.
 func enterWorkdir(dir string, cred *credential) error {
-	if dir == "" {
-		dir = "/"
+	if dir == "" || dir == "/" {
+		if err := unix.Chdir("/"); err != nil { // where PivotRoot left init already
+			return fmt.Errorf("chdir /: %w", err)
+		}
+		return nil
 	}
-	if err := os.Chdir(dir); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("chdir %s: %w", dir, err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create workdir %s: %w", dir, err)
-		}
-		os.Lchown(dir, cred.uid, cred.gid)
-		if err := os.Chdir(dir); err != nil {
-			return fmt.Errorf("chdir %s: %w", dir, err)
-		}
+	h, err := rootfs.Workdir(dir, cred.uid, cred.gid)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := unix.Fchdir(int(h.Fd())); err != nil {
+		return fmt.Errorf("chdir %s: %w", dir, err)
 	}
 	wd, err := unix.Getwd()
 	if err != nil || !strings.HasPrefix(wd, "/") {

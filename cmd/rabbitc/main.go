@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/rabbitc/rabbitc/userns"
 )
@@ -21,6 +22,16 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// codeError is an error of rabbitc's that exits with a code of its own
+// instead of 125: 126 or 127 for a command that cannot run, as docker's.
+type codeError struct {
+	code int
+	err  error
+}
+
+func (e *codeError) Error() string { return e.err.Error() }
+func (e *codeError) Unwrap() error { return e.err }
+
 func init() {
 	// Keep the main goroutine on the main thread: the stages arm their
 	// parent-death signal on it, and it lives as long as the process.
@@ -28,6 +39,7 @@ func init() {
 }
 
 func main() {
+	closeInherited()
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		stage := ""
 		if len(os.Args) > 2 {
@@ -36,6 +48,28 @@ func main() {
 		os.Exit(initMain(stage))
 	}
 	os.Exit(cliMain(os.Args[1:]))
+}
+
+// closeInherited marks every descriptor above 2 close-on-exec, first thing
+// in the CLI and in every stage: a descriptor the caller leaked to rabbitc
+// (an open directory, a socket) reaches no stage, helper (newuidmap,
+// slirp4netns, the watchdog) or payload, where /proc/self/fd/N would lead
+// out of the container (CVE-2024-21626). The stages still use what they were
+// given on purpose (userns.SyncFD, userns.PortFD; the watchdog's stdin is 0),
+// and pass it on only through ExtraFiles, whose dup2 clears the flag.
+// Close-on-exec rather than close: whatever the Go runtime may have opened
+// before main keeps working.
+func closeInherited() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Linux < 5.11: one by one.
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }
 
 func cliMain(args []string) int {
@@ -58,6 +92,10 @@ func cliMain(args []string) int {
 		return 125
 	}
 	fmt.Fprintf(os.Stderr, "rabbitc: %s\n", err)
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	return 125
 }
 

@@ -203,7 +203,29 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		return nil, err
 	}
 	s.Env = env
+	if err := checkCommand(s, o.rootfs); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// checkCommand refuses, before any process starts or anything is created in
+// the rootfs, a command that the rootfs on disk shows cannot run
+// (rootfs.CheckCommand), with docker's 127 or 126.
+func checkCommand(s *spec, rootfsFlag string) error {
+	pathEnv := envValue(s.Env, "PATH")
+	if pathEnv == "" {
+		pathEnv = defaultPath // as findProgram
+	}
+	code, err := rootfs.CheckCommand(s.Rootfs, s.Args[0], s.Cwd, pathEnv)
+	if err == nil {
+		return nil
+	}
+	hint := ""
+	if code == 127 {
+		hint = " (is --rootfs a container's root filesystem?)"
+	}
+	return &codeError{code: code, err: fmt.Errorf("%w in rootfs %s%s", err, rootfsFlag, hint)}
 }
 
 // payloadArgs applies the --cmd rule: with --cmd, the positional arguments
