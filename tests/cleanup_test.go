@@ -145,36 +145,86 @@ func TestStateWithoutXDGRuntimeDir(t *testing.T) {
 	}
 }
 
-// A state directory that cannot be written fails cleanly; a full file system
-// too (issue 5, point 8).
+// A state directory that cannot be used fails cleanly, before anything
+// starts (issue 5, point 8): the one rabbitc uses, $XDG_RUNTIME_DIR/rabbitc
+// or, without XDG_RUNTIME_DIR, $TMPDIR/rabbitc-UID (cmd/rabbitc stateRoot).
+// The latter lies in a directory every user can write, so rabbitc takes it
+// only as a private directory of the user's own, never through a symlink.
 func TestStateDirUnusable(t *testing.T) {
-	ro := userDir(t, "xdg-readonly", 0o500)
-	r := runOpt(t, opts{env: []string{"XDG_RUNTIME_DIR=" + ro}}, rcNoNet("--", "true")...)
-	wantRuntimeError(t, r)
-	if os.Geteuid() != 0 {
-		t.Log("not root: the full file system case needs a small tmpfs mounted by root")
-		return
+	uid := strconv.Itoa(env.user.uid)
+	t.Run("xdg-readonly", func(t *testing.T) {
+		ro := userDir(t, "xdg-readonly", 0o500)
+		r := runOpt(t, opts{noXDG: true, env: []string{"XDG_RUNTIME_DIR=" + ro}}, rcNoNet("--", "true")...)
+		wantRuntimeError(t, r, filepath.Join(ro, "rabbitc"))
+	})
+	t.Run("xdg-file", func(t *testing.T) {
+		xdg := userDir(t, "xdg-file", 0o700)
+		userFile(t, filepath.Join(xdg, "rabbitc"), "not a directory\n", 0o600)
+		r := runOpt(t, opts{noXDG: true, env: []string{"XDG_RUNTIME_DIR=" + xdg}}, rcNoNet("--", "true")...)
+		wantRuntimeError(t, r, filepath.Join(xdg, "rabbitc"))
+	})
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T, dir string) // makes dir, $TMPDIR/rabbitc-UID
+	}{
+		{"tmp-symlink", func(t *testing.T, dir string) {
+			target := userDir(t, "state-elsewhere", 0o700)
+			if err := os.Symlink(target, dir); err != nil {
+				t.Fatal(err)
+			}
+			chownToUser(dir)
+		}},
+		{"tmp-shared", func(t *testing.T, dir string) {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			chownToUser(dir)
+			os.Chmod(dir, 0o777)
+		}},
+		{"tmp-other-owner", func(t *testing.T, dir string) {
+			if os.Geteuid() != 0 || !env.user.drop {
+				t.Skip("a directory of another user takes root to make")
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(dir, 0o755)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := userDir(t, "tmpdir", 0o1777)
+			dir := filepath.Join(tmp, "rabbitc-"+uid)
+			tc.make(t, dir)
+			r := runOpt(t, opts{noXDG: true, env: []string{"TMPDIR=" + tmp}}, rcNoNet("--", "true")...)
+			wantRuntimeError(t, r, dir, "not a private directory")
+			if left := listTree(dir + "/"); len(left) > 0 {
+				t.Errorf("rabbitc wrote into %s:\n  %s", dir, strings.Join(left, "\n  "))
+			}
+		})
 	}
-	full := userDir(t, "xdg-full", 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=64k,nr_inodes=16,mode=0700,uid=%d,gid=%d", env.user.uid, env.user.gid), "tmpfs", full).CombinedOutput(); err != nil {
-		t.Fatalf("mount a small tmpfs: %v: %s", err, out)
-	}
-	defer exec.Command("umount", full).Run()
-	ctxOf(t).mounts = readMounts() // the tmpfs is ours, not a leftover
-	for i := 0; i < 100; i++ {
-		if err := os.WriteFile(filepath.Join(full, fmt.Sprintf("fill%d", i)), make([]byte, 16384), 0o600); err != nil {
-			break
+	t.Run("full", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("the full file system case needs a small tmpfs mounted by root")
 		}
-	}
-	for i := 0; i < 100; i++ {
-		if err := os.Mkdir(filepath.Join(full, fmt.Sprintf("d%d", i)), 0o700); err != nil {
-			break
+		full := userDir(t, "xdg-full", 0o700)
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=64k,nr_inodes=16,mode=0700,uid=%d,gid=%d", env.user.uid, env.user.gid), "tmpfs", full).CombinedOutput(); err != nil {
+			t.Fatalf("mount a small tmpfs: %v: %s", err, out)
 		}
-	}
-	r = runOpt(t, opts{env: []string{"XDG_RUNTIME_DIR=" + full}}, rcNoNet("--", "true")...)
-	if r.code != 0 {
-		wantRuntimeError(t, r)
-	}
+		defer exec.Command("umount", full).Run()
+		ctxOf(t).mounts = readMounts() // the tmpfs is ours, not a leftover
+		for i := 0; i < 100; i++ {
+			if err := os.WriteFile(filepath.Join(full, fmt.Sprintf("fill%d", i)), make([]byte, 16384), 0o600); err != nil {
+				break
+			}
+		}
+		for i := 0; i < 100; i++ {
+			if err := os.Mkdir(filepath.Join(full, fmt.Sprintf("d%d", i)), 0o700); err != nil {
+				break
+			}
+		}
+		r := runOpt(t, opts{noXDG: true, env: []string{"XDG_RUNTIME_DIR=" + full}}, rcNoNet("--", "true")...)
+		wantRuntimeError(t, r, filepath.Join(full, "rabbitc"))
+	})
 }
 
 // Run as root, rabbitc works (root maps to itself) or refuses with one line.

@@ -90,6 +90,38 @@ func rcNoNet(args ...any) []string {
 	return append([]string{"run", "--rootfs", env.rootfs, "--net", "none"}, flatten(args)...)
 }
 
+// startPath is one of the two ways rabbitc starts init (runner.startChild):
+// "direct", cloned by rabbitc itself when nothing is published, or
+// "sandbox", started by the sandbox from a read-only bind of the binary
+// when a port is published.
+type startPath struct {
+	name string
+	args []string // the run flags that select it
+}
+
+// rc is rc with the flags that select the path.
+func (sp startPath) rc(args ...any) []string {
+	out := []string{"run", "--rootfs", env.rootfs}
+	out = append(out, sp.args...)
+	return append(out, flatten(args)...)
+}
+
+// forEachStartPath runs body as the subtests "direct" (--net none) and
+// "sandbox" (-p 127.0.0.1:PORT:80 with the default network), so that a
+// security test covers both ways to init. The port serves nothing; the
+// leftover check sees it released after each run.
+func forEachStartPath(t *testing.T, body func(t *testing.T, sp startPath)) {
+	t.Helper()
+	t.Run("direct", func(t *testing.T) {
+		body(t, startPath{"direct", []string{"--net", "none"}})
+	})
+	t.Run("sandbox", func(t *testing.T) {
+		requireNet(t)
+		port := freePort(t, 1)
+		body(t, startPath{"sandbox", []string{"-p", fmt.Sprintf("127.0.0.1:%d:80", port)}})
+	})
+}
+
 func flatten(args []any) []string {
 	var out []string
 	for _, a := range args {

@@ -317,27 +317,32 @@ func TestOnlyStdioDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lf.Close()
-	requireNet(t)
 	// fds 3..10 of rabbitc, with a hole at 5.
 	extra := []*os.File{f, pr, nil, pw, lf, f, pr, lf}
-	for _, args := range [][]string{
-		rcNoNet("--", "/bin/fdlist"),
-		rc("--", "/bin/fdlist"),
-		rcNoNet("-i", "--", "/bin/fdlist"),
-		rcNoNet("-u", "1000:1000", "-w", "/tmp", "--", "/bin/fdlist"),
-	} {
-		r := runOpt(t, opts{extraFiles: extra}, args...)
-		wantCode(t, r, 0)
-		var fds []string
-		for _, line := range strings.Split(r.out(), "\n") {
-			if strings.HasPrefix(line, "fd ") {
-				fds = append(fds, strings.Fields(line)[1])
+	forEachStartPath(t, func(t *testing.T, sp startPath) {
+		cases := [][]string{
+			sp.rc("--", "/bin/fdlist"),
+			sp.rc("-i", "--", "/bin/fdlist"),
+			sp.rc("-u", "1000:1000", "-w", "/tmp", "--", "/bin/fdlist"),
+			sp.rc("--init", "--", "/bin/fdlist"),
+		}
+		if sp.name == "direct" && env.netErr == nil {
+			cases = append(cases, rc("--", "/bin/fdlist")) // slirp4netns without a sandbox
+		}
+		for _, args := range cases {
+			r := runOpt(t, opts{extraFiles: extra}, args...)
+			wantCode(t, r, 0)
+			var fds []string
+			for _, line := range strings.Split(r.out(), "\n") {
+				if strings.HasPrefix(line, "fd ") {
+					fds = append(fds, strings.Fields(line)[1])
+				}
+			}
+			if strings.Join(fds, ",") != "0,1,2" {
+				t.Errorf("open descriptors in the payload: %v, want 0,1,2:\n%s", fds, r)
 			}
 		}
-		if strings.Join(fds, ",") != "0,1,2" {
-			t.Errorf("open descriptors in the payload: %v, want 0,1,2:\n%s", fds, r)
-		}
-	}
+	})
 }
 
 // --ulimit sets the payload's limits as docker's does, for any user, on both

@@ -11,6 +11,7 @@
 //	probe ifaces              network interfaces with MTU, flags and addresses
 //	probe stat PATH...        file type, device numbers, mode and link target
 //	probe masked PATH...      entries of a directory or bytes of a file
+//	probe rewrite PATH...     write a file's own content back into it
 //	probe segv                die from SIGSEGV with the default action
 package main
 
@@ -29,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe status|seccomp|tiocsti|keyring|exewrite|dial|ifaces|stat|masked|segv")
+		fmt.Fprintln(os.Stderr, "usage: probe status|seccomp|tiocsti|keyring|exewrite|dial|ifaces|stat|masked|rewrite|segv")
 		os.Exit(2)
 	}
 	args := os.Args[2:]
@@ -52,6 +53,8 @@ func main() {
 		statPaths(args)
 	case "masked":
 		masked(args)
+	case "rewrite":
+		rewrite(args)
 	case "segv":
 		segv()
 	default:
@@ -156,9 +159,18 @@ func keyring() {
 }
 
 // exewrite tries to reach the binary of every process it can see through
-// /proc/PID/exe: directly for writing, and through an O_PATH descriptor
-// reopened for writing (the CVE-2019-5736 technique). Whatever opens gets a
-// marker written into it, so a successful attack changes the file.
+// /proc/PID/exe and write into it: opened for writing directly, and through
+// a read-only or O_PATH descriptor reopened through /proc/self/fd (the
+// CVE-2019-5736 technique). Whatever opens gets a marker written into it,
+// so a successful attack changes the file.
+//
+// A running binary refuses a write open with ETXTBSY whatever rabbitc does,
+// so the "trunc" opens add O_TRUNC: the kernel checks a read-only mount
+// (EROFS) before it checks for a busy text (ETXTBSY), so they tell
+// rabbitc's read-only bind from the kernel's own guard. (A truncation
+// happens only after both checks passed, when the write would have too.)
+// For a memfd it prints the seals (F_GET_SEALS works on a read-only
+// descriptor): a write would meet the busy text before them, too.
 func exewrite() {
 	paths, _ := filepath.Glob("/proc/[0-9]*/exe")
 	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/exe")
@@ -166,7 +178,7 @@ func exewrite() {
 	opened := 0
 	for _, p := range paths {
 		target, _ := os.Readlink(p)
-		for _, how := range []string{"wronly", "rdwr", "opath"} {
+		for _, how := range []string{"wronly", "rdwr", "trunc", "opath", "reopen-trunc"} {
 			fd, err := openExe(p, how)
 			if err == nil {
 				_, err = syscall.Pwrite(fd, []byte("PWNED-BY-CONTAINER"), 0)
@@ -177,23 +189,47 @@ func exewrite() {
 			}
 			fmt.Printf("%s (%s) %s: %s\n", p, target, how, errName(err))
 		}
+		if strings.HasPrefix(target, "/memfd:") {
+			fmt.Printf("%s (%s) seals: %s\n", p, target, seals(p))
+		}
 	}
 	fmt.Println("written:", opened)
 }
 
 func openExe(p, how string) (int, error) {
+	const oPath = 0x200000
 	switch how {
 	case "wronly":
 		return syscall.Open(p, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
 	case "rdwr":
 		return syscall.Open(p, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	case "trunc":
+		return syscall.Open(p, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_CLOEXEC, 0)
 	}
-	pfd, err := syscall.Open(p, 0x200000 /* O_PATH */ |syscall.O_CLOEXEC, 0)
+	first, flags := oPath, syscall.O_WRONLY
+	if how == "reopen-trunc" {
+		first, flags = syscall.O_RDONLY, syscall.O_WRONLY|syscall.O_TRUNC
+	}
+	fd, err := syscall.Open(p, first|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	defer syscall.Close(pfd)
-	return syscall.Open(fmt.Sprintf("/proc/self/fd/%d", pfd), syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	defer syscall.Close(fd)
+	return syscall.Open(fmt.Sprintf("/proc/self/fd/%d", fd), flags|syscall.O_CLOEXEC, 0)
+}
+
+// seals returns the seals of the memfd behind p, in hex.
+func seals(p string) string {
+	fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return errName(err)
+	}
+	defer syscall.Close(fd)
+	v, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), 1034 /* F_GET_SEALS */, 0)
+	if e != 0 {
+		return errName(e)
+	}
+	return fmt.Sprintf("%#x", v)
 }
 
 func dial(addr string) int {
@@ -273,6 +309,25 @@ func masked(paths []string) {
 			}
 			fmt.Printf("%s: file %d %s\n", p, n, errName(err))
 		}
+	}
+}
+
+// rewrite writes each file's current content back into it, so a write
+// that succeeds changes nothing (a sysctl keeps its value). It opens with
+// O_TRUNC, as a shell's ">" does, which meets a read-only mount (EROFS)
+// before the file's permissions. It prints the error of the open or of
+// the write.
+func rewrite(paths []string) {
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+				_, err = f.Write(data)
+				f.Close()
+			}
+		}
+		fmt.Printf("rewrite %s: %s\n", p, errName(err))
 	}
 }
 
