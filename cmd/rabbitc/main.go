@@ -178,7 +178,9 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.StringArrayVar(&o.securityOpt, "security-opt", nil, "seccomp=unconfined, seccomp=FILE.json, no-new-privileges=false, slirp4netns-sandbox=false, slirp4netns-seccomp=false")
 	fs.StringArrayVar(&o.ulimits, "ulimit", nil, "set a resource limit NAME=SOFT[:HARD] as in docker (nofile, nproc, core, memlock, ...; -1 or unlimited)")
 	fs.IntVar(&o.stopTimeout, "stop-timeout", 10, "seconds to wait after forwarding SIGTERM/SIGINT before killing the container")
-	fs.VarPF(rmFlag{&o.keep}, "rm", "", "remove the container when it exits (always: accepted as in docker run --rm)").NoOptDefVal = "true"
+	fs.VarPF(rmFlag{&o.rm}, "rm", "", "remove the container when it exits (a foreground one always is; with -d, without --rm it is kept until rabbitc rm)").NoOptDefVal = "true"
+	fs.BoolVarP(&o.detach, "detach", "d", false, "run in the background: print the container ID and return once the payload runs (output in rabbitc logs)")
+	fs.StringVar(&o.name, "name", "", "a name for the container, unique, accepted wherever an ID is")
 	// docker's spelling of --net.
 	fs.SetNormalizeFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "network" {
@@ -188,18 +190,22 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	})
 }
 
-// rmFlag is --rm, which docker users type out of habit: a container is
-// always removed when it exits, so --rm is accepted and --rm=false refused
-// (newSpec says why).
-type rmFlag struct{ keep *bool }
+// rmFlag is --rm: 1 given, -1 given as --rm=false, 0 not given. A
+// foreground container is always removed when it exits, so there --rm is
+// accepted (docker users type it out of habit) and --rm=false refused
+// (newSpec says why); a detached one is kept unless --rm is given.
+type rmFlag struct{ v *int }
 
-func (f rmFlag) String() string { return strconv.FormatBool(!*f.keep) }
+func (f rmFlag) String() string { return strconv.FormatBool(*f.v > 0) }
 func (f rmFlag) Type() string   { return "bool" }
 func (f rmFlag) Set(s string) error {
 	v, err := strconv.ParseBool(s)
 	if err != nil {
 		return err
 	}
-	*f.keep = !v
+	*f.v = -1
+	if v {
+		*f.v = 1
+	}
 	return nil
 }

@@ -37,16 +37,23 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 
 func runContainer(o *runOptions, args []string) error {
 	tr := newTracer(time.Now())
-	if term.IsTerminal(0) && !o.tty && !o.interactive {
+	mon := monitorOf(o) // rabbitc run -d's monitor, or nil
+	if o.detach && mon == nil {
+		return startDetached(o, args)
+	}
+	if !o.detach && term.IsTerminal(0) && !o.tty && !o.interactive {
 		o.tty, o.interactive = true, true // the seed's shell: behave as -it
 	}
 	s, err := newSpec(o, args, term.IsTerminal(0))
 	if err != nil {
-		return err
+		return mon.failed(err)
 	}
 	tr.mark("spec")
-	r := &runner{spec: s, opts: o, trace: tr}
+	r := &runner{spec: s, opts: o, trace: tr, mon: mon, detached: mon != nil}
 	code, err := r.run()
+	if err != nil {
+		err = mon.failed(err)
+	}
 	tr.mark("torn-down")
 	tr.cpu("parent", syscall.RUSAGE_SELF)
 	tr.cpu("children", syscall.RUSAGE_CHILDREN)
@@ -71,7 +78,12 @@ type runner struct {
 	child     *userns.Process // the sandbox, or init itself when noSandbox
 	noSandbox bool            // nothing published: rabbitc starts init directly
 	watchdog  *watchdogStart  // without a sandbox: started while init sets up
-	stateOK   bool            // state.json was written
+	state     *state          // what state.json says, once written
+	detached  bool            // the monitor of rabbitc run -d (detach.go)
+	mon       *monitor        // its report to rabbitc run -d
+	dirMade   bool            // the state directory was made before the start (a name, a log)
+	logPath   string          // a detached container's log
+	exitCode  int             // how the container ended, for endState
 	initPid   int
 	init      *userns.Pidfd // init, PID 1 of the container: killing it ends the whole PID namespace
 	config    []byte        // the spec as JSON: init's, and the state's config.json
@@ -104,8 +116,13 @@ func (r *runner) run() (code int, err error) {
 	}()
 
 	// Only what the child's exec needs comes before it: the state
-	// directory's path (the sandbox removes the directory if rabbitc dies).
+	// directory's path (the sandbox removes the directory if rabbitc dies),
+	// and with a name or -d the directory itself.
 	if err := planState(s); err != nil {
+		return 0, err
+	}
+	defer r.endState() // last: after the container is gone
+	if err := r.makeStateDir(); err != nil {
 		return 0, err
 	}
 	ch, syncChild, err := userns.NewChannelPair()
@@ -208,9 +225,8 @@ func (r *runner) run() (code int, err error) {
 	// The watchdog starts while init sets up the root, on the CPU rabbitc
 	// leaves idle meanwhile; it must be there before the state.
 	if r.noSandbox {
-		r.watchdog = startWatchdogAsync(s.StateDir, r.init)
+		r.watchdog = startWatchdogAsync(r.guardedState(), r.init)
 	}
-	defer r.endState()
 	var start *startSpec
 	if r.filterAtStart() {
 		// Compiled while init sets up the root: init needs the program only
@@ -266,43 +282,103 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	r.trace.mark("payload-started")
-	r.recordState()
-	return r.wait()
+	if err := r.recordState(); err != nil {
+		return 0, err
+	}
+	r.mon.started()
+	code, err = r.wait()
+	r.exitCode = code
+	if err != nil {
+		r.exitCode = 125
+	}
+	return code, err
 }
 
 // recordState writes the state of the running container (without a
-// sandbox, the watchdog is there to remove it should rabbitc die). It is
-// best effort: a full disk must not stop a running container, so a failure
-// is a warning. The state comes only now: a start-up that fails or is
-// killed has nothing on disk to clean up, and the start-up writes nothing on
-// the host.
-func (r *runner) recordState() {
-	select {
-	case <-r.child.Done():
-		return // the container is over already
-	default:
+// sandbox, the watchdog is there to end the container and remove it should
+// rabbitc die). For a foreground container it is best effort: a full disk
+// must not stop a running container, so a failure is a warning. A detached
+// one cannot do without: its state is all there is of it. The state comes
+// only now: a foreground start-up that fails or is killed has nothing on
+// disk to clean up, and writes nothing on the host.
+func (r *runner) recordState() error {
+	st := &state{Name: r.opts.name, Detached: r.detached, AutoRemove: r.autoRemove(), Ports: r.opts.publish,
+		Log: r.logPath, InitPid: r.initPid}
+	if !r.detached {
+		select {
+		case <-r.child.Done():
+			return nil // the container is over already
+		default:
+		}
 	}
-	// With a sandbox, a sandbox that exits right after this check removes
-	// nothing, and rabbitc removes what it writes here at its end; only a
-	// kill -9 of rabbitc in that moment leaves it for the next rabbitc's
-	// gcStates.
 	// Read while init's pidfd says it lives, so the pid is not a reused one.
-	initTime := procStartTime(r.initPid)
+	st.InitTime = procStartTime(r.initPid)
 	if r.init != nil && r.init.Exited() {
-		return
+		if !r.detached {
+			return nil
+		}
+		st.InitTime = 0
 	}
-	if err := createState(r.spec, r.config, r.initPid, initTime); err != nil {
+	if err := createState(r.spec, r.config, st); err != nil {
+		if r.detached {
+			return err
+		}
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
-		return
+		return nil
 	}
-	r.stateOK = true
+	r.state = st
 	r.trace.mark("state-created")
+	return nil
 }
 
-// endState removes the state at the end, and ends the watchdog.
+// makeStateDir makes the state directory before the start where it is
+// needed then: a name is claimed with it, and a detached container's log
+// lives in it.
+func (r *runner) makeStateDir() error {
+	dir := r.spec.StateDir
+	if r.opts.name != "" {
+		if err := reserveName(filepath.Dir(dir), dir, r.opts.name); err != nil {
+			return err
+		}
+		r.dirMade = true
+	}
+	if r.detached && !r.dirMade {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("create state directory %s: %w", dir, err)
+		}
+		r.dirMade = true
+	}
+	return nil
+}
+
+// guardedState is the state directory that the sandbox or the watchdog
+// removes should rabbitc die: none for a detached container that is kept,
+// whose state then shows it exited.
+func (r *runner) guardedState() string {
+	if r.autoRemove() {
+		return r.spec.StateDir
+	}
+	return ""
+}
+
+// autoRemove tells whether the container's state goes when it ends: always
+// in the foreground, with --rm when detached.
+func (r *runner) autoRemove() bool { return !r.detached || r.opts.rm > 0 }
+
+// endState removes the state at the end, or for a detached container
+// that is kept records how it ended; and ends the watchdog.
 func (r *runner) endState() {
-	if r.stateOK {
+	switch {
+	case r.state == nil && r.dirMade:
+		removeState(r.spec.StateDir) // made for a name or a log; the start-up failed
+	case r.state == nil:
+	case r.autoRemove():
 		removeState(r.spec.StateDir)
+	default:
+		r.state.Status, r.state.ExitCode, r.state.Finished = statusExited, r.exitCode, time.Now().UTC()
+		if err := writeState(r.spec.StateDir, r.state); err != nil {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s: record its exit: %v\n", r.spec.ID, err)
+		}
 	}
 	if r.watchdog != nil {
 		if w, _ := r.watchdog.get(); w != nil {
@@ -380,7 +456,7 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 		// Init's environment is only for its own runtime, never the payload's.
 		cmd.Env = []string{"GOMAXPROCS=1", envNetMode + "=" + r.spec.Net.Mode} // init is strictly sequential
 	} else {
-		cmd.Env = append(os.Environ(), envStateDir+"="+r.spec.StateDir, envPpid+"="+strconv.Itoa(os.Getpid()))
+		cmd.Env = append(os.Environ(), envStateDir+"="+r.guardedState(), envPpid+"="+strconv.Itoa(os.Getpid()))
 		if os.Getenv("GOMAXPROCS") == "" {
 			cmd.Env = append(cmd.Env, stageGOMAXPROCS())
 		}
@@ -425,6 +501,9 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 // is never waited for (a read on it only ends with the user's next key);
 // the copies of output are, until the last writer in the container is gone.
 func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
+	if r.detached {
+		return r.logStdio(cmd)
+	}
 	if r.spec.Tty {
 		cmd.Stderr = os.Stderr // only stage errors before init takes the pty
 		return nil, nil

@@ -67,7 +67,10 @@ type runOptions struct {
 	capAdd      []string
 	capDrop     []string
 	securityOpt []string
-	keep        bool // --rm=false, which rabbitc refuses
+	rm          int // --rm: 1 given, -1 --rm=false, 0 not given (rmFlag)
+	detach      bool
+	name        string
+	id          string // the detached monitor's: the ID its rabbitc run -d chose
 	tmpfs       []string
 	envFiles    []string
 	addHosts    []string
@@ -80,8 +83,16 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // newSpec validates every flag and builds the spec. args are the positional
 // arguments (after `--`). stdinTTY says whether rabbitc's stdin is a terminal.
 func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
-	if o.keep {
-		return nil, errors.New("--rm=false: a container is always removed when it exits (rabbitc has no stopped containers to keep)")
+	if o.rm < 0 && !o.detach {
+		return nil, errors.New("--rm=false: a foreground container is always removed when it exits (run it with -d to keep it until rabbitc rm)")
+	}
+	if o.name != "" {
+		if err := checkName(o.name); err != nil {
+			return nil, err
+		}
+	}
+	if o.detach && (o.tty || o.interactive) {
+		return nil, errors.New("-d with -t or -i: a detached container has no terminal to attach to (run it with -d alone, then rabbitc exec -it ID sh)")
 	}
 	s := &spec{}
 	if o.rootfs == "" {
@@ -177,7 +188,10 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	}
 	s.User = o.user
 
-	s.ID = newID()
+	s.ID = o.id
+	if s.ID == "" {
+		s.ID = newID()
+	}
 	s.Hostname = o.hostname
 	if s.Hostname == "" {
 		s.Hostname = s.ID[:12]

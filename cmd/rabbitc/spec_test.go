@@ -115,7 +115,7 @@ func TestNewSpecErrors(t *testing.T) {
 		{"bad user", runOptions{rootfs: dir, net: "none", user: ":1"}, "--user"},
 		{"missing volume source", runOptions{rootfs: dir, net: "none", volumes: []string{filepath.Join(dir, "nope") + ":/x"}}, "create it first"},
 		{"bad mtu", runOptions{rootfs: dir, net: "slirp4netns", mtu: 10}, "--mtu"},
-		{"rm=false", runOptions{rootfs: dir, net: "none", keep: true}, "--rm=false"},
+		{"rm=false", runOptions{rootfs: dir, net: "none", rm: -1}, "--rm=false"},
 		{"bad tmpfs", runOptions{rootfs: dir, net: "none", tmpfs: []string{"/run:bogus"}}, "tmpfs"},
 		{"bad ulimit", runOptions{rootfs: dir, net: "none", ulimits: []string{"nofile=2:1"}}, "--ulimit nofile=2:1: soft limit 2"},
 		{"slirp option with none", runOptions{rootfs: dir, net: "none", securityOpt: []string{"slirp4netns-seccomp=false"}},

@@ -18,22 +18,52 @@ import (
 )
 
 // The per-container state directory holds what rabbitc keeps about a
-// running container: state.json. It lives under $XDG_RUNTIME_DIR/rabbitc
-// (or /tmp/rabbitc-UID) and is removed on every exit path: by the parent,
-// by the sandbox or the watchdog when the parent died, and by the next
-// rabbitc when both were killed (gcStates).
+// container: state.json (its status, pids, exit code), config.json (its
+// spec, which exec reads), and for a detached one its log. It lives under
+// $XDG_RUNTIME_DIR/rabbitc (or /tmp/rabbitc-UID). A foreground container's
+// directory (and a detached one's with --rm) is removed on every exit path:
+// by the parent, by the sandbox or the watchdog when the parent died, and by
+// the next rabbitc when both were killed (gcStates). A detached container's
+// stays, exited, until `rabbitc rm`.
 
-// state is state.json: enough for a later `rabbitc ps` or `stop`.
+// Status values of state.json.
+const (
+	statusRunning = "running"
+	statusExited  = "exited"
+)
+
+// state is state.json.
 type state struct {
 	ID         string    `json:"id"`
+	Name       string    `json:"name,omitempty"`
 	Rootfs     string    `json:"rootfs"`
 	Args       []string  `json:"args"`
 	Created    time.Time `json:"created"`
-	ParentPid  int       `json:"parentPid"`
+	ParentPid  int       `json:"parentPid"` // the rabbitc that runs the container: the foreground one or the detached monitor
 	ParentTime uint64    `json:"parentStartTime"`
 	InitPid    int       `json:"initPid,omitempty"`
 	InitTime   uint64    `json:"initStartTime,omitempty"` // tells init from a process that reused its pid
-	Status     string    `json:"status"`
+	Status     string    `json:"status"`                  // as last written; see current
+	ExitCode   int       `json:"exitCode"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Detached   bool      `json:"detached,omitempty"`
+	AutoRemove bool      `json:"autoRemove,omitempty"` // removed when it exits
+	Ports      []string  `json:"ports,omitempty"`
+	Log        string    `json:"log,omitempty"`
+}
+
+// killedCode is the exit code of a container whose rabbitc died without
+// recording one: the watchdog or the sandbox killed it (SIGKILL).
+const killedCode = 128 + 9
+
+// current is the container's status as it is now: a "running" container
+// whose rabbitc is gone (killed; its guard killed the container) has
+// exited, whatever state.json still says.
+func (st *state) current() (status string, exitCode int) {
+	if st.Status == statusRunning && !st.alive() {
+		return statusExited, killedCode
+	}
+	return st.Status, st.ExitCode
 }
 
 // stateRoot returns the directory holding every container's state,
@@ -84,37 +114,50 @@ func etcFiles(s *spec) []rootfs.File {
 	}
 }
 
-// createState makes the container's directory with its state.json and
-// config.json (the spec, which exec reads), for a
-// container whose payload runs as initPid (the host's pid), started at
-// initTime (procStartTime). It is written
-// once the payload runs: a start-up that fails or is killed leaves nothing
-// to clean, and the start-up does no file writes on the host. state.json is
-// written in place, not through a rename: the directory is new, and a
-// reader treats a state.json it cannot parse as one being created.
-func createState(s *spec, config []byte, initPid int, initTime uint64) error {
+// createState writes the state of a container whose payload runs as
+// initPid (the host's pid), started at initTime (procStartTime), with
+// config.json, the spec (which exec reads). It is written once the payload
+// runs: a start-up that fails or is killed leaves nothing to clean, and a
+// foreground start-up does no file writes on the host. The directory is
+// made here unless it exists already (a named or detached container's is
+// made before the start: reserveName, the log).
+func createState(s *spec, config []byte, st *state) error {
 	dir := s.StateDir
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
 	}
-	st := state{ID: s.ID, Rootfs: s.Rootfs.Rootfs, Args: s.Args, Created: time.Now().UTC(),
-		ParentPid: os.Getpid(), ParentTime: procStartTime(os.Getpid()), InitPid: initPid, InitTime: initTime, Status: "running"}
-	b, _ := json.Marshal(&st)
+	st.ID, st.Rootfs, st.Args, st.Created = s.ID, s.Rootfs.Rootfs, s.Args, time.Now().UTC()
+	st.ParentPid, st.ParentTime, st.Status = os.Getpid(), procStartTime(os.Getpid()), statusRunning
 	// config.json first: a reader that finds state.json finds it too.
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600); err != nil {
-		removeState(dir)
-		return fmt.Errorf("write state: %w", err)
+	err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600)
+	if err == nil {
+		err = writeState(dir, st)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+	if err != nil {
 		removeState(dir)
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
 }
 
+// writeState replaces state.json: a temporary file renamed over it, so a
+// reader finds the old state or the new one, never a part.
+func writeState(dir string, st *state) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}
+
 // removeState removes the container's directory: state.json and
 // config.json by name, then the directory (os.RemoveAll's walk only if
-// anything else is in it).
+// anything else is in it: a name, a log).
 func removeState(dir string) {
 	unix.Unlink(filepath.Join(dir, "state.json"))
 	unix.Unlink(filepath.Join(dir, "config.json"))
@@ -123,19 +166,20 @@ func removeState(dir string) {
 	}
 }
 
-// gcStates removes the directories of containers whose parent is gone
-// (killed before it or its sandbox could clean up).
+// gcStates removes the directories of containers that are over and were to
+// be removed: a foreground container (or a detached one with --rm) whose
+// rabbitc was killed before it or its guard could clean up, and directories
+// whose creator died before it wrote state.json. An exited detached
+// container stays until `rabbitc rm`.
 func gcStates(root string) {
 	ents, _ := readStates(root)
 	for _, e := range ents {
 		switch {
 		case !e.parsed:
-			// Being created right now (state.json is written in place), or
-			// garbage: only old ones go.
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
+			if !e.creating() {
 				removeState(e.dir)
 			}
-		case !e.st.alive():
+		case e.st.AutoRemove && !e.st.alive():
 			removeState(e.dir)
 		}
 	}
@@ -149,6 +193,19 @@ type stateEntry struct {
 	parsed bool // state.json was read and decoded
 }
 
+// creating tells whether a directory without a (complete) state.json is a
+// container being created: its creator, recorded in the name file of a
+// named container, still runs; or, without one, it is less than a minute
+// old (a foreground or detached container's start-up writes state.json
+// within it).
+func (e *stateEntry) creating() bool {
+	if _, pid, start, err := readNameFile(e.dir); err == nil {
+		return procAlive(pid, start)
+	}
+	info, err := e.Info()
+	return err == nil && time.Since(info.ModTime()) < time.Minute
+}
+
 // readStates reads every container directory under root (gcStates, ps).
 func readStates(root string) ([]stateEntry, error) {
 	ents, err := os.ReadDir(root)
@@ -157,6 +214,9 @@ func readStates(root string) ([]stateEntry, error) {
 	}
 	out := make([]stateEntry, 0, len(ents))
 	for _, e := range ents {
+		if !e.IsDir() {
+			continue // the lock
+		}
 		se := stateEntry{DirEntry: e, dir: filepath.Join(root, e.Name())}
 		if b, err := os.ReadFile(filepath.Join(se.dir, "state.json")); err == nil {
 			se.parsed = json.Unmarshal(b, &se.st) == nil
@@ -167,27 +227,45 @@ func readStates(root string) ([]stateEntry, error) {
 }
 
 // alive tells whether the rabbitc that runs the container still does (its
-// pid, with the start time that tells it from a reused one).
+// pid, with the start time that tells it from a reused one, and not a
+// zombie).
 func (st *state) alive() bool {
-	return st.ParentPid > 0 && procStartTime(st.ParentPid) == st.ParentTime
+	return procAlive(st.ParentPid, st.ParentTime)
+}
+
+// procAlive tells whether pid is the process that started at start and
+// has not exited.
+func procAlive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	state, t := procStat(pid)
+	return t == start && state != 'Z' && state != 'X'
 }
 
 // procStartTime is field 22 of /proc/PID/stat (0 if the process is gone),
 // which tells a live process from a reused pid.
 func procStartTime(pid int) uint64 {
+	_, t := procStat(pid)
+	return t
+}
+
+// procStat reads a process's state (field 3 of /proc/PID/stat) and start
+// time (field 22); 0, 0 if it is gone.
+func procStat(pid int) (byte, uint64) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return 0
+		return 0, 0
 	}
 	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
+	return f[0][0], v
 }

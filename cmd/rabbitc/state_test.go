@@ -34,18 +34,20 @@ func TestGCStates(t *testing.T) {
 		}
 	}
 	stateOf := func(pid int, start uint64) []byte {
-		b, _ := json.Marshal(state{ID: "x", ParentPid: pid, ParentTime: start, Status: "running"})
+		b, _ := json.Marshal(state{ID: "x", ParentPid: pid, ParentTime: start, Status: "running", AutoRemove: true})
 		return b
 	}
 	write("live", stateOf(os.Getpid(), procStartTime(os.Getpid())), 2*time.Minute)
 	write("dead", stateOf(dead.Process.Pid, 12345), 0)
 	write("reused-pid", stateOf(os.Getpid(), procStartTime(os.Getpid())+1), 0)
+	kept, _ := json.Marshal(state{ID: "y", ParentPid: dead.Process.Pid, ParentTime: 12345, Status: "running", Detached: true})
+	write("dead-detached", kept, 0) // exited until rabbitc rm
 	write("creating", []byte{}, 0)
 	write("creating-no-json", nil, 0)
 	write("stale-partial", []byte(`{"id":`), 2*time.Minute)
 	write("stale-empty", nil, 2*time.Minute)
 	gcStates(root)
-	want := map[string]bool{"live": true, "creating": true, "creating-no-json": true}
+	want := map[string]bool{"live": true, "creating": true, "creating-no-json": true, "dead-detached": true}
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatal(err)
