@@ -24,7 +24,8 @@ import (
 // are followed inside the rootfs (RESOLVE_IN_ROOT). It returns 127 when the
 // command is not there, 126 when it is no regular file with an execute bit,
 // and 0 when it is, or when the rootfs alone cannot tell: the path leads
-// under a volume or --tmpfs destination, which exists only once mounted, or
+// under a volume or --tmpfs destination, or /proc, /dev or /sys, which exist
+// only once mounted, or
 // through a directory the user may not search (init, root in the container,
 // may). Init's own lookup decides those.
 func CheckCommand(cfg Config, name, workdir, pathEnv string) (int, error) {
@@ -42,6 +43,11 @@ func CheckCommand(cfg Config, name, workdir, pathEnv string) (int, error) {
 	}
 	for _, t := range cfg.Tmpfs {
 		l.addMount(t.Dest)
+	}
+	// rabbitc's own mounts: /proc/self/exe, /dev/stdin and the like exist
+	// only once mounted.
+	for _, m := range []string{"/proc", "/dev", "/sys"} {
+		l.addMount(m)
 	}
 	if workdir == "" {
 		workdir = "/"

@@ -58,6 +58,8 @@ func TestCheckCommand(t *testing.T) {
 		{Config{Rootfs: root}, "/bin/sh/x", "", path, 126, "not a directory"},
 		{Config{Rootfs: root}, "/opt/bin/server", "", path, 127, "no such file"},
 		{Config{Rootfs: root}, "", "", path, 127, "empty command"},
+		{Config{Rootfs: root}, "/proc/self/exe", "", path, 0, ""}, // rabbitc's own mounts exist only later
+		{Config{Rootfs: root}, "/dev/stdin", "", path, 0, ""},
 		// What a volume or tmpfs will hold is init's to find.
 		{vols, "/opt/bin/server", "", path, 0, ""},
 		{vols, "/bin/server", "", path, 0, ""},

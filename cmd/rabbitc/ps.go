@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,26 +18,39 @@ import (
 	"github.com/rabbitc/rabbitc/userns"
 )
 
-// ps and stop read the per-container state directories: the start of the
-// commands that detached containers will use (ps, stop, and later exec,
-// rm and the OCI command line). A container counts as running while the
-// rabbitc that runs it lives (its pid and start time in state.json).
+// The commands on containers (ps, stop, kill, rm, wait, inspect; logs and
+// exec have files of their own) read the per-container state directories.
+// A container is running while the rabbitc that runs it lives (its pid and
+// start time in state.json); one whose rabbitc is gone has exited, and is
+// never signalled (state.current).
 
 func newPsCommand() *cobra.Command {
-	var quiet bool
+	var quiet, all bool
+	var format string
 	cmd := &cobra.Command{
-		Use:   "ps",
-		Short: "List the running containers",
+		Use:   "ps [-a] [-q] [--format table|json]",
+		Short: "List the containers: running ones, and with -a exited ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sts, err := liveStates()
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: expected table or json", format)
+			}
+			sts, err := listStates()
 			if err != nil {
 				return err
+			}
+			if !all {
+				sts = running(sts)
+			}
+			if format == "json" {
+				return printJSON(cmd.OutOrStdout(), sts, time.Now())
 			}
 			return printStates(cmd.OutOrStdout(), sts, quiet, time.Now())
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print the container IDs only")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list exited containers")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
 	return cmd
 }
 
@@ -46,26 +61,34 @@ func newStopCommand() *cobra.Command {
 		Short: "Stop running containers: SIGTERM to the payload, SIGKILL after the timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, id := range args {
-				st, err := findState(id)
-				if err != nil {
-					return err
-				}
-				if err := stopContainer(st, time.Duration(timeout)*time.Second); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), st.ID[:12])
-			}
-			return nil
+			return forEach(cmd, args, func(st state) error {
+				return stopContainer(st, time.Duration(timeout)*time.Second)
+			})
 		},
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait for the payload to end before killing it")
 	return cmd
 }
 
-// liveStates returns the states of the containers whose rabbitc runs,
+// forEach runs do on each named container and prints the name as given
+// once done, as docker does; it stops at the first error.
+func forEach(cmd *cobra.Command, refs []string, do func(state) error) error {
+	for _, ref := range refs {
+		st, err := findState(ref)
+		if err == nil {
+			err = do(st)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), ref)
+	}
+	return nil
+}
+
+// listStates returns the state of every container, running or exited,
 // oldest first.
-func liveStates() ([]state, error) {
+func listStates() ([]state, error) {
 	root, err := stateRoot()
 	if err != nil {
 		return nil, err
@@ -76,7 +99,7 @@ func liveStates() ([]state, error) {
 	}
 	var out []state
 	for _, e := range ents {
-		if e.parsed && e.st.alive() {
+		if e.parsed && (e.st.Detached || e.st.alive()) {
 			out = append(out, e.st)
 		}
 	}
@@ -84,25 +107,49 @@ func liveStates() ([]state, error) {
 	return out, nil
 }
 
-// findState finds a running container by its ID or an unambiguous prefix.
-func findState(id string) (state, error) {
-	sts, err := liveStates()
+// running keeps the running containers of sts.
+func running(sts []state) []state {
+	var out []state
+	for _, st := range sts {
+		if status, _ := st.current(); status == statusRunning {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// findState finds a container, running or exited, by its name, its ID or
+// an unambiguous prefix of its ID.
+func findState(ref string) (state, error) {
+	sts, err := listStates()
 	if err != nil {
 		return state{}, err
 	}
 	var found []state
 	for _, st := range sts {
-		if id != "" && strings.HasPrefix(st.ID, id) {
+		if ref != "" && st.Name == ref {
+			return st, nil
+		}
+		if ref != "" && strings.HasPrefix(st.ID, ref) {
 			found = append(found, st)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return state{}, fmt.Errorf("no such container: %s (see rabbitc ps)", id)
+		return state{}, fmt.Errorf("no such container: %s (see rabbitc ps -a)", ref)
 	case 1:
 		return found[0], nil
 	}
-	return state{}, fmt.Errorf("container %s: ambiguous, %d containers start with it (give more of the ID)", id, len(found))
+	return state{}, fmt.Errorf("container %s: ambiguous, %d containers start with it (give more of the ID)", ref, len(found))
+}
+
+// stateDir is the directory of a container's state.
+func stateDir(st state) (string, error) {
+	root, err := stateRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, st.ID), nil
 }
 
 // stopContainer asks the container's rabbitc to end it (SIGTERM, which it
@@ -112,6 +159,9 @@ func findState(id string) (state, error) {
 // start times it recorded, so a pid that a stranger reused since is never
 // signalled.
 func stopContainer(st state, timeout time.Duration) error {
+	if status, _ := st.current(); status != statusRunning {
+		return nil
+	}
 	parent, err := openChecked(st.ParentPid, st.ParentTime)
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", st.ID[:12], err)
@@ -165,15 +215,66 @@ func printStates(w io.Writer, sts []state, quiet bool, now time.Time) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER ID\tPID\tCREATED\tCOMMAND\tROOTFS")
+	fmt.Fprintln(tw, "CONTAINER ID\tPID\tCREATED\tSTATUS\tCOMMAND\tPORTS\tNAMES\tROOTFS")
 	for _, st := range sts {
 		cmd := strconv.Quote(strings.Join(st.Args, " "))
 		if len(cmd) > 40 {
 			cmd = cmd[:37] + "...\""
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", st.ID[:12], st.InitPid, ago(now.Sub(st.Created)), cmd, st.Rootfs)
+		pid := strconv.Itoa(st.InitPid)
+		if status, _ := st.current(); status != statusRunning {
+			pid = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.ID[:12], pid, ago(now.Sub(st.Created)), statusLine(st, now),
+			cmd, strings.Join(st.Ports, ", "), st.Name, st.Rootfs)
 	}
 	return tw.Flush()
+}
+
+// statusLine is docker's STATUS column: "Up 3 seconds", "Exited (7) 3
+// seconds ago".
+func statusLine(st state, now time.Time) string {
+	status, code := st.current()
+	if status == statusRunning {
+		return "Up " + strings.TrimSuffix(ago(now.Sub(st.Created)), " ago")
+	}
+	if st.Finished.IsZero() {
+		return fmt.Sprintf("Exited (%d)", code) // its rabbitc was killed: when is not known
+	}
+	return fmt.Sprintf("Exited (%d) %s", code, ago(now.Sub(st.Finished)))
+}
+
+// psEntry is one container in ps --format json.
+type psEntry struct {
+	ID       string    `json:"Id"`
+	Names    []string  `json:"Names"`
+	Command  []string  `json:"Command"`
+	Created  time.Time `json:"Created"`
+	State    string    `json:"State"`
+	Status   string    `json:"Status"`
+	ExitCode int       `json:"ExitCode"`
+	Pid      int       `json:"Pid"`
+	Ports    []string  `json:"Ports"`
+	Rootfs   string    `json:"Rootfs"`
+}
+
+func printJSON(w io.Writer, sts []state, now time.Time) error {
+	out := []psEntry{}
+	for _, st := range sts {
+		status, code := st.current()
+		e := psEntry{ID: st.ID, Names: []string{}, Command: st.Args, Created: st.Created, State: status,
+			Status: statusLine(st, now), ExitCode: code, Ports: st.Ports, Rootfs: st.Rootfs}
+		if st.Name != "" {
+			e.Names = []string{st.Name}
+		}
+		if status == statusRunning {
+			e.Pid = st.InitPid
+		}
+		out = append(out, e)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // ago says how long ago, as docker ps does.
