@@ -72,73 +72,136 @@ type runner struct {
 	opts  *runOptions
 	trace *tracer
 
-	sigc      chan os.Signal
-	pending   []os.Signal     // harmless signals that came during start-up, for the payload
-	killedBy  atomic.Int32    // a signal that aborted the start-up
-	child     *userns.Process // the sandbox, or init itself when noSandbox
-	noSandbox bool            // nothing published: rabbitc starts init directly
-	watchdog  *watchdogStart  // without a sandbox: started while init sets up
-	state     *state          // what state.json says, once written
-	detached  bool            // the monitor of rabbitc run -d (detach.go)
-	mon       *monitor        // its report to rabbitc run -d
-	dirMade   bool            // the state directory was made before the start (a name, a log)
-	logPath   string          // a detached container's log
-	exitCode  int             // how the container ended, for endState
-	initPid   int
-	init      *userns.Pidfd // init, PID 1 of the container: killing it ends the whole PID namespace
-	config    []byte        // the spec as JSON: init's, and the state's config.json
-	slirp     *netns.Slirp
-	listeners *portfwd.Listeners
-	console   *console
-	outputs   sync.WaitGroup // copies of the payload's output through pipes
+	sigc       chan os.Signal
+	pending    []os.Signal     // harmless signals that came during start-up, for the payload
+	killedBy   atomic.Int32    // a signal that aborted the start-up
+	child      *userns.Process // the sandbox, or init itself when noSandbox
+	noSandbox  bool            // nothing published: rabbitc starts init directly
+	watchdog   *watchdogStart  // without a sandbox: started while init sets up
+	state      *state          // what state.json says, once written
+	detached   bool            // the monitor of rabbitc run -d (detach.go)
+	mon        *monitor        // its report to rabbitc run -d
+	undo       []func()        // delete's steps, pushed as create goes
+	ch         *userns.Channel // the sync channel to the sandbox and init
+	portParent *os.File        // the forwarder's end of its socketpair, with --publish
+	notified   chan struct{}   // closed once signal.Notify is in place
+	setupDone  chan struct{}   // hands the signals over from abortOnSignal to wait
+	startMsg   *startSpec      // what init gets with Start
+	dirMade    bool            // the state directory was made before the start (a name, a log)
+	logPath    string          // a detached container's log
+	exitCode   int             // how the container ended, for endState
+	initPid    int
+	init       *userns.Pidfd // init, PID 1 of the container: killing it ends the whole PID namespace
+	config     []byte        // the spec as JSON: init's, and the state's config.json
+	slirp      *netns.Slirp
+	listeners  *portfwd.Listeners
+	console    *console
+	outputs    sync.WaitGroup // copies of the payload's output through pipes
 }
 
+// run is the container's life as an engine drives a runtime: create
+// (everything up to init waiting in front of the payload: namespaces, maps,
+// network, root), start (the payload runs, its state is recorded), wait
+// (signals forwarded until it exits), delete (the undo stack, run in
+// reverse, which leaves nothing of the container behind).
 func (r *runner) run() (code int, err error) {
-	s := r.spec
-	// signal.Notify takes 0.3-0.4 ms here (a round trip with the runtime's
-	// signal thread for each signal), so it runs beside the start-up and is
-	// waited for only before Start. A signal that comes before it is in
-	// place has its default effect, as one before main would: rabbitc dies,
-	// and what it started is cleaned up as after a kill -9 (parent-death
-	// signals, and the sandbox or the watchdog remove the state).
-	r.sigc = make(chan os.Signal, 32)
-	notified := make(chan struct{})
-	go func() {
-		signal.Notify(r.sigc, forwarded...)
-		close(notified)
-	}()
-	// No signal.Stop at the end: it would cost the same again, and rabbitc
-	// exits right after run returns.
-	defer func() {
+	defer r.delete()
+	if err := r.create(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	if err := r.start(); err != nil {
+		return 0, r.setupErr(err)
+	}
+	code, err = r.wait()
+	r.exitCode = code
+	if err != nil {
+		r.exitCode = 125
+	}
+	return code, err
+}
+
+// onDelete pushes an undo step; delete runs them last first.
+func (r *runner) onDelete(f func()) { r.undo = append(r.undo, f) }
+
+func (r *runner) delete() {
+	for i := len(r.undo) - 1; i >= 0; i-- {
+		r.undo[i]()
+	}
+}
+
+// create makes the container: every step up to init waiting for Start.
+func (r *runner) create() error {
+	r.notifySignals()
+	r.onDelete(func() {
 		if r.listeners != nil {
 			r.listeners.Close()
 		}
-	}()
-
+	})
 	// Only what the child's exec needs comes before it: the state
 	// directory's path (the sandbox removes the directory if rabbitc dies),
 	// and with a name or -d the directory itself.
-	if err := planState(s); err != nil {
-		return 0, err
+	if err := planState(r.spec); err != nil {
+		return err
 	}
-	defer r.endState() // last: after the container is gone
+	r.onDelete(r.endState) // after the container is gone
 	if err := r.makeStateDir(); err != nil {
-		return 0, err
+		return err
 	}
+	if err := r.spawn(); err != nil {
+		return err
+	}
+	// Until Start, a terminating signal aborts the start-up.
+	r.setupDone = make(chan struct{})
+	r.onDelete(func() { close(r.setupDone) })
+	go r.abortOnSignal(r.setupDone)
+	feat, err := r.mapAndPrepare()
+	if err != nil {
+		return err
+	}
+	if err := r.startNetwork(feat); err != nil {
+		return err
+	}
+	if err := r.sendInit(); err != nil {
+		return err
+	}
+	return r.waitInitReady()
+}
+
+// notifySignals starts catching the signals rabbitc forwards.
+// signal.Notify takes 0.3-0.4 ms here (a round trip with the runtime's
+// signal thread for each signal), so it runs beside the start-up and is
+// waited for only before Start. A signal that comes before it is in place
+// has its default effect, as one before main would: rabbitc dies, and what
+// it started is cleaned up as after a kill -9 (the sandbox or the watchdog
+// end the container). No signal.Stop at the end: it would cost the same
+// again, and rabbitc exits right after run returns.
+func (r *runner) notifySignals() {
+	r.sigc = make(chan os.Signal, 32)
+	r.notified = make(chan struct{})
+	go func() {
+		signal.Notify(r.sigc, forwarded...)
+		close(r.notified)
+	}()
+}
+
+// spawn starts the stage below rabbitc (startChild) with the sync channel
+// and, with --publish, the forwarder's socketpair.
+func (r *runner) spawn() error {
 	ch, syncChild, err := userns.NewChannelPair()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer ch.Close()
-	var portParent, portChild *os.File
-	if len(s.Publish) > 0 {
+	r.ch = ch
+	r.onDelete(func() { ch.Close() })
+	var portChild *os.File
+	if len(r.spec.Publish) > 0 {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			syncChild.Close()
-			return 0, fmt.Errorf("socketpair: %w", err)
+			return fmt.Errorf("socketpair: %w", err)
 		}
-		portParent, portChild = os.NewFile(uintptr(fds[0]), "portfwd"), os.NewFile(uintptr(fds[1]), "portfwd-child")
-		defer portParent.Close()
+		r.portParent, portChild = os.NewFile(uintptr(fds[0]), "portfwd"), os.NewFile(uintptr(fds[1]), "portfwd-child")
+		r.onDelete(func() { r.portParent.Close() })
 	}
 	err = r.startChild(syncChild, portChild)
 	syncChild.Close()
@@ -146,23 +209,22 @@ func (r *runner) run() (code int, err error) {
 		portChild.Close()
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer r.stopChild()
+	r.onDelete(r.stopChild)
 	r.trace.mark("child-started")
+	return nil
+}
 
-	// Until Start, a terminating signal aborts the start-up.
-	setupDone := make(chan struct{})
-	defer close(setupDone)
-	go r.abortOnSignal(setupDone)
-
-	// The maps are the longest step of the start-up, and the child needs
-	// none for its own work (it has its capabilities as ambient ones): they
-	// are written while it starts (and the sandbox starts init), and while
-	// rabbitc checks and prepares the rest below. A check that fails still
-	// ends the start-up before the payload exists, with nothing left
-	// behind: the child is killed and newuidmap waited for. Init gets its
-	// spec, and touches files, only once the maps are in place.
+// mapAndPrepare writes the uid/gid maps while the child starts and rabbitc
+// checks and prepares the rest. The maps are the longest step of the
+// start-up, and the child needs none for its own work (it has its
+// capabilities as ambient ones): they are written while it starts (and the
+// sandbox starts init). A check that fails still ends the start-up before
+// the payload exists, with nothing left behind: the child is killed and
+// newuidmap waited for. Init gets its spec, and touches files, only once
+// the maps are in place.
+func (r *runner) mapAndPrepare() (*netns.Features, error) {
 	type mapsResult struct {
 		maps userns.Maps
 		err  error
@@ -172,73 +234,97 @@ func (r *runner) run() (code int, err error) {
 		m, err := userns.WriteMaps(r.child.Pid(), userns.CurrentConfig())
 		mapsc <- mapsResult{m, err}
 	}()
-	abort := func(err error) (int, error) {
+	feat, err := r.prepareBesideMaps()
+	if err != nil {
 		r.child.Signal(syscall.SIGKILL)
 		<-mapsc
-		return 0, r.setupErr(err)
-	}
-	if !r.noSandbox {
-		if err := ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
-			return abort(err)
-		}
-	}
-	feat, err := r.prepare()
-	if err != nil {
-		return abort(err)
-	}
-	initSpec, err := json.Marshal(s) // now, while nothing waits for it
-	r.config = initSpec
-	if err != nil {
-		return abort(err)
-	}
-	r.trace.mark("prepared")
-	if err := ch.WaitChildHello(); err != nil {
-		return abort(err)
+		return nil, err
 	}
 	mr := <-mapsc
 	if mr.err != nil {
-		return 0, r.setupErr(mr.err)
+		return nil, mr.err
 	}
 	if mr.maps.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", mr.maps.Warning)
 	}
 	r.trace.mark("maps-written")
-	if s.Net.Mode == netns.ModeSlirp {
-		if feat.Warning != "" {
-			fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", feat.Warning)
+	return feat, nil
+}
+
+// prepareBesideMaps is what runs while the maps are written: the sandbox's
+// spec, the parent's checks, init's spec encoded, and the child's hello.
+func (r *runner) prepareBesideMaps() (*netns.Features, error) {
+	s := r.spec
+	if !r.noSandbox {
+		if err := r.ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
+			return nil, err
 		}
-		// slirp4netns comes up while the sandbox and init prepare.
-		if r.slirp, err = netns.StartSlirp(r.child.Pid(), s.Net, feat); err != nil {
-			return 0, r.setupErr(err)
-		}
-		defer r.slirp.Stop()
 	}
+	feat, err := r.prepare()
+	if err != nil {
+		return nil, err
+	}
+	if r.config, err = json.Marshal(s); err != nil { // now, while nothing waits for it
+		return nil, err
+	}
+	r.trace.mark("prepared")
+	return feat, r.ch.WaitChildHello()
+}
+
+// startNetwork starts slirp4netns, which comes up while the sandbox and
+// init prepare.
+func (r *runner) startNetwork(feat *netns.Features) error {
+	if r.spec.Net.Mode != netns.ModeSlirp {
+		return nil
+	}
+	if feat.Warning != "" {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", feat.Warning)
+	}
+	var err error
+	if r.slirp, err = netns.StartSlirp(r.child.Pid(), r.spec.Net, feat); err != nil {
+		return err
+	}
+	r.onDelete(func() { r.slirp.Stop() })
+	return nil
+}
+
+// sendInit sends init its spec, once the maps are written, and prepares
+// what comes meanwhile: the watchdog, the seccomp program for Start.
+func (r *runner) sendInit() error {
+	var err error
 	if r.noSandbox {
 		r.initPid, r.init = r.child.Pid(), r.child.Pidfd()
-	} else if r.initPid, r.init, err = ch.WaitInitStarted(); err != nil {
-		return 0, r.setupErr(err)
+	} else if r.initPid, r.init, err = r.ch.WaitInitStarted(); err != nil {
+		return err
 	}
-	if err := ch.SendSpec(json.RawMessage(initSpec)); err != nil {
-		return 0, r.setupErr(err)
+	if err := r.ch.SendSpec(json.RawMessage(r.config)); err != nil {
+		return err
 	}
 	r.trace.mark("init-started")
 	// The watchdog starts while init sets up the root, on the CPU rabbitc
-	// leaves idle meanwhile; it must be there before the state.
+	// leaves idle meanwhile; it must be there before the payload.
 	if r.noSandbox {
 		r.watchdog = startWatchdogAsync(r.guardedState(), r.init)
 	}
-	var start *startSpec
 	if r.filterAtStart() {
 		// Compiled while init sets up the root: init needs the program only
 		// after Start, and here it costs nothing in front of the maps.
-		if err := s.Security.Compile(); err != nil {
-			return 0, r.setupErr(err)
+		sec := &r.spec.Security
+		if err := sec.Compile(); err != nil {
+			return err
 		}
-		start = &startSpec{Filter: s.Security.Filter, FilterFlags: s.Security.FilterFlags}
+		r.startMsg = &startSpec{Filter: sec.Filter, FilterFlags: sec.FilterFlags}
 	}
-	master, err := ch.WaitInitReady()
+	return nil
+}
+
+// waitInitReady waits until init has set up the root, then starts what
+// serves the running container: slirp4netns ready, the listeners, the
+// console.
+func (r *runner) waitInitReady() error {
+	master, err := r.ch.WaitInitReady()
 	if err != nil {
-		return 0, r.setupErr(err)
+		return err
 	}
 	r.trace.mark("init-ready")
 	if r.slirp != nil {
@@ -246,52 +332,52 @@ func (r *runner) run() (code int, err error) {
 			if master != nil {
 				master.Close()
 			}
-			return 0, r.setupErr(err)
+			return err
 		}
 		r.trace.mark("slirp-ready")
 	}
 	if r.listeners != nil {
-		r.listeners.Serve(context.Background(), portParent, netns.ContainerIP)
+		r.listeners.Serve(context.Background(), r.portParent, netns.ContainerIP)
 	}
 	if master != nil {
 		if r.console, err = startConsole(master, r.opts.interactive); err != nil {
-			return 0, r.setupErr(err)
+			return err
 		}
-		defer r.console.Close()
+		r.onDelete(func() { r.console.Close() })
 	}
+	return nil
+}
+
+// start lets init exec the payload and records the running container.
+func (r *runner) start() error {
 	// From Start on, signals wait in r.sigc until wait forwards them to the
 	// payload: one that arrives while init is still execing is delivered
 	// right after, instead of aborting a container that is already running.
-	<-notified
+	<-r.notified
 	// No payload before its guard: without a sandbox, the watchdog is what
 	// ends the container should rabbitc be killed (the payload may clear
 	// the parent-death signal init had). Its fork is long done by now.
 	if r.watchdog != nil {
 		if _, err := r.watchdog.get(); err != nil {
-			return 0, r.setupErr(err)
+			return err
 		}
 	}
-	setupDone <- struct{}{}
+	r.setupDone <- struct{}{}
 	if r.killedBy.Load() != 0 {
-		return 0, r.setupErr(nil)
+		return errors.New("killed")
 	}
-	if err := ch.SendStart(start); err != nil {
-		return 0, r.setupErr(err)
+	if err := r.ch.SendStart(r.startMsg); err != nil {
+		return err
 	}
-	if err := ch.WaitExec(); err != nil {
-		return 0, r.setupErr(err)
+	if err := r.ch.WaitExec(); err != nil {
+		return err
 	}
 	r.trace.mark("payload-started")
 	if err := r.recordState(); err != nil {
-		return 0, err
+		return err
 	}
 	r.mon.started()
-	code, err = r.wait()
-	r.exitCode = code
-	if err != nil {
-		r.exitCode = 125
-	}
-	return code, err
+	return nil
 }
 
 // recordState writes the state of the running container (without a
