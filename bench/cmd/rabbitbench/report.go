@@ -31,6 +31,8 @@ func bars() []bar {
 	bs = append(bs,
 		bar{"start, no network ≤ 1.0× crun rootless", nonet, "start to exit", "crun rootless", true, 1.0},
 		bar{"start, no network ≤ 2.0× newuidmap floor", nonet, "start to exit", "floor 2: unshare newuidmap + chroot", true, 2.0},
+		bar{"start, no network, no seccomp ≤ 1.0× crun rootless without seccomp (issue 13)", "start, no network, no seccomp: start to exit of /bin/true", "start to exit", "crun rootless, no seccomp", true, 1.0},
+		bar{"run -d returns ≤ 1.2× the foreground start (issue 13)", "start, detached: run -d --rm returns, against a foreground run to exit, of /bin/true", "start to return", "rabbitc foreground", true, 1.2},
 		bar{"start to first byte ≤ 0.5× RootlessKit+runc", fb, "start to first byte", "RootlessKit builtin + runc", true, 0.5},
 		bar{"start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25},
 		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},

@@ -117,6 +117,8 @@ func startNoNet(e *env, res *results) {
 		e.requireTool(c)
 	}
 	alternate(res, group, e.rounds, cs, e.logf)
+	startNoSeccomp(e, res)
+	startDetached(e, res)
 }
 
 // rabbitcStart runs rabbitc to exit and records the start-to-exit time;
