@@ -27,6 +27,11 @@
 // past maxSize, ctr.log is renamed to ctr.log.1, replacing the previous
 // one, and a new ctr.log is started. Readers read ctr.log.1, then ctr.log.
 // What was in the replaced ctr.log.1 is gone.
+// A file holds at least one record, so a maxSize below MaxLine plus a
+// header can be passed by one record. A follower looks for new records
+// every 100 ms: should ctr.log be rotated more than twice between two
+// looks (with the default size, 20 MiB of output in 100 ms), it misses the
+// files in between.
 //
 // # Writing never stops the container
 //

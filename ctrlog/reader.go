@@ -13,7 +13,8 @@ import (
 // ReadOptions say what Read prints.
 type ReadOptions struct {
 	// Tail prints only the last Tail lines of both streams together (a
-	// line cut into P records counts once); negative: every line.
+	// line cut into P records counts once); negative: every line; 0, the
+	// zero value: none (as docker's --tail 0, for Follow).
 	Tail int
 	// Timestamps prefixes each line with the time its first record was
 	// logged, as docker's `logs -t`: "2026-12-07T05:40:00.123456789Z line".
@@ -135,6 +136,11 @@ func follow(path string, cur *file, sink func(record) error, p *printer, o ReadO
 // draining cur and, should two rotations have happened since the last look,
 // the ctr.log.1 between them. nil when nothing changed.
 func rotated(path string, cur *file, sink func(record) error) (*file, error) {
+	if cur != nil {
+		if fi, err := os.Stat(path); err != nil || idOf(fi) == cur.id {
+			return nil, nil // the common case, in one system call
+		}
+	}
 	next, err := openFile(path)
 	if err != nil || next == nil {
 		return nil, err
@@ -183,16 +189,16 @@ func openFile(path string) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := newFile(f)
+	r := &file{f: f, buf: make([]byte, 0, readBuf)}
 	if fi, err := f.Stat(); err == nil {
-		st := fi.Sys().(*syscall.Stat_t)
-		r.id = fileID{uint64(st.Dev), st.Ino}
+		r.id = idOf(fi)
 	}
 	return r, nil
 }
 
-func newFile(f *os.File) *file {
-	return &file{f: f, buf: make([]byte, 0, readBuf)}
+func idOf(fi os.FileInfo) fileID {
+	st := fi.Sys().(*syscall.Stat_t)
+	return fileID{uint64(st.Dev), st.Ino}
 }
 
 // same tells whether both are the same file (a nil file is no file).

@@ -315,6 +315,28 @@ func TestFollowEndsWhenDone(t *testing.T) {
 	}
 }
 
+// Records written between the reader's last look and Done saying yes
+// (the writer wrote them and ended) are printed too.
+func TestFollowLooksOnceMoreAfterDone(t *testing.T) {
+	l, path := openLog(t, 0)
+	write(t, l.Stream("stdout"), "a\n")
+	var out, errOut syncBuffer
+	o := ReadOptions{Tail: -1, Follow: true, Poll: time.Millisecond, Done: func() bool {
+		if strings.Contains(out.String(), "a\n") {
+			write(t, l.Stream("stdout"), "last\n")
+			l.Close()
+			return true
+		}
+		return false
+	}}
+	if err := Read(&out, &errOut, path, o); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\nlast\n" {
+		t.Errorf("stdout %q, want %q", out.String(), "a\nlast\n")
+	}
+}
+
 // A writer killed mid-record leaves a line without its newline: follow
 // waits for the rest while the writer lives and prints it once it is gone.
 func TestFollowTornRecord(t *testing.T) {

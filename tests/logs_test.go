@@ -9,6 +9,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,7 @@ func fakeContainer(t *testing.T, log, old string) *fakeCtr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &fakeCtr{id: fmt.Sprintf("%032x", time.Now().UnixNano()), parent: parent}
+	c := &fakeCtr{id: fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64()), parent: parent}
 	t.Cleanup(func() {
 		c.end()
 		os.RemoveAll(filepath.Dir(c.dir))
@@ -161,23 +162,26 @@ func TestLogsFollowEndsWithContainer(t *testing.T) {
 	p.waitOutput(t, opts{}, "first\n", 10*time.Second)
 	c.appendLog(t, rec(2, "stdout", "F", "second")+rec(3, "stderr", "F", "warning"))
 	p.waitOutput(t, opts{}, "second\n", 10*time.Second)
-	// The monitor rotates: ctr.log becomes ctr.log.1, a new one starts.
+	// The monitor writes a record and rotates: ctr.log becomes ctr.log.1,
+	// a new one starts. logs -f has not seen the record yet (it looks every
+	// 100 ms): it finds it in ctr.log.1 before going on in the new ctr.log.
+	c.appendLog(t, rec(4, "stdout", "F", "before rotation"))
 	log := filepath.Join(c.dir, "ctr.log")
 	if err := os.Rename(log, log+".1"); err != nil {
 		t.Fatal(err)
 	}
-	userFile(t, log, rec(4, "stdout", "P", "after "), 0o600)
+	userFile(t, log, rec(5, "stdout", "P", "after "), 0o600)
 	p.waitOutput(t, opts{}, "after ", 10*time.Second)
 	time.Sleep(300 * time.Millisecond) // a few of its looks with nothing new
 	if p.exited() {
 		t.Fatalf("logs -f returned while the container runs:\n%s", p.wait(t))
 	}
-	c.appendLog(t, rec(5, "stdout", "F", "rotation")+rec(6, "stdout", "F", "last words"))
+	c.appendLog(t, rec(6, "stdout", "F", "rotation")+rec(7, "stdout", "F", "last words"))
 	c.end()
 	p.timeout = 10 * time.Second
 	r := p.wait(t)
 	wantCode(t, r, 0)
-	if want := "first\nsecond\nafter rotation\nlast words\n"; r.stdout != want {
+	if want := "first\nsecond\nbefore rotation\nafter rotation\nlast words\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
 	if r.stderr != "warning\n" {
