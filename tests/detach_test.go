@@ -341,3 +341,23 @@ func TestKillMonitor(t *testing.T) {
 		})
 	}
 }
+
+// A detached container's output is in its log: logs gives its stdout and
+// stderr apart, -f follows it until the container ends.
+func TestRunDetachedLogs(t *testing.T) {
+	d := newDetachedEnv(t)
+	id, _ := d.runD("--name", "talk", "--rootfs", env.rootfs, "--net", "none", "--",
+		"sh", "-c", "echo out1; echo err1 >&2; sleep 0.3; echo out2; exit 4")
+	f := d.run("logs", "-f", "talk")
+	wantCode(t, f, 0)
+	if f.stdout != "out1\nout2\n" || f.stderr != "err1\n" {
+		t.Errorf("logs -f: stdout %q, stderr %q; want out1, out2 and err1 apart", f.stdout, f.stderr)
+	}
+	if w := d.run("wait", id); w.out() != "4" {
+		t.Errorf("wait: %q", w.out())
+	}
+	if tail := d.run("logs", "--tail", "1", id); tail.stdout != "out2\n" || tail.stderr != "" {
+		t.Errorf("logs --tail 1: %q %q", tail.stdout, tail.stderr)
+	}
+	wantCode(t, d.run("rm", "talk"), 0)
+}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rabbitc/rabbitc/ctrlog"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -141,10 +142,14 @@ func startDetached(o *runOptions, args []string) error {
 // and stderr, which the monitor copies into the container's log.
 func (r *runner) logStdio(cmd *exec.Cmd) ([]*os.File, error) {
 	r.logPath = filepath.Join(r.spec.StateDir, "ctr.log")
-	log, err := openLog(r.logPath)
+	log, err := ctrlog.Open(r.logPath, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the container's log: %w", err)
 	}
+	r.onDelete(func() {
+		r.waitOutputs()
+		log.Close()
+	})
 	var childEnds []*os.File
 	for _, out := range []struct {
 		stream string
@@ -155,11 +160,11 @@ func (r *runner) logStdio(cmd *exec.Cmd) ([]*os.File, error) {
 			return nil, err
 		}
 		*out.dst, childEnds = pw, append(childEnds, pw)
-		w := log.stream(out.stream)
+		w := log.Stream(out.stream)
 		r.outputs.Add(1)
 		go func() {
 			defer r.outputs.Done()
-			io.Copy(w, pr)
+			ctrlog.Copy(w, pr)
 			pr.Close()
 		}()
 	}

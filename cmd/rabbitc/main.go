@@ -146,7 +146,7 @@ func newRootCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "rabbitc %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
-	root.AddCommand(run, newPsCommand(), newStopCommand(), newKillCommand(), newRmCommand(), newWaitCommand(), newInspectCommand(), ver)
+	root.AddCommand(run, newPsCommand(), newStopCommand(), newKillCommand(), newRmCommand(), newWaitCommand(), newInspectCommand(), newLogsCommand(), ver)
 	return root
 }
 
