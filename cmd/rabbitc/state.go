@@ -141,18 +141,44 @@ func createState(s *spec, config []byte, st *state) error {
 }
 
 // writeState replaces state.json: a temporary file renamed over it, so a
-// reader finds the old state or the new one, never a part.
+// reader finds the old state or the new one, never a part; under the
+// container's lock, which rm takes too.
 func writeState(dir string, st *state) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	tmp := filepath.Join(dir, ".state.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}
+
+// lockDir takes an exclusive lock on a container's directory (flock on
+// the directory itself).
+func lockDir(dir string) (unlock func(), err error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
 }
 
 // removeState removes the container's directory: state.json and

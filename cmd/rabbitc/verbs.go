@@ -95,6 +95,9 @@ func removeContainer(st state, force bool) error {
 	if err != nil {
 		return err
 	}
+	if unlock, err := lockDir(dir); err == nil {
+		defer unlock() // no state written while it goes
+	}
 	removeState(dir)
 	return nil
 }
