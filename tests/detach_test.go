@@ -159,8 +159,15 @@ func TestRunDetached(t *testing.T) {
 	if st.Status != "running" || st.Name != "web" || st.InitPid == 0 {
 		t.Fatalf("state after run -d: %+v", st)
 	}
-	if p, ok := readProcs()[st.InitPid]; !ok || p.comm != "sleep" {
-		t.Fatalf("the payload does not run as %d: %+v", st.InitPid, p)
+	// run -d returns once init's exec began; sh then execs sleep.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		p, ok := readProcs()[st.InitPid]
+		if ok && p.comm == "sleep" {
+			break
+		}
+		if !ok || time.Now().After(deadline) {
+			t.Fatalf("the payload does not run as %d: %+v", st.InitPid, p)
+		}
 	}
 	ps := d.run("ps")
 	wantCode(t, ps, 0)
