@@ -790,9 +790,11 @@ func TestListenerBacklogDrains(t *testing.T) {
 }
 
 // TestOutOfDescriptors takes every free descriptor, so that the forwarder
-// runs out (EMFILE in accept), then gives them back: the connection made
-// meanwhile is reset at once, with the spare descriptor kept for it, not
-// left in the backlog, and the forwarder accepts again.
+// runs out (EMFILE in accept, refused with a spare descriptor; or in the
+// child, should a descriptor of this process free up meanwhile), then gives
+// them back: the connection made meanwhile is reset, not left in the
+// backlog, and the forwarder accepts again. TestDescriptorExhaustion checks
+// the refusal where nothing else shares the forwarder's descriptors.
 func TestOutOfDescriptors(t *testing.T) {
 	if !alone(t) {
 		return
@@ -801,7 +803,9 @@ func TestOutOfDescriptors(t *testing.T) {
 	if err := roundTrip(f.addr(), []byte("before")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the connection to close", func() bool { return f.l.Stats().Conns == 0 })
+	// Idle, the loop closes its pooled pipes: none is closed later, to free
+	// descriptors behind the test's back.
+	waitFor(t, "the pooled pipes to close", func() bool { st := f.l.Stats(); return st.Conns == 0 && st.Pipes == 0 })
 	settleFDs(t)
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -839,9 +843,6 @@ func TestOutOfDescriptors(t *testing.T) {
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the connection made during EMFILE: %v, want a reset", err)
-	}
-	if st := f.l.Stats(); st.Refused != 1 {
-		t.Errorf("stats %+v, want one connection refused", st)
 	}
 	for range 10 {
 		if err := roundTrip(f.addr(), []byte("after")); err != nil {

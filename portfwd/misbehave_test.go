@@ -221,36 +221,71 @@ func TestCopyWithoutPipe(t *testing.T) {
 	release()
 }
 
-// TestChildOutOfDescriptors: when the child cannot make a socket to dial
-// with, it answers the parent with the error, and the client is reset at
-// once rather than left waiting until the parent gives the dial up.
+// childNoFDsEnv set: the test binary is a child with no descriptor left.
+const childNoFDsEnv = "PORTFWD_TEST_CHILD_NO_FDS"
+
+// TestChildOutOfDescriptors: when the child (the sandbox, a process of its
+// own) cannot make a socket to dial with, it answers the parent with the
+// error, and the client is reset at once rather than left waiting until
+// the parent gives the dial up.
 func TestChildOutOfDescriptors(t *testing.T) {
-	if !alone(t) {
-		return
+	if os.Getenv(childNoFDsEnv) != "" {
+		if err := childNoFDsRole(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
-	if err := roundTrip(f.addr(), []byte("before")); err != nil {
-		t.Fatal(err)
+	serve := func(_ context.Context, child *os.File) error {
+		cmd := exec.Command("/proc/self/exe", "-test.run=^TestChildOutOfDescriptors$")
+		cmd.Env = append(os.Environ(), childNoFDsEnv+"=1")
+		cmd.ExtraFiles = []*os.File{child}
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Run(); err != nil { // until the parent closes its end
+			return fmt.Errorf("child with no descriptors: %w", err)
+		}
+		return nil
 	}
-	waitFor(t, "the connection to close", func() bool { return f.l.Stats().Conns == 0 })
-	settleFDs(t)
-	lowerFDLimit(t, openFDs(t)+64)
-	// Two left: the client's socket and the one the parent accepts; the
-	// child's socket(2) finds none.
-	release := fillDescriptors(t, 2)
-	defer release()
-	err := readReset(f.addr())
-	release()
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("client got %v, want a reset", err)
+	f := startFwdWith(t, "tcp", "127.0.0.1", echoServer(t), serve)
+	for i := range 3 {
+		if err := readReset(f.addr()); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d got %v, want a reset", i, err)
+		}
+		var cerr *childError
+		if err := f.nextError(t, "the child's failed socket"); !errors.As(err, &cerr) || !errors.Is(err, unix.EMFILE) {
+			t.Errorf("OnError got %v, want the child's EMFILE", err)
+		}
 	}
-	var cerr *childError
-	if err := f.nextError(t, "the child's failed socket"); !errors.As(err, &cerr) || !errors.Is(err, unix.EMFILE) {
-		t.Errorf("OnError got %v, want the child's EMFILE", err)
+	if st := f.l.Stats(); st.DialErrors != 3 || st.Pending != 0 || st.Conns != 0 {
+		t.Errorf("stats %+v, want three dials failed", st)
 	}
-	if err := roundTrip(f.addr(), []byte("after")); err != nil {
-		t.Fatal(err)
+}
+
+// childNoFDsRole serves the child's end on fd 3 with every descriptor
+// taken.
+func childNoFDsRole() error {
+	c, err := newChild(os.NewFile(3, "portfwd"))
+	if err != nil {
+		return err
 	}
+	defer c.close()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	var lim unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	lim.Cur = uint64(len(ents) + 16)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	for {
+		if _, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			break
+		}
+	}
+	return c.serve()
 }
 
 // TestNeverReadingClient: a client that never reads, from a container that
