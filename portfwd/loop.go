@@ -116,7 +116,6 @@ const (
 	// user's fs.pipe-user-pages-soft (64 MiB by default) whether it holds
 	// data or not, and the container's processes run as the same user.
 	maxPooledPipes = 4
-	pipeIdle       = time.Second
 	turnRounds     = 8    // splice rounds per direction before other sockets get a turn
 	turnAccepts    = 64   // accepts or datagrams per listener before other sockets get a turn
 	maxPending     = 1024 // dials in flight before accepting pauses
@@ -164,6 +163,10 @@ type pendingDial struct {
 	lent     bool      // a spare descriptor was freed for the container's socket
 }
 
+// pipeIdle: pipes are closed after this long without events (see
+// maxPooledPipes; a variable for the tests).
+var pipeIdle = time.Second
+
 // answerGrace is how long after its own dial timeout the child may take to
 // answer before the parent gives the dial up (a variable for the tests).
 var answerGrace = 2 * time.Second
@@ -205,10 +208,12 @@ type loop struct {
 	flows int
 
 	// spares are held for when the process runs out of descriptors (see
-	// acceptSpare); lent more were freed for the sockets of dials in
-	// flight, and are not taken back before those dials end.
+	// tightFor); lent more were freed for the sockets of dials in flight,
+	// and are not taken back before those dials end. Until tight, each
+	// connection accepted must find room for its container socket.
 	spares []int
 	lent   int
+	tight  time.Time
 
 	now       time.Time
 	busy      time.Time // last events
@@ -301,7 +306,7 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 			return nil, err
 		}
 		if ln.spec.Proto == "tcp" && lp.spares == nil {
-			lp.refill()
+			lp.refill(0)
 		}
 	}
 	return lp, nil
@@ -770,6 +775,7 @@ func (lp *loop) readReplies() {
 		case fd < 0 && flags&unix.MSG_CTRUNC != 0:
 			// The kernel could not install the descriptor.
 			derr = fmt.Errorf("receive the socket: %w", unix.EMFILE)
+			lp.tight = lp.now.Add(tightFor)
 		case fd < 0:
 			derr = errors.New("the reply carried no socket")
 		}
@@ -854,20 +860,20 @@ func resetClose(fd int) {
 }
 
 // spareFDs descriptors (eventfds) are held for when the process runs out:
-// one to accept and reset a connection with, the others to serve the ports
-// that hold fewer than their share of the connections, two a connection
-// (see acceptSpare).
+// one to accept (and reset) a connection with, the others to serve the
+// ports that hold less than their share of the connections, up to two a
+// connection (see tightFor).
 const spareFDs = 32
 
-// refill takes spare descriptors back, up to spareFDs, as far as the
-// process has them free, and leaves free the ones lent to dials in flight
-// (a new descriptor takes the lowest free number, whichever was lent, so it
-// takes lent more and gives those back). It returns why the reserve is not
-// whole (EMFILE, ENFILE), or EMFILE while some are lent: a plain accept
-// would take those.
-func (lp *loop) refill() error {
+// refill takes spare descriptors back, up to spareFDs, and leaves free the
+// ones lent to dials in flight and room more: a new descriptor takes the
+// lowest free number, whichever it was lent for, so refill takes as many
+// as it can, up to lent+room more than the reserve, and closes lent+room
+// of them. It returns why it could not (EMFILE, ENFILE): then the reserve
+// is short, or the room is made of spares.
+func (lp *loop) refill(room int) error {
 	var err error
-	for len(lp.spares) < spareFDs+lp.lent {
+	for len(lp.spares) < spareFDs+lp.lent+room {
 		// An eventfd needs no path, and each is a file of its own, so
 		// that one closed also frees a file when the whole system ran
 		// out (ENFILE).
@@ -877,10 +883,7 @@ func (lp *loop) refill() error {
 		}
 		lp.spares = append(lp.spares, fd)
 	}
-	lp.release(min(lp.lent, len(lp.spares)))
-	if err == nil && lp.lent > 0 {
-		err = unix.EMFILE
-	}
+	lp.release(min(lp.lent+room, len(lp.spares)))
 	return err
 }
 

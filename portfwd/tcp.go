@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -71,25 +72,17 @@ func setKeepalive(fd int) error {
 // accept takes the waiting connections of a TCP listener and asks the child
 // to dial the container for each.
 func (lp *loop) accept(ln *listener) {
-	var short error // out of descriptors: accept with the spares
-	if len(lp.spares) < spareFDs || lp.lent > 0 {
-		short = lp.refill() // the reserve comes first
+	if len(lp.spares) < spareFDs {
+		lp.refill(0) // descriptors ran out before: the reserve comes first
 	}
 	for range turnAccepts {
 		if len(lp.pending) >= maxPending {
 			lp.pause(ln, nil)
 			return
 		}
-		fd, err := -1, short
-		if short == nil {
-			fd, err = accept4(ln.fd)
-		}
-		lent := false
+		fd, err := accept4(ln.fd)
 		if err == unix.EMFILE || err == unix.ENFILE {
-			short = err
-			if fd, lent, err = lp.acceptSpare(ln, err); fd < 0 && err == nil {
-				continue // refused
-			}
+			fd, err = lp.acceptSpare(ln, err)
 		}
 		switch err {
 		case nil:
@@ -103,10 +96,14 @@ func (lp *loop) accept(ln *listener) {
 			lp.pause(ln, err)
 			return
 		}
-		ln.backoff = 0
-		if !lent {
-			ln.refusing = false // descriptors are back
+		lent := false
+		if lp.now.Before(lp.tight) {
+			var served bool
+			if lent, served = lp.roomFor(ln, fd); !served {
+				continue
+			}
 		}
+		ln.backoff = 0
 		ln.conns.Add(1)
 		lp.l.stats.accepted.Add(1) // TCP_NODELAY and keepalive are inherited from the listener
 		if ln.localCC != "" && loopbackConn(fd) {
@@ -117,40 +114,56 @@ func (lp *loop) accept(ln *listener) {
 	lp.requeue(ln.slot) // used up its turn: more may wait, with no new edge to tell
 }
 
-// acceptSpare accepts once the process is out of descriptors (accept failed
-// with cause, EMFILE or ENFILE), with the spare descriptors the loop holds
-// for this. The kernel keeps such a connection in the listener's backlog,
-// where its client would wait for as long as the descriptors stay taken
-// (by idle clients, say); so a port that holds fewer than its share of the
-// connections is served with two spares, its client's socket and the
-// container's (lent reports it: the second waits for the child's reply),
-// and any other connection is accepted with one spare and reset at once.
-// It returns the accepted socket to serve, or -1 and a nil error for a
-// refused one, or accept's error (cause when no spare is left).
-func (lp *loop) acceptSpare(ln *listener, cause error) (fd int, lent bool, err error) {
+// Out of descriptors, the kernel keeps a new connection in the listener's
+// backlog, where its client would wait for as long as the descriptors stay
+// taken (by idle clients, say); and a connection accepted with the last one
+// has none for the container's socket, whose reply then comes truncated
+// (MSG_CTRUNC) after a dial into the container for nothing. So the main
+// loop holds spare descriptors. When accept fails for want of one, a spare
+// is closed to accept with; and for tightFor after any sign that descriptors
+// ran short, each connection accepted is served only if the process has one
+// more free for the container's socket, or if its port holds less than its
+// share of the connections, with a spare freed for it (lent until the child
+// answers). Any other is reset at once: a flooded port refuses its new
+// clients, the other ports keep serving.
+const tightFor = time.Second
+
+// acceptSpare accepts with a spare descriptor, once accept failed with
+// cause (EMFILE or ENFILE); it returns cause when no spare is left.
+func (lp *loop) acceptSpare(ln *listener, cause error) (int, error) {
+	lp.tight = lp.now.Add(tightFor)
 	if len(lp.spares) == 0 {
-		return -1, false, cause
+		return -1, cause
 	}
-	serve := len(lp.spares) > 2 && lp.belowShare(ln) // one stays, to refuse with
 	lp.release(1)
-	if serve {
-		lp.release(1)
+	fd, err := accept4(ln.fd)
+	if err != nil {
+		lp.refill(0)
 	}
-	fd, err = accept4(ln.fd)
-	if err != nil || serve {
-		if err != nil {
-			lp.refill()
-		}
-		return fd, err == nil, err
+	return fd, err
+}
+
+// roomFor tells, while descriptors are short, whether the connection ln
+// accepted as fd is served (lent: with a spare freed for its container
+// socket), or was reset.
+func (lp *loop) roomFor(ln *listener, fd int) (lent, served bool) {
+	err := lp.refill(1) // one more free, or a spare freed (see refill)
+	if err == nil {
+		ln.refusing = false
+		return false, true
+	}
+	lp.tight = lp.now.Add(tightFor)
+	if len(lp.spares) > 0 && lp.belowShare(ln) { // one stays, to accept with
+		return true, true
 	}
 	resetClose(fd)
-	lp.refill()
+	lp.refill(0)
 	lp.l.stats.refused.Add(1)
-	if !ln.refusing { // once until the port accepts again
+	if !ln.refusing { // once until the port serves again
 		ln.refusing = true
-		lp.report(fmt.Errorf("publish %s: accept: %w (resetting new connections until descriptors are free)", ln.spec.published(), cause))
+		lp.report(fmt.Errorf("publish %s: accept: %w (resetting new connections until descriptors are free)", ln.spec.published(), err))
 	}
-	return -1, false, nil
+	return false, false
 }
 
 // belowShare reports whether ln holds fewer client connections than an even
