@@ -507,11 +507,12 @@ func TestDescriptorExhaustion(t *testing.T) {
 		}
 	}
 	var wg sync.WaitGroup
+	data := randomBytes(t, 1<<20)
 	for _, c := range []net.Conn{idle[0], idle[len(idle)/2], idle[len(idle)-1]} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := echoOn(c, randomBytes(t, 1<<20)); err != nil {
+			if err := echoOn(c, data); err != nil {
 				t.Errorf("established client %v: %v", c.LocalAddr(), err)
 			}
 		}()

@@ -104,6 +104,7 @@ func (lp *loop) accept(ln *listener) {
 			}
 		}
 		ln.backoff = 0
+		ln.refusing = ln.refusing && lent // served as any: descriptors are back
 		ln.conns.Add(1)
 		lp.l.stats.accepted.Add(1) // TCP_NODELAY and keepalive are inherited from the listener
 		if ln.localCC != "" && loopbackConn(fd) {
@@ -149,7 +150,6 @@ func (lp *loop) acceptSpare(ln *listener, cause error) (int, error) {
 func (lp *loop) roomFor(ln *listener, fd int) (lent, served bool) {
 	err := lp.refill(1) // one more free, or a spare freed (see refill)
 	if err == nil {
-		ln.refusing = false
 		return false, true
 	}
 	lp.tight = lp.now.Add(tightFor)
