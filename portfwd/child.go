@@ -165,6 +165,7 @@ func (c *child) connect(req request) (int, error) {
 	}
 	if typ == unix.SOCK_STREAM {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		setKeepalive(fd)
 		if c.cc != "" {
 			unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, c.cc)
 		}

@@ -33,6 +33,16 @@
 // sandbox leaves no client waiting for ever. A UDP listener on 0.0.0.0 or ::
 // answers each client from the address it sent to (IP_PKTINFO).
 //
+// Both hops of a TCP connection use keepalive (first probe after 60 s idle,
+// then every 10 s, 6 unanswered end it): a peer gone without a word is reset
+// within about two minutes. Out of descriptors, established connections go
+// on (without a pipe if need be), a new connection on a port that holds its
+// share of the connections or more is reset at once instead of waiting in
+// the backlog, the other ports are served with spare descriptors kept for
+// this, and accepting resumes as descriptors free up (see tightFor). A
+// client that never reads holds one pipe (1 MiB) besides its sockets'
+// buffers: the container's writes block.
+//
 // Do not use it for a forwarder that must see the client's address: the
 // container sees connections from its own address.
 package portfwd

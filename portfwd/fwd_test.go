@@ -247,6 +247,12 @@ func TestForwardTCPEcho(t *testing.T) {
 }
 
 func TestForwardHalfCloseLarge(t *testing.T) {
+	// Checking 20 MiB takes roundTrip about a second under -race, during
+	// which the idle loop closed its pipes: 3 of 25 runs failed with -race.
+	// Restored after the forwarder's cleanup (registered later, run first).
+	idle := pipeIdle
+	t.Cleanup(func() { pipeIdle = idle })
+	pipeIdle = 3 * time.Second
 	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
 	if err := roundTrip(f.addr(), randomBytes(t, 20<<20)); err != nil {
 		t.Fatal(err)
@@ -790,27 +796,23 @@ func TestListenerBacklogDrains(t *testing.T) {
 }
 
 // TestOutOfDescriptors takes every free descriptor, so that the forwarder
-// runs out (EMFILE in accept, or when the socket from the child arrives), then
-// gives them back: the forwarder keeps accepting.
+// runs out (EMFILE in accept, refused with a spare descriptor; or in the
+// child, should a descriptor of this process free up meanwhile), then gives
+// them back: the connection made meanwhile is reset, not left in the
+// backlog, and the forwarder accepts again. TestDescriptorExhaustion checks
+// the refusal where nothing else shares the forwarder's descriptors.
 func TestOutOfDescriptors(t *testing.T) {
+	if !alone(t) {
+		return
+	}
 	f := startFwd(t, "tcp", "127.0.0.1", echoServer(t))
 	if err := roundTrip(f.addr(), []byte("before")); err != nil {
 		t.Fatal(err)
 	}
-	// Every socket of that connection is closed, the echo server's too:
-	// the count of descriptors holds still for a while.
-	waitFor(t, "the connection to close", func() bool { return f.l.Stats().Conns == 0 })
-	last, still := -1, 0
-	waitFor(t, "the descriptor count to settle", func() bool {
-		n := openFDs(t)
-		if n == last {
-			still++
-		} else {
-			last, still = n, 0
-		}
-		time.Sleep(15 * time.Millisecond)
-		return still >= 6
-	})
+	// Idle, the loop closes its pooled pipes: none is closed later, to free
+	// descriptors behind the test's back.
+	waitFor(t, "the pooled pipes to close", func() bool { st := f.l.Stats(); return st.Conns == 0 && st.Pipes == 0 })
+	settleFDs(t)
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -839,28 +841,37 @@ func TestOutOfDescriptors(t *testing.T) {
 	unix.Close(filler[len(filler)-1]) // room for the client's socket only
 	filler = filler[:len(filler)-1]
 
-	done := make(chan error, 1)
-	go func() { done <- roundTrip(f.addr(), []byte("during")) }()
+	err := readReset(f.addr())
 	if err := f.nextError(t, "running out of descriptors"); !errors.Is(err, unix.EMFILE) {
-		t.Fatalf("OnError got %v, want EMFILE", err)
+		t.Errorf("OnError got %v, want EMFILE", err)
 	}
 	release()
 	unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-	select {
-	case err := <-done:
-		// Served late (EMFILE in accept), or reset (EMFILE on the socket
-		// from the child); either way not left hanging.
-		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("the connection made during EMFILE: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the connection made during EMFILE hangs")
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the connection made during EMFILE: %v, want a reset", err)
 	}
 	for range 10 {
 		if err := roundTrip(f.addr(), []byte("after")); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// settleFDs waits until every socket of the connections before is closed,
+// the echo server's too: the count of descriptors holds still for a while.
+func settleFDs(t *testing.T) {
+	t.Helper()
+	last, still := -1, 0
+	waitFor(t, "the descriptor count to settle", func() bool {
+		n := openFDs(t)
+		if n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+		time.Sleep(15 * time.Millisecond)
+		return still >= 6
+	})
 }
 
 func TestChildGone(t *testing.T) {
@@ -929,7 +940,7 @@ func TestDeadWorkerInbox(t *testing.T) {
 		ino[i] = st.Ino
 	}
 	lp.live.Store(100) // the worker has the fewest pairs
-	lp.placePair(fds[0], fds[1])
+	lp.placePair(l.lns[0], fds[0], fds[1])
 	// The dead worker's eventfd was closed, and the pair may have taken its
 	// number: the wake-up must not land in the pair.
 	for _, fd := range fds {

@@ -116,7 +116,6 @@ const (
 	// user's fs.pipe-user-pages-soft (64 MiB by default) whether it holds
 	// data or not, and the container's processes run as the same user.
 	maxPooledPipes = 4
-	pipeIdle       = time.Second
 	turnRounds     = 8    // splice rounds per direction before other sockets get a turn
 	turnAccepts    = 64   // accepts or datagrams per listener before other sockets get a turn
 	maxPending     = 1024 // dials in flight before accepting pauses
@@ -161,7 +160,12 @@ type pendingDial struct {
 	fd       int       // TCP: the accepted client socket
 	fl       *flow     // UDP: the flow waiting for its socket
 	deadline time.Time // no answer by then: the child is hung (see expirePending)
+	lent     bool      // a spare descriptor was freed for the container's socket
 }
+
+// pipeIdle: pipes are closed after this long without events (see
+// maxPooledPipes; a variable for the tests).
+var pipeIdle = time.Second
 
 // answerGrace is how long after its own dial timeout the child may take to
 // answer before the parent gives the dial up (a variable for the tests).
@@ -203,12 +207,20 @@ type loop struct {
 	pipes []pipe
 	flows int
 
+	// spares are held for when the process runs out of descriptors (see
+	// tightFor); lent more were freed for the sockets of dials in flight,
+	// and are not taken back before those dials end. Until tight, each
+	// connection accepted must find room for its container socket.
+	spares []int
+	lent   int
+	tight  time.Time
+
 	now       time.Time
 	busy      time.Time // last events
 	nextSweep time.Time
 	fatal     error
 	events    []unix.EpollEvent
-	buf       []byte
+	buf       []byte // UDP datagrams, and copyPeek
 	oob       []byte
 	pktOOB    []byte // a UDP datagram's destination (IP_PKTINFO)
 	req       [requestSize]byte
@@ -220,7 +232,7 @@ type loop struct {
 	worker  bool
 	stop    atomic.Bool
 	inboxMu sync.Mutex
-	inbox   [][2]int // client and container sockets handed over
+	inbox   []handoff // pairs handed over
 	done    chan error
 }
 
@@ -293,6 +305,9 @@ func newLoop(l *Listeners, sock *os.File, containerIP string) (lp *loop, err err
 		if err := lp.register(ln.fd, ln.slot, unix.EPOLLIN|unix.EPOLLET); err != nil {
 			return nil, err
 		}
+		if ln.spec.Proto == "tcp" && lp.spares == nil {
+			lp.refill(0)
+		}
 	}
 	return lp, nil
 }
@@ -323,8 +338,15 @@ func (lp *loop) start() {
 	}
 }
 
+// handoff is a pair on its way to a worker: the client socket that ln
+// accepted, and the container's.
+type handoff struct {
+	ln          *listener
+	client, ctr int
+}
+
 // placePair gives a new pair to the loop with the fewest pairs.
-func (lp *loop) placePair(client, ctr int) {
+func (lp *loop) placePair(ln *listener, client, ctr int) {
 	target := lp
 	best := lp.live.Load()
 	for _, w := range lp.workers {
@@ -334,12 +356,12 @@ func (lp *loop) placePair(client, ctr int) {
 	}
 	target.live.Add(1)
 	if target == lp {
-		lp.startPair(client, ctr)
+		lp.startPair(ln, client, ctr)
 		return
 	}
 	target.inboxMu.Lock()
 	wake := len(target.inbox) == 0
-	target.inbox = append(target.inbox, [2]int{client, ctr})
+	target.inbox = append(target.inbox, handoff{ln, client, ctr})
 	target.inboxMu.Unlock()
 	if wake {
 		signal(target.wakefd)
@@ -353,7 +375,7 @@ func (lp *loop) takeInbox() {
 	lp.inbox = nil
 	lp.inboxMu.Unlock()
 	for _, p := range inbox {
-		lp.startPair(p[0], p[1])
+		lp.startPair(p.ln, p.client, p.ctr)
 	}
 }
 
@@ -626,8 +648,7 @@ func (lp *loop) expirePending() {
 			}
 			continue
 		}
-		delete(lp.pending, id)
-		lp.l.stats.pending.Add(-1)
+		lp.endPending(id, pd)
 		lp.dialFailed(pd, errNoAnswer)
 	}
 }
@@ -648,7 +669,19 @@ func (lp *loop) dial(ln *listener, pd pendingDial) {
 	}
 	lp.pending[req.id] = pd
 	lp.l.stats.pending.Add(1)
+	if pd.lent {
+		lp.lent++
+	}
 	lp.send(req.marshal(lp.req[:]))
+}
+
+// endPending takes the dial id, pd, off the pending ones.
+func (lp *loop) endPending(id uint32, pd pendingDial) {
+	delete(lp.pending, id)
+	lp.l.stats.pending.Add(-1)
+	if pd.lent {
+		lp.lent--
+	}
 }
 
 // send writes a dial request, or queues it while the socket is full.
@@ -734,8 +767,7 @@ func (lp *loop) readReplies() {
 			closeFD(fd)
 			continue
 		}
-		delete(lp.pending, rep.id)
-		lp.l.stats.pending.Add(-1)
+		lp.endPending(rep.id, pd)
 		var derr error
 		switch {
 		case rep.msg != "":
@@ -743,6 +775,7 @@ func (lp *loop) readReplies() {
 		case fd < 0 && flags&unix.MSG_CTRUNC != 0:
 			// The kernel could not install the descriptor.
 			derr = fmt.Errorf("receive the socket: %w", unix.EMFILE)
+			lp.tight = lp.now.Add(tightFor)
 		case fd < 0:
 			derr = errors.New("the reply carried no socket")
 		}
@@ -754,7 +787,7 @@ func (lp *loop) readReplies() {
 		if pd.fl != nil {
 			lp.startFlow(pd.fl, fd)
 		} else {
-			lp.placePair(pd.fd, fd)
+			lp.placePair(pd.ln, pd.fd, fd)
 		}
 	}
 }
@@ -810,6 +843,7 @@ func (lp *loop) dialFailed(pd pendingDial, err error) {
 		return
 	}
 	resetClose(pd.fd)
+	pd.ln.conns.Add(-1)
 }
 
 func closeFD(fd int) {
@@ -823,6 +857,44 @@ func closeFD(fd int) {
 func resetClose(fd int) {
 	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	unix.Close(fd)
+}
+
+// spareFDs descriptors (eventfds) are held for when the process runs out:
+// one to accept (and reset) a connection with, the others to serve the
+// ports that hold less than their share of the connections, up to two a
+// connection (see tightFor).
+const spareFDs = 32
+
+// refill takes spare descriptors back, up to spareFDs, and leaves free the
+// ones lent to dials in flight and room more: a new descriptor takes the
+// lowest free number, whichever it was lent for, so refill takes as many
+// as it can, up to lent+room more than the reserve, and closes lent+room
+// of them. It returns why it could not (EMFILE, ENFILE): then the reserve
+// is short, or the room is made of spares.
+func (lp *loop) refill(room int) error {
+	var err error
+	for len(lp.spares) < spareFDs+lp.lent+room {
+		// An eventfd needs no path, and each is a file of its own, so
+		// that one closed also frees a file when the whole system ran
+		// out (ENFILE).
+		var fd int
+		if fd, err = unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+			break
+		}
+		lp.spares = append(lp.spares, fd)
+	}
+	lp.release(min(lp.lent+room, len(lp.spares)))
+	return err
+}
+
+// release closes n spare descriptors, so that the next n the process makes
+// can be made.
+func (lp *loop) release(n int) {
+	for range n {
+		last := len(lp.spares) - 1
+		unix.Close(lp.spares[last])
+		lp.spares = lp.spares[:last]
+	}
 }
 
 func (lp *loop) getPipe() (pipe, error) {
@@ -891,9 +963,9 @@ func (lp *loop) shutdown() {
 			lp.closeFlow(pd.fl)
 		} else {
 			unix.Close(pd.fd)
+			pd.ln.conns.Add(-1)
 		}
-		delete(lp.pending, id)
-		lp.l.stats.pending.Add(-1)
+		lp.endPending(id, pd)
 	}
 	lp.dropPipes()
 	for _, w := range lp.workers {
@@ -906,8 +978,9 @@ func (lp *loop) shutdown() {
 		// which may have handed it pairs since: its inbox and its eventfd
 		// are closed here, once nothing hands over or signals any more.
 		for _, p := range w.inbox {
-			resetClose(p[0])
-			unix.Close(p[1])
+			resetClose(p.client)
+			unix.Close(p.ctr)
+			p.ln.conns.Add(-1)
 		}
 		w.inbox = nil
 		unix.Close(w.wakefd)
@@ -924,6 +997,7 @@ func (lp *loop) shutdown() {
 // whoever signals it: Listeners for the main loop, after the loop has exited,
 // and the main loop for a worker.
 func (lp *loop) closeFDs() {
+	lp.release(len(lp.spares))
 	if lp.epf != nil {
 		lp.epf.Close() // and with it epfd
 		lp.epf, lp.epfd = nil, -1

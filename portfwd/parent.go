@@ -89,7 +89,13 @@ type listener struct {
 	ready   bool          // may have connections or datagrams to take
 	paused  time.Time     // do not accept before this (descriptor exhaustion)
 	backoff time.Duration // next pause
-	flows   map[netip.AddrPort]*flow
+	// refusing: out of descriptors, new connections are reset (reported
+	// once until one is accepted again).
+	refusing bool
+	// conns counts the client sockets accepted and still open, from
+	// accept until their pair closes, on any loop.
+	conns atomic.Int64
+	flows map[netip.AddrPort]*flow
 	// pktinfo is set on a UDP listener bound to 0.0.0.0 or ::: it learns
 	// each datagram's destination address (IP_PKTINFO), and replies from it.
 	pktinfo bool
@@ -170,13 +176,17 @@ func bindSocket(sp Spec) (int, error) {
 	}
 	if typ == unix.SOCK_STREAM {
 		// As Go does: a restarted rabbitc can bind the port at once even
-		// while old connections linger in TIME_WAIT. TCP_NODELAY is
-		// inherited by the accepted sockets.
+		// while old connections linger in TIME_WAIT. TCP_NODELAY and
+		// keepalive are inherited by the accepted sockets.
 		for _, opt := range [][2]int{{unix.SOL_SOCKET, unix.SO_REUSEADDR}, {unix.IPPROTO_TCP, unix.TCP_NODELAY}} {
 			if err := unix.SetsockoptInt(fd, opt[0], opt[1], 1); err != nil {
 				unix.Close(fd)
 				return -1, opErr("setsockopt", err)
 			}
+		}
+		if err := setKeepalive(fd); err != nil {
+			unix.Close(fd)
+			return -1, opErr("setsockopt", err)
 		}
 	}
 	if typ == unix.SOCK_STREAM && ip.IsLoopback() {
@@ -351,11 +361,12 @@ type Stats struct {
 	Accepted   uint64 // TCP connections accepted
 	DialErrors uint64 // dials the child could not make, and replies without a socket
 	Resets     uint64 // connections ended by an error (reset) rather than both EOFs
+	Refused    uint64 // connections reset at accept, the process out of descriptors
 }
 
 type counters struct {
-	conns, flows, pending, pipes atomic.Int64
-	accepted, dialErrors, resets atomic.Uint64
+	conns, flows, pending, pipes          atomic.Int64
+	accepted, dialErrors, resets, refused atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -364,6 +375,6 @@ func (l *Listeners) Stats() Stats {
 	return Stats{
 		Conns: int(c.conns.Load()), Flows: int(c.flows.Load()), Pending: int(c.pending.Load()),
 		Pipes: int(c.pipes.Load()), Accepted: c.accepted.Load(), DialErrors: c.dialErrors.Load(),
-		Resets: c.resets.Load(),
+		Resets: c.resets.Load(), Refused: c.refused.Load(),
 	}
 }

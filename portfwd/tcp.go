@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,6 +28,7 @@ type pconn struct {
 type pair struct {
 	a, b   pconn
 	ab, ba dir
+	ln     *listener // that accepted a
 	closed bool
 }
 
@@ -38,15 +41,49 @@ type dir struct {
 	done     bool // EOF passed on to dst with shutdown(SHUT_WR)
 }
 
+// TCP keepalive on both hops (set on each listener, which its accepted
+// sockets inherit, and on each socket the child dials), so that a connection
+// whose peer is gone without a word (a laptop that left, a NAT that forgot
+// it) is reset and its descriptors freed: probes start after keepIdle
+// seconds without traffic, come every keepInterval, and keepCount unanswered
+// ones end it, two minutes after the peer went quiet. The kernel's defaults
+// (7200 s, 75 s, 9) would hold it for over two hours; off, for ever.
+const (
+	keepIdle     = 60
+	keepInterval = 10
+	keepCount    = 6
+)
+
+// setKeepalive turns keepalive on for the TCP socket fd.
+func setKeepalive(fd int) error {
+	for _, o := range [...][3]int{
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepIdle},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepInterval},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepCount},
+	} {
+		if err := unix.SetsockoptInt(fd, o[0], o[1], o[2]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // accept takes the waiting connections of a TCP listener and asks the child
 // to dial the container for each.
 func (lp *loop) accept(ln *listener) {
+	if len(lp.spares) < spareFDs {
+		lp.refill(0) // descriptors ran out before: the reserve comes first
+	}
 	for range turnAccepts {
 		if len(lp.pending) >= maxPending {
 			lp.pause(ln, nil)
 			return
 		}
 		fd, err := accept4(ln.fd)
+		if err == unix.EMFILE || err == unix.ENFILE {
+			fd, err = lp.acceptSpare(ln, err)
+		}
 		switch err {
 		case nil:
 		case unix.EAGAIN:
@@ -55,18 +92,92 @@ func (lp *loop) accept(ln *listener) {
 			return
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
-		default: // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to come back
+		default: // no spare left, ENOBUFS, ENOMEM: wait for descriptors to come back
 			lp.pause(ln, err)
 			return
 		}
+		lent := false
+		if lp.now.Before(lp.tight) {
+			var served bool
+			if lent, served = lp.roomFor(ln, fd); !served {
+				continue
+			}
+		}
 		ln.backoff = 0
-		lp.l.stats.accepted.Add(1) // TCP_NODELAY is inherited from the listener
+		ln.refusing = ln.refusing && lent // served as any: descriptors are back
+		ln.conns.Add(1)
+		lp.l.stats.accepted.Add(1) // TCP_NODELAY and keepalive are inherited from the listener
 		if ln.localCC != "" && loopbackConn(fd) {
 			unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, ln.localCC)
 		}
-		lp.dial(ln, pendingDial{ln: ln, fd: fd})
+		lp.dial(ln, pendingDial{ln: ln, fd: fd, lent: lent})
 	}
 	lp.requeue(ln.slot) // used up its turn: more may wait, with no new edge to tell
+}
+
+// Out of descriptors, the kernel keeps a new connection in the listener's
+// backlog, where its client would wait for as long as the descriptors stay
+// taken (by idle clients, say); and a connection accepted with the last one
+// has none for the container's socket, whose reply then comes truncated
+// (MSG_CTRUNC) after a dial into the container for nothing. So the main
+// loop holds spare descriptors. When accept fails for want of one, a spare
+// is closed to accept with; and for tightFor after any sign that descriptors
+// ran short, each connection accepted is served only if the process has one
+// more free for the container's socket, or if its port holds less than its
+// share of the connections, with a spare freed for it (lent until the child
+// answers). Any other is reset at once: a flooded port refuses its new
+// clients, the other ports keep serving.
+const tightFor = time.Second
+
+// acceptSpare accepts with a spare descriptor, once accept failed with
+// cause (EMFILE or ENFILE); it returns cause when no spare is left.
+func (lp *loop) acceptSpare(ln *listener, cause error) (int, error) {
+	lp.tight = lp.now.Add(tightFor)
+	if len(lp.spares) == 0 {
+		return -1, cause
+	}
+	lp.release(1)
+	fd, err := accept4(ln.fd)
+	if err != nil {
+		lp.refill(0)
+	}
+	return fd, err
+}
+
+// roomFor tells, while descriptors are short, whether the connection ln
+// accepted as fd is served (lent: with a spare freed for its container
+// socket), or was reset.
+func (lp *loop) roomFor(ln *listener, fd int) (lent, served bool) {
+	err := lp.refill(1) // one more free, or a spare freed (see refill)
+	if err == nil {
+		return false, true
+	}
+	lp.tight = lp.now.Add(tightFor)
+	if len(lp.spares) > 0 && lp.belowShare(ln) { // one stays, to accept with
+		return true, true
+	}
+	resetClose(fd)
+	lp.refill(0)
+	lp.l.stats.refused.Add(1)
+	if !ln.refusing { // once until the port serves again
+		ln.refusing = true
+		lp.report(fmt.Errorf("publish %s: accept: %w (resetting new connections until descriptors are free)", ln.spec.published(), err))
+	}
+	return false, false
+}
+
+// belowShare reports whether ln holds fewer client connections than an even
+// share of those of every TCP port: a port flooded with idle clients until
+// the descriptors ran out is not, the other ports are.
+func (lp *loop) belowShare(ln *listener) bool {
+	var total, ports int64
+	for _, o := range lp.l.lns {
+		if o.spec.Proto == "tcp" {
+			total += o.conns.Load()
+			ports++
+		}
+	}
+	return ln.conns.Load()*ports < total
 }
 
 // accept4 accepts without asking for the peer address.
@@ -92,18 +203,19 @@ func loopbackConn(fd int) bool {
 
 // startPair starts forwarding between the client socket and the socket the
 // child dialed.
-func (lp *loop) startPair(client, ctr int) {
+func (lp *loop) startPair(ln *listener, client, ctr int) {
 	// The child made ctr non-blocking; make sure, as a blocking socket
 	// would stall the loop (one fcntl: a socket has no other F_SETFL flags
 	// worth keeping).
 	if _, err := unix.FcntlInt(uintptr(ctr), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
 		unix.Close(ctr)
 		resetClose(client)
+		ln.conns.Add(-1)
 		lp.live.Add(-1)
 		lp.report(fmt.Errorf("portfwd: socket from the child: %w", err))
 		return
 	}
-	p := &pair{a: pconn{fd: client}, b: pconn{fd: ctr}}
+	p := &pair{a: pconn{fd: client}, b: pconn{fd: ctr}, ln: ln}
 	p.a.pr, p.b.pr = p, p
 	p.ab = dir{src: &p.a, dst: &p.b}
 	p.ba = dir{src: &p.b, dst: &p.a}
@@ -186,7 +298,7 @@ func (lp *loop) pump(d *dir) (again bool, err error) {
 		}
 		if !d.pipe.has {
 			if d.pipe, err = lp.getPipe(); err != nil {
-				return false, err
+				return lp.copyPeek(d) // out of descriptors: no pipe for now
 			}
 		}
 		n, err := splice(d.src.fd, d.pipe.w, spliceMax)
@@ -213,6 +325,68 @@ func (lp *loop) pump(d *dir) (again bool, err error) {
 		}
 	}
 	return true, nil
+}
+
+// copyPeek moves bytes from d.src to d.dst without a pipe, for when none
+// can be made (the process is out of descriptors): it peeks at what src
+// holds, sends it, and takes off src only what dst took, so that nothing
+// stays in the loop's buffer between calls and a connection needs no
+// descriptor to go on. Two copies instead of splice's none, it runs only
+// until a pipe can be made again. It reports as pump does.
+func (lp *loop) copyPeek(d *dir) (again bool, err error) {
+	if lp.buf == nil {
+		lp.buf = make([]byte, udpBufSize)
+	}
+	for range turnRounds {
+		if !d.dst.writable {
+			lp.mute(d.src)
+			return false, nil
+		}
+		n, err := recvFlags(d.src.fd, lp.buf, unix.MSG_PEEK)
+		switch {
+		case err == unix.EAGAIN:
+			d.src.readable = false
+			return false, nil
+		case err != nil:
+			return false, err
+		case n == 0:
+			d.eof = true
+			return lp.pump(d) // which passes the EOF on: the pipe is empty
+
+		}
+		m, err := unix.SendmsgN(d.dst.fd, lp.buf[:n], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if err == unix.EAGAIN {
+			d.dst.writable = false
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if m == 0 {
+			continue
+		}
+		if _, err := recvFlags(d.src.fd, lp.buf[:m], unix.MSG_TRUNC); err != nil { // TCP: dropped, not copied
+			return false, err
+		}
+		if d.src.muted {
+			lp.unmute(d.src)
+		}
+	}
+	return true, nil
+}
+
+// recvFlags receives into b without blocking, with flags (raw, as splice).
+func recvFlags(fd int, b []byte, flags int) (int, error) {
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(flags|unix.MSG_DONTWAIT), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
 }
 
 // Interest in EPOLLIN of a socket whose bytes wait in a pipe for the other
@@ -277,6 +451,7 @@ func (lp *loop) closePair(p *pair, reset bool) {
 			unix.Close(c.fd)
 		}
 	}
+	p.ln.conns.Add(-1)
 	lp.l.stats.conns.Add(-1)
 	lp.live.Add(-1)
 	if reset {
