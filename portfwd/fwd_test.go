@@ -135,6 +135,22 @@ func echoServer(t *testing.T) int {
 
 // serveEcho serves ln as echoServer does until the test ends or ln closes.
 func serveEcho(t *testing.T, ln net.Listener) {
+	serveConns(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(15 * time.Second))
+		h := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
+			return
+		}
+		c.Write(h.Sum(nil))
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+}
+
+// serveConns accepts on ln until the test ends or ln closes, and runs
+// handle on each connection in a goroutine of its own, closing it after;
+// the test's end waits for them all.
+func serveConns(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -152,14 +168,7 @@ func serveEcho(t *testing.T, ln net.Listener) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(15 * time.Second))
-				h := sha256.New()
-				if _, err := io.Copy(io.MultiWriter(c, h), c); err != nil {
-					return
-				}
-				c.Write(h.Sum(nil))
-				c.(*net.TCPConn).CloseWrite()
-				io.Copy(io.Discard, c)
+				handle(c)
 			}()
 		}
 	}()

@@ -188,26 +188,8 @@ func TestCopyWithoutPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
 	data := randomBytes(t, 4<<20)
-	echo := func() error {
-		werr := make(chan error, 1)
-		go func() {
-			_, err := c.Write(data)
-			werr <- err
-		}()
-		got := make([]byte, len(data))
-		if _, err := io.ReadFull(c, got); err != nil {
-			return fmt.Errorf("read the echo: %w", err)
-		}
-		if err := <-werr; err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		if !bytes.Equal(got, data) {
-			return errors.New("echo differs from what was sent")
-		}
-		return nil
-	}
+	echo := func() error { return echoOn(c, data) }
 	if err := echo(); err != nil {
 		t.Fatal(err)
 	}
@@ -597,30 +579,12 @@ func fullListener(t *testing.T) (uint16, func() net.Listener) {
 // serveGreetEcho serves ln until the test ends: one byte to each new
 // connection, then an echo of what comes.
 func serveGreetEcho(t *testing.T, ln net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(60 * time.Second))
-				if _, err := c.Write([]byte("G")); err == nil {
-					io.Copy(c, c)
-				}
-			}()
+	serveConns(t, ln, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := c.Write([]byte("G")); err == nil {
+			io.Copy(c, c)
 		}
-	}()
+	})
 }
 
 // dialGreeted connects to addr and reads the backend's greeting.

@@ -91,19 +91,5 @@ func readNameFile(dir string) (name string, pid int, start uint64, err error) {
 // lockRoot takes an exclusive lock on the state root (a lock file in it),
 // for what must see and change the set of containers at once.
 func lockRoot(root string) (unlock func(), err error) {
-	fd, err := unix.Open(filepath.Join(root, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", root, err)
-	}
-	for {
-		err = unix.Flock(fd, unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("lock %s: %w", root, err)
-	}
-	return func() { unix.Close(fd) }, nil
+	return lockPath(filepath.Join(root, "lock"), unix.O_RDWR|unix.O_CREAT)
 }

@@ -164,9 +164,15 @@ func writeState(dir string, st *state) error {
 // lockDir takes an exclusive lock on a container's directory (flock on
 // the directory itself).
 func lockDir(dir string) (unlock func(), err error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	return lockPath(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+}
+
+// lockPath opens path with flags (never through a symlink) and takes an
+// exclusive flock on it, held until unlock.
+func lockPath(path string, flags int) (unlock func(), err error) {
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	for {
 		err = unix.Flock(fd, unix.LOCK_EX)
@@ -176,7 +182,7 @@ func lockDir(dir string) (unlock func(), err error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return func() { unix.Close(fd) }, nil
 }
