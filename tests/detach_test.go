@@ -59,6 +59,9 @@ func (d *detachedEnv) runD(args ...string) (string, result) {
 	c.mu.Lock()
 	p.checked = true
 	c.mu.Unlock()
+	if strings.Contains(r.stderr, "still held open") {
+		d.t.Errorf("run -d returned, but something it left holds its stdout or stderr (a command substitution would hang):\n%s", r)
+	}
 	if r.code != 0 {
 		return "", r
 	}
