@@ -18,7 +18,7 @@ all: build
 # Static and stripped: every container start execs the binary four times
 # (parent, sandbox twice, init); a cgo build spends ~0.6 ms more in the
 # dynamic loader each time.
-GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w'
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -E github.com/rabbitc/rabbitc/nsenter.entry'
 
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/rabbitc

@@ -108,7 +108,7 @@ func newRootCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "rabbitc %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		},
 	}
-	root.AddCommand(run, newPsCommand(), newStopCommand(), ver)
+	root.AddCommand(run, newExecCommand(), newPsCommand(), newStopCommand(), ver)
 	return root
 }
 

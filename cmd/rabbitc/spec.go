@@ -275,16 +275,26 @@ func readEnvFiles(paths []string) ([]string, error) {
 }
 
 // buildEnv returns the payload's environment: defaults, then -e in order
-// (K=V sets, a bare K copies the host's value if set, as docker does).
+// (applyEnvFlags).
 func buildEnv(flags []string, hostname string, tty bool) ([]string, error) {
 	env := []string{"PATH=" + defaultPath, "HOSTNAME=" + hostname}
 	if tty {
-		term := os.Getenv("TERM")
-		if term == "" {
-			term = "xterm"
-		}
-		env = append(env, "TERM="+term)
+		env = append(env, "TERM="+hostTerm())
 	}
+	return applyEnvFlags(env, flags)
+}
+
+// hostTerm is the TERM a pty gets: the user's, or xterm.
+func hostTerm() string {
+	if term := os.Getenv("TERM"); term != "" {
+		return term
+	}
+	return "xterm"
+}
+
+// applyEnvFlags applies --env-file lines and -e values to env, in order:
+// K=V sets, a bare K copies the host's value if set, as docker does.
+func applyEnvFlags(env, flags []string) ([]string, error) {
 	for _, e := range flags {
 		k, v, hasValue := strings.Cut(e, "=")
 		if k == "" || strings.ContainsAny(k, "\x00") || strings.ContainsRune(v, 0) {

@@ -34,6 +34,8 @@ type state struct {
 	InitPid    int       `json:"initPid,omitempty"`
 	InitTime   uint64    `json:"initStartTime,omitempty"` // tells init from a process that reused its pid
 	Status     string    `json:"status"`
+
+	dir string // the container's directory, where readStates found it
 }
 
 // stateRoot returns the directory holding every container's state,
@@ -112,6 +114,19 @@ func createState(s *spec, config []byte, initPid int, initTime uint64) error {
 	return nil
 }
 
+// readConfig reads the spec of a running container from its config.json.
+func readConfig(st state) (*spec, error) {
+	b, err := os.ReadFile(filepath.Join(st.dir, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read the container's config: %w", err)
+	}
+	var s spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read the container's config %s: %w", filepath.Join(st.dir, "config.json"), err)
+	}
+	return &s, nil
+}
+
 // removeState removes the container's directory: state.json and
 // config.json by name, then the directory (os.RemoveAll's walk only if
 // anything else is in it).
@@ -160,6 +175,7 @@ func readStates(root string) ([]stateEntry, error) {
 		se := stateEntry{DirEntry: e, dir: filepath.Join(root, e.Name())}
 		if b, err := os.ReadFile(filepath.Join(se.dir, "state.json")); err == nil {
 			se.parsed = json.Unmarshal(b, &se.st) == nil
+			se.st.dir = se.dir
 		}
 		out = append(out, se)
 	}
