@@ -123,8 +123,9 @@ trap cleanup EXIT
 log "building rabbitc and the bench tools in $work"
 mkdir -p "$work/bin"
 cd "$repo"
-# Built as `make build` does (static, stripped), which is what users run.
-if ! out=$(CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w" -o "$work/bin/rabbitc" ./cmd/rabbitc 2>&1); then
+# Built as `make build` does (static, stripped, with exec's entry point),
+# which is what users run.
+if ! out=$(CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w -E github.com/rabbitc/rabbitc/nsenter.entry" -o "$work/bin/rabbitc" ./cmd/rabbitc 2>&1); then
 	# Measure the peers anyway: rabbitc's rows then say why it did not run.
 	log "go build ./cmd/rabbitc failed: $out"
 	printf '#!/bin/sh\necho "rabbitc: go build ./cmd/rabbitc failed: %s" >&2\nexit 125\n' \

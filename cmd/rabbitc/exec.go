@@ -50,7 +50,7 @@ type execSpec struct {
 	Cwd      string
 	User     string
 	Tty      bool
-	Security security.Config // with the seccomp program compiled
+	Security security.Config     // with the seccomp program compiled
 	Rlimits  []specs.POSIXRlimit `json:",omitempty"`
 }
 
@@ -132,11 +132,13 @@ func execContainer(o *execOptions, id string, args []string) error {
 	}
 	defer init.Close()
 	flags, err := joinFlags(st.InitPid)
+	// Checked after the namespaces were read: they are init's, not those of
+	// a process that reused its pid.
+	if init.Exited() {
+		return notRunning(st)
+	}
 	if err != nil {
 		return err
-	}
-	if init.Exited() { // the namespaces read were those of init, not of a reused pid
-		return notRunning(st)
 	}
 	x.trace.mark("exec:found")
 	var sigc chan os.Signal
