@@ -252,9 +252,13 @@ func TestExecSecurity(t *testing.T) {
 // CVE-2019-5736: nothing in the container can open the binary of a process
 // that runs the user's rabbitc, the exec stage's included: it is
 // non-dumpable from before it joins the container's namespaces until it
-// execs. The test holds an exec stage inside the container (rabbitc exec
-// reads --env-file after it started the stage, and this one is a FIFO),
-// and runs probe exewrite beside it with a second exec.
+// execs, so its /proc/PID/exe takes CAP_SYS_PTRACE in the host's user
+// namespace. The test holds an exec stage inside the container (rabbitc exec
+// reads --env-file after it started the stage, and this one is a FIFO), and
+// runs probe exewrite beside it with a second exec; in a default container,
+// and in one with CAP_SYS_PTRACE, whose root passes every other check of
+// ptrace access to the stage (same uid, CAP_SYS_PTRACE in the stage's user
+// namespace): only the stage's being non-dumpable stops it there.
 func TestExecProcExe(t *testing.T) {
 	requireSetup(t)
 	dir := userDir(t, "own-rabbitc", 0o755)
@@ -265,39 +269,41 @@ func TestExecProcExe(t *testing.T) {
 	}
 	userFile(t, bin, string(data), 0o755)
 	sum := sha256.Sum256(data)
-	c := startTarget(t, "direct", "echo ready; exec sleep 60")
-	defer c.stop(t)
-	fifo := filepath.Join(dir, "env")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := chownToUser(fifo); err != nil {
-		t.Fatal(err)
-	}
-	held := start(t, opts{bin: bin, env: c.o.env}, c.args("--env-file", fifo, "true")...)
-	stage := heldStage(t, held)
+	for i, flags := range [][]string{nil, {"--cap-add", "SYS_PTRACE"}} {
+		c := startTarget(t, "direct", "echo ready; exec sleep 60", flags...)
+		fifo := filepath.Join(dir, fmt.Sprintf("env%d", i))
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := chownToUser(fifo); err != nil {
+			t.Fatal(err)
+		}
+		held := start(t, opts{bin: bin, env: c.o.env}, c.args("--env-file", fifo, "true")...)
+		stage := heldStage(t, held)
 
-	r := c.execOpt(t, opts{bin: bin}, "/bin/probe", "exewrite")
-	wantCode(t, r, 0)
-	for _, p := range []string{fmt.Sprintf("/proc/%d/exe", stage), fmt.Sprintf("/proc/%d/task/%d/exe", stage, stage)} {
-		for _, how := range []string{"wronly", "rdwr", "opath"} {
-			if !strings.Contains(r.stdout, p+" () "+how+": EACCES\n") {
-				t.Errorf("%s %s: want EACCES (the exec stage is not dumpable):\n%s", p, how, r)
+		r := c.execOpt(t, opts{bin: bin}, "/bin/probe", "exewrite")
+		wantCode(t, r, 0)
+		for _, p := range []string{fmt.Sprintf("/proc/%d/exe", stage), fmt.Sprintf("/proc/%d/task/%d/exe", stage, stage)} {
+			for _, how := range []string{"wronly", "rdwr", "opath"} {
+				if !strings.Contains(r.stdout, p+" () "+how+": EACCES\n") {
+					t.Errorf("%v: %s %s: want EACCES (the exec stage is not dumpable):\n%s", flags, p, how, r)
+				}
 			}
 		}
-	}
-	if !strings.Contains(r.stdout, "written: 0\n") || strings.Contains(r.stdout, bin) {
-		t.Errorf("the container reached a binary, or saw the host path of rabbitc:\n%s", r)
-	}
-	fw, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fw.WriteString("HELD=1\n")
-	fw.Close()
-	wantCode(t, held.wait(t), 0)
-	if now, err := os.ReadFile(bin); err != nil || sha256.Sum256(now) != sum {
-		t.Fatalf("the user's rabbitc binary changed (%v)", err)
+		if !strings.Contains(r.stdout, "written: 0\n") || strings.Contains(r.stdout, bin) {
+			t.Errorf("%v: the container reached a binary, or saw the host path of rabbitc:\n%s", flags, r)
+		}
+		fw, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.WriteString("HELD=1\n")
+		fw.Close()
+		wantCode(t, held.wait(t), 0)
+		c.stop(t)
+		if now, err := os.ReadFile(bin); err != nil || sha256.Sum256(now) != sum {
+			t.Fatalf("the user's rabbitc binary changed (%v)", err)
+		}
 	}
 }
 

@@ -235,6 +235,12 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr) error {
 	if x.trace.on {
 		cmd.Env = append(cmd.Env, envTrace+"="+fmt.Sprint(x.trace.start.UnixNano()))
 	}
+	// Nothing rabbitc exec inherited beyond 0-2 reaches the stage, which
+	// keeps what it gets until it execs (a host directory would be a way
+	// out of the container).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
+	}
 	var ends []*os.File
 	if x.opts.detach {
 		// Stdio /dev/null; a session of its own, which outlives rabbitc exec.
