@@ -141,17 +141,18 @@ func execContainer(o *execOptions, id string, args []string) error {
 		return err
 	}
 	x.trace.mark("exec:found")
-	var sigc chan os.Signal
-	if !o.detach {
-		// signal.Notify takes 0.3-0.4 ms: beside the start, as in run. Until
-		// it is in place a signal has its default effect on rabbitc.
-		sigc = make(chan os.Signal, 32)
-		go signal.Notify(sigc, forwarded...)
-	}
 	if err := x.start(init, flags); err != nil {
 		return err
 	}
 	defer x.ch.Close()
+	var sigc chan os.Signal
+	if !o.detach {
+		// signal.Notify takes 0.3-0.4 ms: beside the stage's start, as in
+		// run. Until it is in place a signal has its default effect on
+		// rabbitc exec, and the stage then fails to reach it.
+		sigc = make(chan os.Signal, 32)
+		go signal.Notify(sigc, forwarded...)
+	}
 	// The spec is made while the stage's runtime starts.
 	s, err := newExecSpec(st, o, args)
 	if err != nil {
@@ -269,9 +270,8 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr) error {
 	return nil
 }
 
-// newExecSpec makes the stage's spec from the container's config.json and
-// the flags, with the seccomp program compiled (run compiles the default
-// profile only for init, and keeps no copy).
+// newExecSpec makes the stage's spec from the container's config.json, its
+// compiled seccomp program (filterFile) and the flags.
 func newExecSpec(st state, o *execOptions, args []string) (*execSpec, error) {
 	s, err := readConfig(st)
 	if err != nil {
@@ -295,6 +295,10 @@ func newExecSpec(st state, o *execOptions, args []string) (*execSpec, error) {
 	if o.user != "" {
 		es.User = o.user
 	}
+	if err := readFilter(st.dir, &es.Security); err != nil {
+		return nil, err
+	}
+	// Unconfined, or a state without the program: compiled here.
 	if err := es.Security.Compile(); err != nil {
 		return nil, err
 	}
@@ -364,6 +368,7 @@ func execMain(ch *userns.Channel) int {
 	if err := ch.WaitSpec(&s); err != nil {
 		return 125
 	}
+	tr.mark("exec:stage-spec")
 	cred, err := resolveUser(s.User)
 	if err != nil {
 		return fail(err, 0)
@@ -396,6 +401,7 @@ func execMain(ch *userns.Channel) int {
 	if err := execGuards(); err != nil {
 		return fail(err, 0)
 	}
+	tr.mark("exec:stage-ready")
 	if err := ch.SendExecReady(self.File(), master); err != nil {
 		return 125
 	}

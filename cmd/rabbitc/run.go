@@ -21,6 +21,7 @@ import (
 
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/portfwd"
+	"github.com/rabbitc/rabbitc/security"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -291,7 +292,11 @@ func (r *runner) recordState() {
 	if r.init != nil && r.init.Exited() {
 		return
 	}
-	if err := createState(r.spec, r.config, r.initPid, initTime); err != nil {
+	var filter *security.Config // compiled after r.config was made
+	if r.filterAtStart() {
+		filter = &r.spec.Security
+	}
+	if err := createState(r.spec, r.config, filter, r.initPid, initTime); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: container %s runs without a state: %v\n", r.spec.ID, err)
 		return
 	}

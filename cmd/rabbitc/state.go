@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/rootfs"
+	"github.com/rabbitc/rabbitc/security"
 )
 
 // The per-container state directory holds what rabbitc keeps about a
@@ -86,15 +88,16 @@ func etcFiles(s *spec) []rootfs.File {
 	}
 }
 
-// createState makes the container's directory with its state.json and
-// config.json (the spec, which exec reads), for a
+// createState makes the container's directory with its state.json,
+// config.json (the spec, which exec reads) and, from filter if config lacks
+// its program, filterFile, for a
 // container whose payload runs as initPid (the host's pid), started at
 // initTime (procStartTime). It is written
 // once the payload runs: a start-up that fails or is killed leaves nothing
 // to clean, and the start-up does no file writes on the host. state.json is
 // written in place, not through a rename: the directory is new, and a
 // reader treats a state.json it cannot parse as one being created.
-func createState(s *spec, config []byte, initPid int, initTime uint64) error {
+func createState(s *spec, config []byte, filter *security.Config, initPid int, initTime uint64) error {
 	dir := s.StateDir
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
@@ -104,6 +107,10 @@ func createState(s *spec, config []byte, initPid int, initTime uint64) error {
 	b, _ := json.Marshal(&st)
 	// config.json first: a reader that finds state.json finds it too.
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600); err != nil {
+		removeState(dir)
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := writeFilter(dir, filter); err != nil {
 		removeState(dir)
 		return fmt.Errorf("write state: %w", err)
 	}
@@ -127,12 +134,46 @@ func readConfig(st state) (*spec, error) {
 	return &s, nil
 }
 
-// removeState removes the container's directory: state.json and
-// config.json by name, then the directory (os.RemoveAll's walk only if
+// filterFile holds the container's compiled seccomp program, which
+// config.json lacks when run compiled it after it sent init its spec (the
+// default: runner.filterAtStart), so that exec loads the program init
+// loaded rather than compiling it again (0.9 ms of CPU here): its flags as
+// 8 bytes, little-endian, then the program. crun keeps one too.
+const filterFile = "seccomp.bpf"
+
+// writeFilter writes filterFile, if sec (not nil) has a compiled program.
+func writeFilter(dir string, sec *security.Config) error {
+	if sec == nil || len(sec.Filter) == 0 {
+		return nil
+	}
+	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(sec.Filter)), uint64(sec.FilterFlags))
+	return os.WriteFile(filepath.Join(dir, filterFile), append(b, sec.Filter...), 0o600)
+}
+
+// readFilter fills in the compiled program from filterFile, when there is
+// one and sec has none.
+func readFilter(dir string, sec *security.Config) error {
+	if len(sec.Filter) > 0 {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, filterFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil || len(b) <= 8 {
+		return fmt.Errorf("read the container's seccomp program %s: %v (%d bytes)", filepath.Join(dir, filterFile), err, len(b))
+	}
+	sec.FilterFlags, sec.Filter = uintptr(binary.LittleEndian.Uint64(b)), b[8:]
+	return nil
+}
+
+// removeState removes the container's directory: state.json, config.json
+// and filterFile by name, then the directory (os.RemoveAll's walk only if
 // anything else is in it).
 func removeState(dir string) {
 	unix.Unlink(filepath.Join(dir, "state.json"))
 	unix.Unlink(filepath.Join(dir, "config.json"))
+	unix.Unlink(filepath.Join(dir, filterFile))
 	if unix.Rmdir(dir) != nil {
 		os.RemoveAll(dir)
 	}
