@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,18 +151,23 @@ func writeFilter(dir string, sec *security.Config) error {
 	return os.WriteFile(filepath.Join(dir, filterFile), append(b, sec.Filter...), 0o600)
 }
 
-// readFilter fills in the compiled program from filterFile, when there is
-// one and sec has none.
-func readFilter(dir string, sec *security.Config) error {
-	if len(sec.Filter) > 0 {
-		return nil
-	}
-	b, err := os.ReadFile(filepath.Join(dir, filterFile))
+// openFilter opens the container's filterFile, if it has one (nil if not).
+func openFilter(dir string) (*os.File, error) {
+	f, err := os.Open(filepath.Join(dir, filterFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("open the container's seccomp program: %w", err)
+	}
+	return f, nil
+}
+
+// readFilter reads a filterFile's content from f into sec.
+func readFilter(f *os.File, sec *security.Config) error {
+	b, err := io.ReadAll(f)
 	if err != nil || len(b) <= 8 {
-		return fmt.Errorf("read the container's seccomp program %s: %v (%d bytes)", filepath.Join(dir, filterFile), err, len(b))
+		return fmt.Errorf("read the container's seccomp program: %v (%d bytes)", err, len(b))
 	}
 	sec.FilterFlags, sec.Filter = uintptr(binary.LittleEndian.Uint64(b)), b[8:]
 	return nil
