@@ -174,6 +174,22 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// Signals that rabbitc exec receives reach the command.
+func TestExecSignals(t *testing.T) {
+	c := startTarget(t, "direct", "echo ready; exec sleep 60")
+	defer c.stop(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGINT} {
+		name := sigName(sig)
+		p := start(t, opts{env: c.o.env}, c.args("sh", "-c", "trap 'echo got "+name+"; exit 5' "+name+"; echo ready; i=0; while [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done")...)
+		p.waitOutput(t, opts{}, "ready", 10*time.Second)
+		p.signal(t, sig)
+		r := p.wait(t)
+		if r.code != 5 || !strings.Contains(r.stdout, "got "+name) {
+			t.Errorf("%s to rabbitc exec: want the command's trap to run (exit 5):\n%s", name, r)
+		}
+	}
+}
+
 // -t: a pty of the container's own /dev/pts with the terminal's size; -it:
 // the command reads the terminal.
 func TestExecTTY(t *testing.T) {
