@@ -24,10 +24,10 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 func init() {
 	// Keep the main goroutine on the main thread: the stages arm their
 	// parent-death signal on it, and it lives as long as the process. Not
-	// the exec stage, which locks its thread when it needs to
-	// (security.PrepareCaps): a goroutine locked during the runtime's start
-	// costs it a thread more.
-	if len(os.Args) > 2 && os.Args[1] == "init" && os.Args[2] == "exec" {
+	// rabbitc exec nor its stage, which locks its thread when it needs to
+	// (security.PrepareCaps): a locked goroutine costs the runtime a thread
+	// more at start, and a hand-off between two threads each time it blocks.
+	if len(os.Args) > 1 && os.Args[1] == "exec" || len(os.Args) > 2 && os.Args[1] == "init" && os.Args[2] == "exec" {
 		return
 	}
 	runtime.LockOSThread()
