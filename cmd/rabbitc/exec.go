@@ -125,27 +125,11 @@ func execContainer(o *execOptions, id string, args []string) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	st, err := findState(id)
+	st, init, flags, err := findTarget(id)
 	if err != nil {
 		return err
-	}
-	init, err := openChecked(st.InitPid, st.InitTime)
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", st.ID[:12], err)
-	}
-	if init == nil {
-		return notRunning(st)
 	}
 	defer init.Close()
-	flags, err := joinFlags(st.InitPid)
-	// Checked after the namespaces were read: they are init's, not those of
-	// a process that reused its pid.
-	if init.Exited() {
-		return notRunning(st)
-	}
-	if err != nil {
-		return err
-	}
 	x.trace.mark("exec:found")
 	filter, err := openFilter(st.dir)
 	if err != nil {
@@ -175,6 +159,40 @@ func execContainer(o *execOptions, id string, args []string) error {
 		return x.abort(err)
 	}
 	x.trace.mark("exec:spec-sent")
+	return x.attach(sigc)
+}
+
+// findTarget finds a running container by its ID (or a prefix), a pidfd
+// of its init and the namespaces to join (joinFlags).
+func findTarget(id string) (state, *userns.Pidfd, uintptr, error) {
+	st, err := findState(id)
+	if err != nil {
+		return st, nil, 0, err
+	}
+	init, err := openChecked(st.InitPid, st.InitTime)
+	if err != nil {
+		return st, nil, 0, fmt.Errorf("exec %s: %w", st.ID[:12], err)
+	}
+	if init == nil {
+		return st, nil, 0, notRunning(st)
+	}
+	flags, err := joinFlags(st.InitPid)
+	// Checked after the namespaces were read: they are init's, not those of
+	// a process that reused its pid.
+	if init.Exited() {
+		err = notRunning(st)
+	}
+	if err != nil {
+		init.Close()
+		return st, nil, 0, err
+	}
+	return st, init, flags, nil
+}
+
+// attach waits for the stage to have set the command up, takes its pty
+// with -t, and waits for it to exec; then, unless detached, forwards
+// signals and returns the command's exit status.
+func (x *execer) attach(sigc <-chan os.Signal) error {
 	cmd, master, err := x.ch.WaitExecReady()
 	if err != nil {
 		return x.abort(err)
@@ -182,7 +200,7 @@ func execContainer(o *execOptions, id string, args []string) error {
 	x.cmd = cmd
 	defer cmd.Close()
 	if master != nil {
-		if x.console, err = startConsole(master, o.interactive); err != nil {
+		if x.console, err = startConsole(master, x.opts.interactive); err != nil {
 			master.Close()
 			return x.abort(err)
 		}
@@ -192,7 +210,7 @@ func execContainer(o *execOptions, id string, args []string) error {
 		return x.abort(err)
 	}
 	x.trace.mark("exec:started")
-	if o.detach {
+	if x.opts.detach {
 		return nil // the stage goes on waiting for the command, in its own session
 	}
 	if code := x.wait(sigc); code != 0 {
@@ -393,24 +411,9 @@ func execMain(ch *userns.Channel) int {
 		}
 	}
 	tr.mark("exec:stage-spec")
-	cred, err := resolveUser(s.User)
-	if err != nil {
-		return fail(err, 0)
-	}
-	env := s.Env
-	if !hasEnv(env, "HOME") {
-		env = append(env, "HOME="+cred.home)
-	}
-	if err := enterWorkdir(s.Cwd, cred, false); err != nil {
-		return fail(err, 0)
-	}
-	path, code, err := findProgram(s.Args[0], envValue(env, "PATH"))
+	c, code, err := resolveCommand(&s)
 	if err != nil {
 		return fail(err, code)
-	}
-	master, err := setupStdio(s.Tty, cred, false)
-	if err != nil {
-		return fail(err, 0)
 	}
 	self, err := userns.OpenPidfd(os.Getpid())
 	if err != nil {
@@ -419,19 +422,19 @@ func execMain(ch *userns.Channel) int {
 	if err := security.PrepareCaps(s.Security); err != nil {
 		return fail(err, 0)
 	}
-	if err := cred.apply(); err != nil {
+	if err := c.cred.apply(); err != nil {
 		return fail(err, 0)
 	}
 	if err := execGuards(); err != nil {
 		return fail(err, 0)
 	}
 	tr.mark("exec:stage-ready")
-	if err := ch.SendExecReady(self.File(), master); err != nil {
+	if err := ch.SendExecReady(self.File(), c.master); err != nil {
 		return 125
 	}
 	self.Close()
-	if master != nil {
-		master.Close()
+	if c.master != nil {
+		c.master.Close()
 	}
 	// Before seccomp (a profile may deny prlimit64).
 	if err := applyRlimits(s.Rlimits); err != nil {
@@ -441,12 +444,47 @@ func execMain(ch *userns.Channel) int {
 		return fail(err, 0)
 	}
 	tr.mark("exec:exec")
-	err = unix.Exec(path, s.Args, env)
+	err = unix.Exec(c.path, s.Args, c.env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {
 		code = 127
 	}
 	return fail(fmt.Errorf("exec %s: %w", s.Args[0], err), code)
+}
+
+// execCommand is the command as the exec stage found it in the container.
+type execCommand struct {
+	path   string
+	env    []string // with HOME
+	cred   *credential
+	master *os.File // the pty's, with -t
+}
+
+// resolveCommand does the exec stage's look-ups in the container, as init
+// does the payload's: the user, HOME, the working directory (entered, not
+// created, as docker exec), the program, the session and the terminal.
+// code is the exit code a failure deserves: 127, 126, or 0 for 125.
+func resolveCommand(s *execSpec) (*execCommand, int, error) {
+	cred, err := resolveUser(s.User)
+	if err != nil {
+		return nil, 0, err
+	}
+	env := s.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+cred.home)
+	}
+	if err := enterWorkdir(s.Cwd, cred, false); err != nil {
+		return nil, 0, err
+	}
+	path, code, err := findProgram(s.Args[0], envValue(env, "PATH"))
+	if err != nil {
+		return nil, code, err
+	}
+	master, err := setupStdio(s.Tty, cred, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &execCommand{path: path, env: env, cred: cred, master: master}, 0, nil
 }
 
 // execGuards is what the exec stage sets after its uid change: it stays
