@@ -364,26 +364,7 @@ func TestExecDetach(t *testing.T) {
 	if p.res.stdout != "" || p.res.stderr != "" {
 		t.Errorf("exec -d printed something:\n%s", p.res)
 	}
-	// The stage that waits for the command outlived rabbitc exec and came to
-	// us (a child subreaper): not a leftover while the container runs.
-	stage := 0
-	for _, d := range descendants(os.Getpid()) {
-		if d.ppid == os.Getpid() && strings.Contains(cmdline(d.pid), "init exec") {
-			stage = d.pid
-		}
-	}
-	if stage == 0 {
-		t.Fatalf("no exec stage waits for the detached command")
-	}
-	registry.Lock()
-	registry.active[stage] = true
-	registry.Unlock()
-	release := func() {
-		registry.Lock()
-		delete(registry.active, stage)
-		registry.Unlock()
-	}
-	t.Cleanup(release)
+	release := adoptStage(t)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		r := c.exec(t, "sh", "-c", "cat /tmp/detached; ps")
@@ -397,6 +378,48 @@ func TestExecDetach(t *testing.T) {
 	}
 	release()
 	c.stop(t) // and nothing is left behind: the detached command's stage included
+}
+
+// rabbitc exec killed with SIGKILL: the command goes on, as under docker,
+// and ends with its container; then nothing is left behind.
+func TestExecKilled(t *testing.T) {
+	c := startTarget(t, "direct", "echo ready; exec sleep 60")
+	p := start(t, opts{env: c.o.env}, c.args("sh", "-c", "echo running; exec sleep 40")...)
+	p.waitOutput(t, opts{}, "running", 10*time.Second)
+	p.signal(t, syscall.SIGKILL)
+	<-p.done
+	release := adoptStage(t)
+	if r := c.exec(t, "ps"); !strings.Contains(r.stdout, "sleep 40") {
+		t.Errorf("the command of a killed rabbitc exec is gone:\n%s", r)
+	}
+	release()
+	c.stop(t) // and nothing is left behind: the orphaned stage included
+}
+
+// adoptStage finds the exec stage that outlived its rabbitc exec and came
+// to the tests (a child subreaper) and keeps the leftover check from
+// counting it while the container runs, until release.
+func adoptStage(t *testing.T) (release func()) {
+	t.Helper()
+	stage := 0
+	for _, d := range descendants(os.Getpid()) {
+		if d.ppid == os.Getpid() && strings.Contains(cmdline(d.pid), "init exec") {
+			stage = d.pid
+		}
+	}
+	if stage == 0 {
+		t.Fatalf("no exec stage waits for the command")
+	}
+	registry.Lock()
+	registry.active[stage] = true
+	registry.Unlock()
+	release = func() {
+		registry.Lock()
+		delete(registry.active, stage)
+		registry.Unlock()
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // rabbitc's own errors: one line, exit 125, nothing left behind.
