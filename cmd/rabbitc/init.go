@@ -306,16 +306,17 @@ func enterWorkdir(dir string, cred *credential, create bool) error {
 	if dir == "" {
 		dir = "/"
 	}
-	if err := os.Chdir(dir); err != nil {
+	// unix.Chdir: its error is the errno alone, which the message names once.
+	if err := unix.Chdir(dir); err != nil {
 		if !create || !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("chdir %s: %w", dir, err)
+			return fmt.Errorf("workdir %s: %w", dir, err)
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create workdir %s: %w", dir, err)
 		}
 		os.Lchown(dir, cred.uid, cred.gid)
-		if err := os.Chdir(dir); err != nil {
-			return fmt.Errorf("chdir %s: %w", dir, err)
+		if err := unix.Chdir(dir); err != nil {
+			return fmt.Errorf("workdir %s: %w", dir, err)
 		}
 	}
 	wd, err := unix.Getwd()
