@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
 #   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
 #   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
-#   BENCH_ONLY=start,firstbyte,forward   phases to run (default all)
+#   BENCH_ONLY=start,firstbyte,forward,exec   phases to run (default all)
 #   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
 #   BENCH_KEEP=1         keep the scratch directory
 set -euo pipefail
@@ -34,7 +34,7 @@ user_stage() {
 	mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 	local args=(-rabbitc "$work/bin/rabbitc" -httpd "$work/bin/httpd" -rootfs "$work/rootfs"
 		-podman-rootfs "$work/rootfs-podman" -work "$work/scratch" -out "$work/results"
-		-only "${BENCH_ONLY:-start,firstbyte,forward}")
+		-only "${BENCH_ONLY:-start,firstbyte,forward,exec}")
 	if [ "${BENCH_QUICK:-0}" = 1 ]; then
 		args+=(-quick -rounds "${BENCH_ROUNDS:-3}" -load-rounds "${BENCH_LOAD_ROUNDS:-3}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
 	else
@@ -123,8 +123,9 @@ trap cleanup EXIT
 log "building rabbitc and the bench tools in $work"
 mkdir -p "$work/bin"
 cd "$repo"
-# Built as `make build` does (static, stripped), which is what users run.
-if ! out=$(CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w" -o "$work/bin/rabbitc" ./cmd/rabbitc 2>&1); then
+# Built as `make build` does (static, stripped, with exec's entry point),
+# which is what users run.
+if ! out=$(CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w -E github.com/rabbitc/rabbitc/nsenter.entry" -o "$work/bin/rabbitc" ./cmd/rabbitc 2>&1); then
 	# Measure the peers anyway: rabbitc's rows then say why it did not run.
 	log "go build ./cmd/rabbitc failed: $out"
 	printf '#!/bin/sh\necho "rabbitc: go build ./cmd/rabbitc failed: %s" >&2\nexit 125\n' \

@@ -16,7 +16,7 @@
 //	if err := rootfs.Setup(cfg); err != nil { ... }   // all mounts, under cfg.Rootfs
 //	if err := rootfs.PivotRoot(cfg.Rootfs); err != nil { ... }
 //	if err := rootfs.Finish(cfg); err != nil { ... }  // after pivot: read-only "/" with --read-only
-//	dir, err := rootfs.Workdir(unsafePath, uid, gid)  // after pivot: the payload's -w, to fchdir into
+//	dir, err := rootfs.Workdir(unsafePath, uid, gid, create) // after pivot: the payload's -w, to fchdir into
 //	master, slave, err := rootfs.OpenPTY()            // with -t, from the container's /dev/pts
 //
 // CheckCommand alone runs on the host side, in the parent, and only reads:

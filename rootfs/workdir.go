@@ -19,15 +19,16 @@ import (
 // symlinks are followed as if the root were "/", never through a magic link
 // (/proc/self/fd/N, /proc/PID/cwd: they lead to whatever the process holds,
 // outside the root, CVE-2024-21626), and nothing is created in /proc, where
-// such links live. The result must be a directory.
-func Workdir(unsafePath string, uid, gid int) (*os.File, error) {
+// such links live. The result must be a directory. Without create (exec, as
+// docker exec) a missing directory is an error.
+func Workdir(unsafePath string, uid, gid int, create bool) (*os.File, error) {
 	r, err := openRoot("/")
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	h, err := r.open(unsafePath)
-	if errors.Is(err, unix.ENOENT) {
+	if errors.Is(err, unix.ENOENT) && create {
 		h, err = r.createWorkdir(unsafePath, uid, gid)
 	}
 	if errors.Is(err, unix.ELOOP) {

@@ -337,11 +337,7 @@ func TestKillMonitor(t *testing.T) {
 			registry.Lock()
 			delete(registry.active, st.ParentPid)
 			registry.Unlock()
-			deadline := time.Now().Add(time.Second)
-			for len(strays()) > 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if left := strays(); len(left) > 0 {
+			if left := straysWithin(time.Second); len(left) > 0 {
 				t.Errorf("1 s after kill -9 of the monitor, the container still runs:\n%s", strings.Join(left, "\n"))
 			}
 			if all := d.run("ps", "-a"); !strings.Contains(all.stdout, "Exited (137)") {

@@ -62,14 +62,26 @@ func wantGoneWithin(t *testing.T, p *proc, d time.Duration) {
 	case <-time.After(d):
 		t.Fatalf("rabbitc still runs %v after SIGKILL", d)
 	}
+	if left := straysWithin(time.Until(deadline)); len(left) > 0 {
+		t.Errorf("%v after kill -9 of rabbitc, the container still runs:\n%s", d, strings.Join(left, "\n"))
+	}
+}
+
+// straysWithin waits up to d for our stray processes to be gone, and
+// returns what is left. Gone means none in two looks 20 ms apart: a process
+// that is reparented to us while it exits can be missed by one look.
+func straysWithin(d time.Duration) []string {
+	deadline := time.Now().Add(d)
 	for {
 		left := strays()
 		if len(left) == 0 {
-			return
+			time.Sleep(20 * time.Millisecond)
+			if left = strays(); len(left) == 0 {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%v after kill -9 of rabbitc, the container still runs:\n%s", d, strings.Join(left, "\n"))
-			return
+			return left
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

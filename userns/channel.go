@@ -40,6 +40,7 @@ const (
 	msgInitStarted = "InitStarted"
 	msgInitReady   = "InitReady"
 	msgStart       = "Start"
+	msgExecReady   = "ExecReady"
 	msgError       = "Error"
 )
 
@@ -320,6 +321,35 @@ func (c *Channel) WaitStart(v any) error {
 		return fmt.Errorf("decode start: %w", err)
 	}
 	return nil
+}
+
+// SendExecReady reports that the exec stage has set up the command and is
+// about to exec it, with a pidfd of itself (the command to be, for the
+// signals the caller forwards) and, with a tty, the pty master.
+func (c *Channel) SendExecReady(pidfd, pty *os.File) error {
+	files := []*os.File{pidfd}
+	if pty != nil {
+		files = append(files, pty)
+	}
+	return c.send(Message{Type: msgExecReady}, files...)
+}
+
+// WaitExecReady returns the command's pidfd and the pty master, if the
+// exec stage sent one.
+func (c *Channel) WaitExecReady() (*Pidfd, *os.File, error) {
+	_, files, err := c.waitFor(msgExecReady)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(files) == 0 {
+		return nil, nil, fmt.Errorf("waiting for %s: no pidfd came with it", msgExecReady)
+	}
+	var pty *os.File
+	if len(files) > 1 {
+		pty = files[1]
+		closeAll(files[2:])
+	}
+	return NewPidfd(files[0]), pty, nil
 }
 
 // SendError reports a stage's failure; code is the exit code it asks for

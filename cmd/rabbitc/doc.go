@@ -26,13 +26,21 @@
 // binary instead of the payload (reaper.go), which stays PID 1 and starts
 // the payload as its child.
 //
+// `rabbitc exec` (exec.go) starts one more stage, `rabbitc init exec
+// FLAGS`, which the binary's own ELF entry point (package nsenter, linked
+// with -E) moves into the container's namespaces before the Go runtime
+// starts, and forks; the child, execMain, sets the command up as init does
+// the payload, from the container's config.json and seccomp.bpf, and execs
+// it.
+//
 // main checks os.Args[1] == "init" before cobra sees the arguments; a stage
 // reads its settings from the sync channel (fd 3), never from flags, and
 // reports failures as an Error message that the parent prints. The sequence
 // of messages is drawn in userns/channel.go.
 //
 // A container's state lives in one directory, $XDG_RUNTIME_DIR/rabbitc/ID
-// (or /tmp/rabbitc-UID/ID): state.json, written once the payload runs. The
+// (or /tmp/rabbitc-UID/ID): state.json, config.json (the spec) and
+// seccomp.bpf (the compiled filter), written once the payload runs. The
 // stages are ready for a detached mode and the OCI command line: init waits
 // for Start before it execs the payload, and state.json records the pids.
 package main

@@ -65,14 +65,14 @@ func containerMain(ch *userns.Channel) int {
 	if !hasEnv(env, "HOME") {
 		env = append(env, "HOME="+cred.home)
 	}
-	if err := enterWorkdir(s.Cwd, cred); err != nil {
+	if err := enterWorkdir(s.Cwd, cred, true); err != nil {
 		return fail(err, 0)
 	}
 	path, code, err := findProgram(s.Args[0], envValue(env, "PATH"))
 	if err != nil {
 		return fail(err, code)
 	}
-	master, err := setupStdio(s.Tty, cred)
+	master, err := setupStdio(s.Tty, cred, true)
 	if err != nil {
 		return fail(err, 0)
 	}
@@ -159,9 +159,10 @@ func directMain(ch *userns.Channel) int {
 
 // setupStdio gives the payload a session of its own (it can never inject
 // into the user's terminal, CVE-2017-5226) and, with a tty, a pty from the
-// container's /dev/pts as its controlling terminal. It returns the master
-// for the parent.
-func setupStdio(tty bool, cred *credential) (*os.File, error) {
+// container's /dev/pts as its controlling terminal, bound on /dev/console
+// too for the payload (console), not for exec's commands. It returns the
+// master for the parent.
+func setupStdio(tty bool, cred *credential, console bool) (*os.File, error) {
 	if !tty {
 		if _, err := unix.Setsid(); err != nil {
 			return nil, fmt.Errorf("setsid: %w", err)
@@ -173,9 +174,11 @@ func setupStdio(tty bool, cred *credential) (*os.File, error) {
 		return nil, err
 	}
 	defer slave.Close()
-	if err := rootfs.BindConsole(slave); err != nil {
-		master.Close()
-		return nil, err
+	if console {
+		if err := rootfs.BindConsole(slave); err != nil {
+			master.Close()
+			return nil, err
+		}
 	}
 	if err := unix.Fchown(int(slave.Fd()), cred.uid, cred.gid); err != nil {
 		master.Close()
@@ -297,16 +300,17 @@ func lookupEntry(file string, fields int, match func([]string) bool) ([]string, 
 }
 
 // enterWorkdir changes into the working directory, resolved and, if
-// missing, created inside the new root (rootfs.Workdir), and checks that
-// it lies inside it.
-func enterWorkdir(dir string, cred *credential) error {
+// missing and create is set (run, as docker run; not exec, as docker exec),
+// created inside the new root (rootfs.Workdir), and checks that it lies
+// inside it.
+func enterWorkdir(dir string, cred *credential, create bool) error {
 	if dir == "" || dir == "/" {
 		if err := unix.Chdir("/"); err != nil { // where PivotRoot left init already
 			return fmt.Errorf("chdir /: %w", err)
 		}
 		return nil
 	}
-	h, err := rootfs.Workdir(dir, cred.uid, cred.gid)
+	h, err := rootfs.Workdir(dir, cred.uid, cred.gid, create)
 	if err != nil {
 		return err
 	}

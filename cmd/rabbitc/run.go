@@ -21,6 +21,7 @@ import (
 
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/portfwd"
+	"github.com/rabbitc/rabbitc/security"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -405,7 +406,11 @@ func (r *runner) recordState() error {
 		}
 		st.InitTime = 0
 	}
-	if err := createState(r.spec, r.config, st); err != nil {
+	var filter *security.Config // compiled after r.config was made
+	if r.filterAtStart() {
+		filter = &r.spec.Security
+	}
+	if err := createState(r.spec, r.config, filter, st); err != nil {
 		if r.detached {
 			return err
 		}
@@ -579,23 +584,31 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 	return nil
 }
 
-// stdio wires the payload's standard streams and returns the pipe ends to
-// close once the child has started. Without -i stdin is /dev/null, as in
-// docker. A host terminal is never handed to the container as such: with -t
-// the payload talks to a pty of the container's own; without -t a terminal
-// stream goes through a pipe that rabbitc copies. The copy from a terminal
-// is never waited for (a read on it only ends with the user's next key);
-// the copies of output are, until the last writer in the container is gone.
+// stdio wires the payload's standard streams: into the log when detached
+// (logStdio), else as wireStdio says.
 func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
 	if r.detached {
 		return r.logStdio(cmd)
 	}
-	if r.spec.Tty {
-		cmd.Stderr = os.Stderr // only stage errors before init takes the pty
+	return wireStdio(cmd, r.spec.Tty, r.opts.interactive, &r.outputs)
+}
+
+// wireStdio wires the standard streams of a stage whose command runs in the
+// container (the payload, or exec's command) and returns the pipe ends to
+// close once the stage has started. Without -i stdin is /dev/null, as in
+// docker. A host terminal is never handed to the container as such: with -t
+// the command talks to a pty of the container's own; without -t a terminal
+// stream goes through a pipe that rabbitc copies. The copy from a terminal
+// is never waited for (a read on it only ends with the user's next key);
+// the copies of output are, in outputs, until the last writer in the
+// container is gone.
+func wireStdio(cmd *exec.Cmd, tty, interactive bool, outputs *sync.WaitGroup) ([]*os.File, error) {
+	if tty {
+		cmd.Stderr = os.Stderr // only stage errors before the stage takes the pty
 		return nil, nil
 	}
 	var childEnds []*os.File
-	if r.opts.interactive {
+	if interactive {
 		cmd.Stdin = os.Stdin
 		if term.IsTerminal(0) {
 			pr, pw, err := os.Pipe()
@@ -622,9 +635,9 @@ func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
 			return nil, err
 		}
 		*out.dst, childEnds = pw, append(childEnds, pw)
-		r.outputs.Add(1)
+		outputs.Add(1)
 		go func(host *os.File) {
-			defer r.outputs.Done()
+			defer outputs.Done()
 			io.Copy(host, pr)
 			pr.Close()
 		}(out.host)
@@ -747,11 +760,14 @@ func (r *runner) killInit() {
 	}
 }
 
-// waitOutputs lets the copies of the payload's output finish, bounded in
-// case something outside the container still holds the pipe.
-func (r *runner) waitOutputs() {
+// waitOutputs lets the copies of the payload's output finish (waitCopies).
+func (r *runner) waitOutputs() { waitCopies(&r.outputs) }
+
+// waitCopies lets the copies of a command's output finish, bounded in case
+// something outside the container still holds the pipe.
+func waitCopies(outputs *sync.WaitGroup) {
 	done := make(chan struct{})
-	go func() { r.outputs.Wait(); close(done) }()
+	go func() { outputs.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):

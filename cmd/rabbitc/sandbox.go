@@ -17,8 +17,8 @@ import (
 
 // initMain runs a stage: "sandbox" (stage 1, in the new user and network
 // namespaces), "container" (stage 2, init, which becomes the payload),
-// "direct" (init started by rabbitc itself, see runner.startChild) or
-// "watchdog".
+// "direct" (init started by rabbitc itself, see runner.startChild),
+// "watchdog", "reaper" or "exec" (exec.go).
 // Stages print nothing: they send Error and the parent prints it.
 func initMain(stage string) int {
 	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
@@ -40,6 +40,8 @@ func initMain(stage string) int {
 		return watchdogMain()
 	case "reaper":
 		return reaperMain(os.Args[3:])
+	case "exec":
+		return execMain(ch)
 	}
 	os.Stderr.WriteString("rabbitc: init is internal to rabbitc\n")
 	return 125

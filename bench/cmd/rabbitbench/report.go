@@ -36,6 +36,7 @@ func bars() []bar {
 		bar{"start to first byte ≤ 0.5× RootlessKit+runc", fb, "start to first byte", "RootlessKit builtin + runc", true, 0.5},
 		bar{"start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25},
 		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},
+		bar{"exec into a running container ≤ 1.0× crun rootless", execGroup, "exec to exit", "crun rootless", true, 1.0},
 	)
 	rk := "RootlessKit builtin"
 	for _, dir := range []string{"host→container", "container→host"} {
@@ -328,7 +329,7 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio, paired)
 	}
 	writeTraceText(w, e)
-	fmt.Fprintf(w, "\n== bars (issue 4)\n")
+	fmt.Fprintf(w, "\n== bars (issues 4 and 13)\n")
 	for _, b := range bs {
 		status, why, _ := strings.Cut(b.status, ": ")
 		fmt.Fprintf(w, "  %-7s %-72s %s\n", status, b.text, ratioText(b.ratio))
@@ -382,7 +383,7 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 			fmt.Fprintf(w, "- %s\n", mdEscape(l))
 		}
 	}
-	fmt.Fprintln(w, "\n### Bars (issue 4): median over the rounds of rabbitc ÷ the peer in the same round")
+	fmt.Fprintln(w, "\n### Bars (issues 4 and 13): median over the rounds of rabbitc ÷ the peer in the same round")
 	fmt.Fprintln(w, "\n| bar | ratio | status |\n|---|---:|---|")
 	for _, b := range bs {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", mdEscape(b.text), ratioText(b.ratio), mdEscape(b.status))
