@@ -38,9 +38,18 @@
 // reports failures as an Error message that the parent prints. The sequence
 // of messages is drawn in userns/channel.go.
 //
+// The parent's run is create (every step up to init waiting for Start,
+// each pushing its undo), start, wait and delete (run.go). With -d
+// (detach.go) rabbitc run starts a second rabbitc, the monitor, which runs
+// the same runner in a session of its own with the payload's output going
+// to the container's log (package ctrlog), and reports once the payload
+// runs; the verbs on containers (ps.go, verbs.go, logs.go) read the state.
+//
 // A container's state lives in one directory, $XDG_RUNTIME_DIR/rabbitc/ID
-// (or /tmp/rabbitc-UID/ID): state.json, config.json (the spec) and
-// seccomp.bpf (the compiled filter), written once the payload runs. The
-// stages are ready for a detached mode and the OCI command line: init waits
-// for Start before it execs the payload, and state.json records the pids.
+// (or /tmp/rabbitc-UID/ID): state.json (status, pids and start times, exit
+// code; replaced by rename under a flock of the directory), config.json (the
+// spec), seccomp.bpf (the compiled filter), and for a detached container
+// ctr.log; a name is claimed with a name file (names.go). A foreground
+// container's directory goes when it ends; a detached one's stays, exited,
+// until rabbitc rm (or --rm).
 package main
