@@ -172,6 +172,9 @@ func TestRunDetached(t *testing.T) {
 			t.Fatalf("the payload does not run as %d: %+v", st.InitPid, p)
 		}
 	}
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", st.ParentPid)); err != nil || cwd != "/" {
+		t.Errorf("the monitor's working directory is %q (%v): it must keep none of the caller's busy", cwd, err)
+	}
 	ps := d.run("ps")
 	wantCode(t, ps, 0)
 	if !strings.Contains(ps.stdout, id[:12]) || !strings.Contains(ps.stdout, "web") || !strings.Contains(ps.stdout, "Up ") {

@@ -49,6 +49,11 @@ func runContainer(o *runOptions, args []string) error {
 	if err != nil {
 		return mon.failed(err)
 	}
+	if mon != nil {
+		// Every path is absolute now: the monitor, which lives as long as
+		// the container, keeps no directory of the caller's busy.
+		os.Chdir("/")
+	}
 	tr.mark("spec")
 	r := &runner{spec: s, opts: o, trace: tr, mon: mon, detached: mon != nil}
 	code, err := r.run()
