@@ -370,3 +370,27 @@ func TestRunDetachedLogs(t *testing.T) {
 	}
 	wantCode(t, d.run("rm", "talk"), 0)
 }
+
+// A foreground container's name is claimed as a detached one's, accepted
+// by the verbs, and free again once the container is gone.
+func TestNameForeground(t *testing.T) {
+	d := newDetachedEnv(t)
+	o := d.opts()
+	p := start(t, o, "run", "--name", "fg", "--rootfs", env.rootfs, "--net", "none", "--", "sh", "-c", "echo ready; exec sleep 60")
+	p.waitOutput(t, o, "ready", 10*time.Second)
+	_, dup := d.runD("--name", "fg", "--rootfs", env.rootfs, "--net", "none", "--", "true")
+	wantRuntimeError(t, dup, "--name fg", "in use")
+	if ps := d.run("ps"); !strings.Contains(ps.stdout, " fg ") {
+		t.Errorf("ps does not show the name:\n%s", ps)
+	}
+	wantCode(t, d.run("stop", "-t", "0", "fg"), 0)
+	p.wait(t)
+	// sleep: run -d returns before the container is gone, and runD reads its state
+	id, _ := d.runD("--rm", "--name", "fg", "--rootfs", env.rootfs, "--net", "none", "--", "sleep", "0.2")
+	if id == "" {
+		t.Fatal("the name of a container that is gone was not free")
+	}
+	if !d.waitMonitorGone(d.monitors[len(d.monitors)-1], 10*time.Second) {
+		t.Fatal("run -d --rm true did not end")
+	}
+}
