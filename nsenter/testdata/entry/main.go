@@ -18,6 +18,7 @@ func main() {
 	fmt.Printf("linked=%v joined=%v uts=%s ppid=%d\n", nsenter.Linked(), nsenter.Joined(), uts, os.Getppid())
 	if os.Getenv("KILL_SELF") != "" {
 		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {} // the runtime delivers it on a thread of its own: wait for it, never exit 0
 	}
 	code, _ := strconv.Atoi(os.Getenv("EXIT_CODE"))
 	os.Exit(code)
