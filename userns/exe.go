@@ -3,8 +3,8 @@ package userns
 import (
 	"fmt"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
