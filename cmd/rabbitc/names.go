@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -21,11 +20,21 @@ import (
 // it. Names are checked where an ID is accepted (findState): an exact name
 // wins over an ID prefix, as in docker.
 
-// validName is docker's rule for container names.
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName is docker's rule for container names, [a-zA-Z0-9][a-zA-Z0-9_.-]*
+// (by hand: a package-level regexp would be compiled at every start of every
+// stage of the binary).
+func validName(name string) bool {
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '_' && r != '.' && r != '-') {
+			return false
+		}
+	}
+	return name != ""
+}
 
 func checkName(name string) error {
-	if len(name) > 128 || !validName.MatchString(name) {
+	if len(name) > 128 || !validName(name) {
 		return fmt.Errorf("--name %q: invalid name (letters, digits, '_', '.' and '-', starting with a letter or digit)", name)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -88,5 +89,15 @@ func TestRemoveState(t *testing.T) {
 			t.Errorf("with %q in it: the state directory is still there (%v)", extra, err)
 		}
 		removeState(dir) // again: nothing to do, no panic
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for name, ok := range map[string]bool{"web": true, "a": true, "Web-1.x_y": true, "9lives": true,
+		"": false, "-web": false, ".web": false, "_web": false, "we b": false, "web/1": false, "wé": false,
+		strings.Repeat("a", 128): true, strings.Repeat("a", 129): false} {
+		if err := checkName(name); (err == nil) != ok {
+			t.Errorf("checkName(%q) = %v, want ok %v", name, err, ok)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -10,28 +9,43 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rlimitNames are docker's --ulimit names, each with its resource and the
+// rlimitName is one of docker's --ulimit names, with its resource and the
 // letter of the shell's ulimit option for it (for the fix-it text).
-var rlimitNames = map[string]struct {
+type rlimitName struct {
+	name     string
 	resource int
 	flag     byte
-}{
-	"as":         {unix.RLIMIT_AS, 'v'},
-	"core":       {unix.RLIMIT_CORE, 'c'},
-	"cpu":        {unix.RLIMIT_CPU, 't'},
-	"data":       {unix.RLIMIT_DATA, 'd'},
-	"fsize":      {unix.RLIMIT_FSIZE, 'f'},
-	"locks":      {unix.RLIMIT_LOCKS, 'x'},
-	"memlock":    {unix.RLIMIT_MEMLOCK, 'l'},
-	"msgqueue":   {unix.RLIMIT_MSGQUEUE, 'q'},
-	"nice":       {unix.RLIMIT_NICE, 'e'},
-	"nofile":     {unix.RLIMIT_NOFILE, 'n'},
-	"nproc":      {unix.RLIMIT_NPROC, 'u'},
-	"rss":        {unix.RLIMIT_RSS, 'm'},
-	"rtprio":     {unix.RLIMIT_RTPRIO, 'r'},
-	"rttime":     {unix.RLIMIT_RTTIME, 'R'},
-	"sigpending": {unix.RLIMIT_SIGPENDING, 'i'},
-	"stack":      {unix.RLIMIT_STACK, 's'},
+}
+
+// rlimitNames, sorted by name. An array, not a map: the linker lays it out,
+// where a map would be built at every start of every stage of the binary.
+var rlimitNames = [...]rlimitName{
+	{"as", unix.RLIMIT_AS, 'v'},
+	{"core", unix.RLIMIT_CORE, 'c'},
+	{"cpu", unix.RLIMIT_CPU, 't'},
+	{"data", unix.RLIMIT_DATA, 'd'},
+	{"fsize", unix.RLIMIT_FSIZE, 'f'},
+	{"locks", unix.RLIMIT_LOCKS, 'x'},
+	{"memlock", unix.RLIMIT_MEMLOCK, 'l'},
+	{"msgqueue", unix.RLIMIT_MSGQUEUE, 'q'},
+	{"nice", unix.RLIMIT_NICE, 'e'},
+	{"nofile", unix.RLIMIT_NOFILE, 'n'},
+	{"nproc", unix.RLIMIT_NPROC, 'u'},
+	{"rss", unix.RLIMIT_RSS, 'm'},
+	{"rtprio", unix.RLIMIT_RTPRIO, 'r'},
+	{"rttime", unix.RLIMIT_RTTIME, 'R'},
+	{"sigpending", unix.RLIMIT_SIGPENDING, 'i'},
+	{"stack", unix.RLIMIT_STACK, 's'},
+}
+
+// rlimitByName finds a --ulimit name.
+func rlimitByName(name string) (rlimitName, bool) {
+	for _, r := range rlimitNames {
+		if r.name == name {
+			return r, true
+		}
+	}
+	return rlimitName{}, false
 }
 
 // rlimitType is the runtime-spec name of a --ulimit name: RLIMIT_NOFILE.
@@ -49,7 +63,8 @@ func parseUlimits(args []string) ([]specs.POSIXRlimit, error) {
 			return nil, err
 		}
 		var have unix.Rlimit
-		if err := unix.Getrlimit(rlimitNames[name].resource, &have); err != nil {
+		r, _ := rlimitByName(name)
+		if err := unix.Getrlimit(r.resource, &have); err != nil {
 			return nil, fmt.Errorf("--ulimit %s: getrlimit: %w", arg, err)
 		}
 		if err := checkUlimit(arg, name, l, have.Max); err != nil {
@@ -74,7 +89,7 @@ func setRlimit(ls []specs.POSIXRlimit, l specs.POSIXRlimit) []specs.POSIXRlimit 
 // a number, -1, unlimited or infinity.
 func parseUlimit(arg string) (string, specs.POSIXRlimit, error) {
 	name, val, ok := strings.Cut(arg, "=")
-	if _, known := rlimitNames[name]; !known {
+	if _, known := rlimitByName(name); !known {
 		if !ok {
 			return "", specs.POSIXRlimit{}, fmt.Errorf("--ulimit %s: expected NAME=SOFT[:HARD]", shownArg(arg))
 		}
@@ -117,8 +132,10 @@ func checkUlimit(arg, name string, l specs.POSIXRlimit, max uint64) error {
 	if l.Hard <= max {
 		return nil
 	}
+	r, _ := rlimitByName(name)
+	flag := r.flag
 	return fmt.Errorf("--ulimit %s: above the hard limit %s rabbitc has (raise it in /etc/security/limits.conf, or with ulimit -H%c as root, before starting rabbitc)",
-		arg, rlimitString(max), rlimitNames[name].flag)
+		arg, rlimitString(max), flag)
 }
 
 func rlimitString(v uint64) string {
@@ -130,10 +147,9 @@ func rlimitString(v uint64) string {
 
 func validUlimitNames() string {
 	names := make([]string, 0, len(rlimitNames))
-	for n := range rlimitNames {
-		names = append(names, n)
+	for _, r := range rlimitNames {
+		names = append(names, r.name)
 	}
-	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
 
@@ -145,8 +161,8 @@ func validUlimitNames() string {
 func applyRlimits(ls []specs.POSIXRlimit) error {
 	for _, l := range ls {
 		res := -1
-		for name, r := range rlimitNames {
-			if rlimitType(name) == l.Type {
+		for _, r := range rlimitNames {
+			if rlimitType(r.name) == l.Type {
 				res = r.resource
 			}
 		}

@@ -109,11 +109,14 @@ func TestParseUlimits(t *testing.T) {
 // Every name maps to its own resource and to the runtime-spec's type name.
 func TestRlimitNames(t *testing.T) {
 	seen := map[int]string{}
-	for name, r := range rlimitNames {
+	for i, r := range rlimitNames {
 		if other, ok := seen[r.resource]; ok {
-			t.Errorf("%s and %s share resource %d", name, other, r.resource)
+			t.Errorf("%s and %s share resource %d", r.name, other, r.resource)
 		}
-		seen[r.resource] = name
+		seen[r.resource] = r.name
+		if i > 0 && rlimitNames[i-1].name >= r.name {
+			t.Errorf("rlimitNames not sorted at %s", r.name)
+		}
 	}
 	if len(seen) != 16 || rlimitType("nofile") != "RLIMIT_NOFILE" || rlimitType("as") != "RLIMIT_AS" {
 		t.Errorf("%d names, rlimitType(nofile) = %s", len(seen), rlimitType("nofile"))
@@ -132,7 +135,7 @@ func FuzzParseUlimit(f *testing.F) {
 			}
 			return
 		}
-		if _, ok := rlimitNames[name]; !ok || l.Type != rlimitType(name) || l.Soft > l.Hard {
+		if _, ok := rlimitByName(name); !ok || l.Type != rlimitType(name) || l.Soft > l.Hard {
 			t.Errorf("parseUlimit(%q) = %q, %+v", arg, name, l)
 		}
 		// What it accepts prints back to itself.
