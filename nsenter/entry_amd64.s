@@ -1,7 +1,13 @@
 #include "textflag.h"
 
 // Linux amd64 system calls and constants.
+#define SYS_read	0
 #define SYS_close	3
+#define SYS_poll	7
+#define SYS_pidfd_send_signal	424
+#define SIGKILL	9
+#define POLLIN	1
+#define WATCHFD	3
 #define SYS_clone	56
 #define SYS_wait4	61
 #define SYS_prctl	157
@@ -22,9 +28,10 @@
 // only, results in callee-independent registers (SYSCALL clobbers CX, R11).
 TEXT ·entry(SB),NOSPLIT|NOFRAME,$0
 	MOVL	$1, ·linked(SB)
-	// An exec request: argc >= 4, argv[1] "init", argv[2] "exec".
+	// A watchdog (argc >= 3, argv[1] "init", argv[2] "watchdog") or an
+	// exec request (argc >= 4, argv[1] "init", argv[2] "exec").
 	MOVQ	0(SP), AX
-	CMPQ	AX, $4
+	CMPQ	AX, $3
 	JLT	runtime
 	MOVQ	16(SP), BX
 	CMPL	0(BX), $0x74696e69 // "init"
@@ -32,6 +39,14 @@ TEXT ·entry(SB),NOSPLIT|NOFRAME,$0
 	CMPB	4(BX), $0
 	JNE	runtime
 	MOVQ	24(SP), BX
+	MOVQ	$0x676f646863746177, CX // "watchdog"
+	CMPQ	0(BX), CX
+	JNE	notwatchdog
+	CMPB	8(BX), $0
+	JEQ	watchdog
+notwatchdog:
+	CMPQ	AX, $4
+	JLT	runtime
 	CMPL	0(BX), $0x63657865 // "exec"
 	JNE	runtime
 	CMPB	4(BX), $0
@@ -127,6 +142,40 @@ exit:
 	MOVQ	$SYS_exit_group, AX
 	SYSCALL
 	HLT
+
+// The watchdog (argv[1] "init", argv[2] "watchdog"): wait, with no runtime
+// started and so no CPU taken from the container's start, until stdin ends
+// (rabbitc died), kill the container's init through the pidfd at WATCHFD
+// and wait for it to be gone (10 s at most); then the Go runtime starts and
+// removes the state.
+watchdog:
+	MOVQ	$SYS_read, AX
+	XORQ	DI, DI
+	LEAQ	·watchBuf(SB), SI
+	MOVQ	$1, DX
+	SYSCALL
+	CMPQ	AX, $-EINTR
+	JEQ	watchdog
+	CMPQ	AX, $0
+	JGT	watchdog
+	MOVQ	$SYS_pidfd_send_signal, AX
+	MOVQ	$WATCHFD, DI
+	MOVQ	$SIGKILL, SI
+	XORQ	DX, DX
+	XORQ	R10, R10
+	SYSCALL
+	MOVL	$WATCHFD, ·watchPoll(SB)   // struct pollfd: fd
+	MOVW	$POLLIN, ·watchPoll+4(SB) // events
+wpoll:
+	MOVQ	$SYS_poll, AX
+	LEAQ	·watchPoll(SB), DI
+	MOVQ	$1, SI
+	MOVQ	$10000, DX
+	SYSCALL
+	CMPQ	AX, $-EINTR
+	JEQ	wpoll
+	MOVL	$1, ·watched(SB)
+	JMP	runtime
 
 fail:
 	NEGQ	AX

@@ -1,6 +1,12 @@
 #include "textflag.h"
 
 // Linux arm64 system calls and constants.
+#define SYS_read	63
+#define SYS_ppoll	73
+#define SYS_pidfd_send_signal	424
+#define SIGKILL	9
+#define POLLIN	1
+#define WATCHFD	3
 #define SYS_close	57
 #define SYS_exit_group	94
 #define SYS_prctl	167
@@ -22,9 +28,10 @@
 TEXT ·entry(SB),NOSPLIT|NOFRAME,$0
 	MOVW	$1, R0
 	MOVW	R0, ·linked(SB)
-	// An exec request: argc >= 4, argv[1] "init", argv[2] "exec".
+	// A watchdog (argc >= 3, argv[1] "init", argv[2] "watchdog") or an
+	// exec request (argc >= 4, argv[1] "init", argv[2] "exec").
 	MOVD	0(RSP), R0
-	CMP	$4, R0
+	CMP	$3, R0
 	BLT	runtime
 	MOVD	16(RSP), R1
 	MOVWU	0(R1), R2
@@ -34,6 +41,16 @@ TEXT ·entry(SB),NOSPLIT|NOFRAME,$0
 	MOVBU	4(R1), R2
 	CBNZW	R2, runtime
 	MOVD	24(RSP), R1
+	MOVD	0(R1), R2
+	MOVD	$0x676f646863746177, R3 // "watchdog"
+	CMP	R3, R2
+	BNE	notwatchdog
+	MOVBU	8(R1), R2
+	CBZW	R2, watchdog
+notwatchdog:
+	MOVD	0(RSP), R0
+	CMP	$4, R0
+	BLT	runtime
 	MOVWU	0(R1), R2
 	MOVW	$0x63657865, R3 // "exec"
 	CMPW	R3, R2
@@ -131,6 +148,43 @@ waitfailed:
 exit:
 	MOVD	$SYS_exit_group, R8
 	SVC
+
+// The watchdog: as in entry_amd64.s.
+watchdog:
+	MOVD	$0, R0
+	MOVD	$·watchBuf(SB), R1
+	MOVD	$1, R2
+	MOVD	$SYS_read, R8
+	SVC
+	CMN	$EINTR, R0
+	BEQ	watchdog
+	CMP	$0, R0
+	BGT	watchdog
+	MOVD	$WATCHFD, R0
+	MOVD	$SIGKILL, R1
+	MOVD	$0, R2
+	MOVD	$0, R3
+	MOVD	$SYS_pidfd_send_signal, R8
+	SVC
+	MOVW	$WATCHFD, R0
+	MOVW	R0, ·watchPoll(SB)    // struct pollfd: fd
+	MOVW	$POLLIN, R0
+	MOVH	R0, ·watchPoll+4(SB) // events
+	MOVD	$10, R0
+	MOVD	R0, ·watchTime(SB)    // struct timespec: 10 s
+wpoll:
+	MOVD	$·watchPoll(SB), R0
+	MOVD	$1, R1
+	MOVD	$·watchTime(SB), R2
+	MOVD	$0, R3
+	MOVD	$0, R4
+	MOVD	$SYS_ppoll, R8
+	SVC
+	CMN	$EINTR, R0
+	BEQ	wpoll
+	MOVW	$1, R0
+	MOVW	R0, ·watched(SB)
+	B	runtime
 
 fail:
 	NEG	R0, R0

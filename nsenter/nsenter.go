@@ -25,7 +25,18 @@ var (
 	failStep  uint32 // the step that failed (step*), 0 if none
 	failErrno uint32 // its errno
 	status    int32  // the forked child's wait status, in the parent
+	watched   uint32 // the watchdog's wait ended: rabbitc is gone, init was killed
+	watchBuf  [8]byte
+	watchPoll [2]uint32 // struct pollfd
+	watchTime [2]int64  // struct timespec, for arm64's ppoll
 )
+
+// Watched tells, in the watchdog (`rabbitc init watchdog`, with the pidfd
+// of the container's init at descriptor 3), that the entry point has waited
+// until rabbitc died, killed init and waited for it: the watchdog's Go code
+// is only left to remove the state. False in a binary built without
+// BuildFlag, where Go code must do all of it.
+func Watched() bool { return watched != 0 }
 
 // Steps of the entry point, as stored in failStep.
 const (

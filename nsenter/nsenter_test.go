@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,5 +129,57 @@ func TestEntryJoinsAndForks(t *testing.T) {
 	_, code = run(t, bin, pidfd, []string{"KILL_SELF=1"}, "init", "exec", flags)
 	if code != 128+int(syscall.SIGTERM) {
 		t.Errorf("a child killed by SIGTERM: exit %d, want %d", code, 128+int(syscall.SIGTERM))
+	}
+}
+
+// The watchdog's wait: nothing happens while stdin stays open; once it
+// ends, the process whose pidfd is at fd 3 is killed and waited for before
+// the Go code runs, which sees Watched.
+func TestEntryWatchdog(t *testing.T) {
+	bin := buildEntry(t)
+	target := exec.Command("sleep", "30")
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer target.Process.Kill()
+	fd, err := unix.PidfdOpen(target.Process.Pid, 0)
+	if err != nil {
+		t.Skipf("pidfd_open: %v (Linux 5.3)", err)
+	}
+	pidfd := os.NewFile(uintptr(fd), "pidfd")
+	defer pidfd.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	wd := exec.Command(bin, "init", "watchdog")
+	wd.Stdin, wd.Stdout = pr, &out
+	wd.ExtraFiles = []*os.File{pidfd} // fd 3
+	if err := wd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	done := make(chan error, 1)
+	go func() { done <- wd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("the watchdog ended while stdin was open: %v, %q", err, out.String())
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
+		t.Fatalf("the target is gone while stdin was open: %v", err)
+	}
+	pw.Close() // rabbitc dies
+	select {
+	case err := <-done:
+		if err != nil || out.String() != "watched=true\n" {
+			t.Errorf("watchdog: %v, %q, want watched=true", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watchdog did not end 10 s after stdin ended")
+	}
+	if err := target.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the target: %v, want killed", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rabbitc/rabbitc/nsenter"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -38,11 +39,14 @@ import (
 // once it has removed the state itself: a watchdog that has nothing left to
 // guard needs no chance to run.
 //
-// It runs at the lowest priority there is (SCHED_IDLE), so that its Go
-// runtime start (1-2 ms of CPU) takes only CPU time init and the payload
-// leave: `run --net none /bin/true` was
-// 5% faster than with the watchdog at normal priority (paired median of 80
-// rounds).
+// Its wait, the kill and the wait for init run in the binary's entry point
+// (package nsenter), before any Go runtime starts: the watchdog costs the
+// start-up one execve, and its Go code runs only once rabbitc is gone, to
+// remove the state. It used to start its Go runtime at once, at the lowest
+// priority there is (SCHED_IDLE) so as to take only CPU the container's
+// start left (5% of `run --net none /bin/true`); but then a machine whose
+// CPUs are busy starved it, and a container outlived a killed rabbitc by
+// seconds. A binary built without the entry point still does that.
 type watchdog struct {
 	cmd  *exec.Cmd
 	pw   *os.File
@@ -71,11 +75,14 @@ func startWatchdog(stateDir string, init *userns.Pidfd) (*watchdog, error) {
 		pw.Close()
 		return nil, fmt.Errorf("start watchdog: %w", err)
 	}
-	// Idle from now on, and every thread its runtime starts after this
-	// (they inherit the policy of the thread that creates them). Not from
-	// the fork: the parent's thread waits (vfork) until the child execs,
-	// which an idle child does only when nothing else wants the CPU.
-	unix.SchedSetAttr(cmd.Process.Pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+	// A binary built without the entry point starts its Go runtime at once
+	// to wait: make that idle, and every thread its runtime starts after
+	// this (they inherit the policy of the thread that creates them). Not
+	// from the fork: the parent's thread waits (vfork) until the child
+	// execs, which an idle child does only when nothing else wants the CPU.
+	if !nsenter.Linked() {
+		unix.SchedSetAttr(cmd.Process.Pid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0)
+	}
 	w := &watchdog{cmd: cmd, pw: pw, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
@@ -116,13 +123,15 @@ func (w *watchdog) stop() {
 // watchdogMain is the watchdog: when stdin ends (rabbitc died), it kills
 // the container and removes the state directory.
 func watchdogMain() int {
-	var b [1]byte
-	for {
-		if n, err := os.Stdin.Read(b[:]); n == 0 && err != nil {
-			break
+	if !nsenter.Watched() { // the entry point waited and killed; a binary built without it
+		var b [1]byte
+		for {
+			if n, err := os.Stdin.Read(b[:]); n == 0 && err != nil {
+				break
+			}
 		}
+		userns.NewPidfd(os.NewFile(3, "init")).Kill(10 * time.Second)
 	}
-	userns.NewPidfd(os.NewFile(3, "init")).Kill(10 * time.Second)
 	if d := os.Getenv(envStateDir); d != "" {
 		removeState(d)
 	}
