@@ -80,11 +80,14 @@ func (m *monitor) failed(err error) error {
 	code, msg := 125, err.Error()
 	var se *userns.StageError
 	var ee *exitError
+	var ce *codeError
 	switch {
 	case errors.As(err, &se):
 		if se.Code != 0 {
 			code = se.Code
 		}
+	case errors.As(err, &ce):
+		code = ce.code
 	case errors.As(err, &ee):
 		code, msg = ee.code, ""
 	}
@@ -94,20 +97,19 @@ func (m *monitor) failed(err error) error {
 	return &exitError{code}
 }
 
-// startDetached is rabbitc run -d: it checks the flags, starts the monitor
-// and waits for its report.
+// startDetached is rabbitc run -d: it starts the monitor at once and waits
+// for its report. The monitor checks the flags (newSpec) and reports what
+// is wrong with them as any other failure to start, so they are not checked
+// twice on the way to the container.
 func startDetached(o *runOptions, args []string) error {
-	s, err := newSpec(o, args, false) // every flag error comes from here, at once
-	if err != nil {
-		return err
-	}
+	id := newID()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("start the monitor: %w", err)
 	}
 	defer pr.Close()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
-	cmd.Env = append(os.Environ(), envDetached+"="+s.ID)
+	cmd.Env = append(os.Environ(), envDetached+"="+id)
 	cmd.ExtraFiles = []*os.File{pw} // monitorReportFD
 	cmd.Stderr = os.Stderr          // warnings during the start-up; let go once the payload runs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -120,7 +122,7 @@ func startDetached(o *runOptions, args []string) error {
 	switch {
 	case line == "ok\n":
 		cmd.Process.Release()
-		fmt.Println(s.ID)
+		fmt.Println(id)
 		return nil
 	case strings.HasPrefix(line, "error "):
 		cmd.Wait()
