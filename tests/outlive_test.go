@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -207,4 +209,44 @@ func startTime(t *testing.T, pid int) uint64 {
 	var v uint64
 	fmt.Sscan(f[19], &v)
 	return v
+}
+
+// The container still ends within a second of kill -9 of rabbitc when every
+// CPU is busy: what ends it (the watchdog, without a sandbox) must not be a
+// process that a loaded machine starves. The load is bounded: one spinning
+// goroutine a CPU, for at most 6 s.
+func TestKillRabbitcUnderCPULoad(t *testing.T) {
+	requireSetup(t)
+	stop := make(chan struct{})
+	deadline := time.Now().Add(6 * time.Second)
+	var spinners sync.WaitGroup
+	for i := 0; i < runtime.NumCPU(); i++ {
+		spinners.Add(1)
+		go func() {
+			defer spinners.Done()
+			for n := 0; ; n++ {
+				if n%1000000 == 0 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if time.Now().After(deadline) {
+						return
+					}
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		spinners.Wait()
+	}()
+	p := startEscape(t, "none", append(rcNoNet(), escapePayloads["nopdeathsig"]...))
+	p.signal(t, syscall.SIGKILL)
+	wantGoneWithin(t, p, time.Second)
+	close(stop)
+	spinners.Wait()
+	stop = make(chan struct{})
+	p.wait(t)
 }
