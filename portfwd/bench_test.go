@@ -240,18 +240,6 @@ func startRole(t *testing.T, role string, env ...string) *proc {
 	return p
 }
 
-// waitOrKill waits for cmd to exit, and kills it after grace.
-func waitOrKill(cmd *exec.Cmd, grace time.Duration) {
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		cmd.Process.Kill()
-		<-done
-	}
-}
-
 // cpu returns the process's user+system CPU time.
 func (p *proc) cpu(t *testing.T) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))

@@ -658,7 +658,7 @@ func startExhaustRole(t *testing.T, backA, backB, backC uint16) *exhaustFwd {
 	parent.Close()
 	t.Cleanup(func() {
 		stdin.Close()
-		endProcess(cmd, 5*time.Second)
+		waitOrKill(cmd, 5*time.Second)
 		cancel()
 		select {
 		case <-childDone:
@@ -719,18 +719,6 @@ func (fw *exhaustFwd) errors() string {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	return strings.Join(fw.errs, "; ")
-}
-
-// endProcess waits for cmd to exit, and kills it after grace.
-func endProcess(cmd *exec.Cmd, grace time.Duration) {
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		cmd.Process.Kill()
-		<-done
-	}
 }
 
 // exhaustRole is the forwarder process: it publishes three ports on
@@ -803,4 +791,17 @@ func exhaustRole() error {
 		}
 	}
 	return nil
+}
+
+// waitOrKill waits for cmd to exit, and kills it after grace (also used by
+// bench_test.go).
+func waitOrKill(cmd *exec.Cmd, grace time.Duration) {
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }

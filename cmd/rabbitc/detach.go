@@ -143,7 +143,7 @@ func startDetached(o *runOptions, args []string) error {
 // logStdio gives a detached payload /dev/null as stdin and pipes as stdout
 // and stderr, which the monitor copies into the container's log.
 func (r *runner) logStdio(cmd *exec.Cmd) ([]*os.File, error) {
-	r.logPath = filepath.Join(r.spec.StateDir, "ctr.log")
+	r.logPath = filepath.Join(r.spec.StateDir, logName)
 	log, err := ctrlog.Open(r.logPath, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the container's log: %w", err)

@@ -220,7 +220,7 @@ func (x *execer) attach(sigc <-chan os.Signal) error {
 }
 
 func notRunning(st state) error {
-	return fmt.Errorf("container %s is not running (its payload has exited; see rabbitc ps)", st.ID[:12])
+	return fmt.Errorf("container %s is not running (its payload has exited; see rabbitc ps -a)", refOf(st))
 }
 
 // joinFlags names the namespaces of process pid (CLONE_NEW*) that rabbitc

@@ -68,11 +68,7 @@ func parseTail(s string) (int, error) {
 // logPath is the container's log, if it keeps one: a container run in the
 // foreground writes to the terminal, not to a log.
 func logPath(st state) (string, error) {
-	root, err := stateRoot()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(root, st.ID, logName)
+	path := filepath.Join(st.dir, logName)
 	for _, p := range []string{path, path + ".1"} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			return path, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,15 +140,6 @@ func findState(ref string) (state, error) {
 		return found[0], nil
 	}
 	return state{}, fmt.Errorf("container %s: ambiguous, %d containers start with it (give more of the ID)", ref, len(found))
-}
-
-// stateDir is the directory of a container's state.
-func stateDir(st state) (string, error) {
-	root, err := stateRoot()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, st.ID), nil
 }
 
 // stopContainer asks the container's rabbitc to end it (SIGTERM, which it

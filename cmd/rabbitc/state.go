@@ -314,7 +314,6 @@ func readStates(root string) ([]stateEntry, error) {
 		if b, err := os.ReadFile(filepath.Join(se.dir, "state.json")); err == nil {
 			se.parsed = json.Unmarshal(b, &se.st) == nil
 			se.st.dir = se.dir
-			se.st.dir = se.dir
 		}
 		out = append(out, se)
 	}

@@ -52,14 +52,14 @@ func parseSignal(s string) (syscall.Signal, error) {
 // checked against the start time its state recorded.
 func signalPayload(st state, sig syscall.Signal) error {
 	if status, _ := st.current(); status != statusRunning {
-		return fmt.Errorf("container %s is not running", refOf(st))
+		return notRunning(st)
 	}
 	p, err := openChecked(st.InitPid, st.InitTime)
 	if err != nil {
 		return fmt.Errorf("kill %s: %w", refOf(st), err)
 	}
 	if p == nil {
-		return fmt.Errorf("container %s is not running", refOf(st))
+		return notRunning(st)
 	}
 	defer p.Close()
 	if err := p.Signal(sig); err != nil {
@@ -91,14 +91,10 @@ func removeContainer(st state, force bool) error {
 			return err
 		}
 	}
-	dir, err := stateDir(st)
-	if err != nil {
-		return err
-	}
-	if unlock, err := lockDir(dir); err == nil {
+	if unlock, err := lockDir(st.dir); err == nil {
 		defer unlock() // no state written while it goes
 	}
-	removeState(dir)
+	removeState(st.dir)
 	return nil
 }
 
@@ -133,11 +129,7 @@ func waitContainer(ref string) (int, error) {
 		}
 		p.Close()
 	}
-	dir, err := stateDir(st)
-	if err != nil {
-		return 0, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	b, err := os.ReadFile(filepath.Join(st.dir, "state.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("container %s was removed when it exited (it ran with --rm or in the foreground): its exit code is gone", ref)
 	}
@@ -203,11 +195,7 @@ func inspectContainer(ref string) (inspectEntry, error) {
 	if err != nil {
 		return inspectEntry{}, err
 	}
-	dir, err := stateDir(st)
-	if err != nil {
-		return inspectEntry{}, err
-	}
-	config, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	config, err := os.ReadFile(filepath.Join(st.dir, "config.json"))
 	if err != nil || !json.Valid(config) {
 		config = []byte("null")
 	}
