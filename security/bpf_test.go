@@ -107,15 +107,18 @@ func nr(t testing.TB, name string) uint32 {
 
 func mustFilter(t testing.TB, c Config) []unix.SockFilter {
 	t.Helper()
-	caps, err := c.Capabilities()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := buildFilter(c, caps)
+	f, err := buildFilter(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f.prog
+}
+
+// flagConfig is the Config of docker's flags --cap-add add and --cap-drop
+// drop, with the default seccomp profile.
+func flagConfig(t testing.TB, add, drop []string) Config {
+	t.Helper()
+	return mustFlags(t, add, drop, nil)
 }
 
 func actName(act uint32) string {
@@ -134,8 +137,9 @@ func actName(act uint32) string {
 
 func TestDefaultFilter(t *testing.T) {
 	const high = 1 << 32
-	sysAdmin := Config{CapAdd: []string{"SYS_ADMIN"}}
-	ptrace := Config{CapAdd: []string{"sys_ptrace"}}
+	def := flagConfig(t, nil, nil)
+	sysAdmin := flagConfig(t, []string{"SYS_ADMIN"}, nil)
+	ptrace := flagConfig(t, []string{"sys_ptrace"}, nil)
 	tests := []struct {
 		name string
 		cfg  Config
@@ -143,51 +147,51 @@ func TestDefaultFilter(t *testing.T) {
 		args [6]uint64
 		want string
 	}{
-		{"read", Config{}, "read", [6]uint64{}, "allow"},
-		{"execve", Config{}, "execve", [6]uint64{}, "allow"},
-		{"mount", Config{}, "mount", [6]uint64{}, "EPERM"},
-		{"reboot", Config{}, "reboot", [6]uint64{}, "EPERM"},
-		{"keyctl", Config{}, "keyctl", [6]uint64{}, "EPERM"},
-		{"add_key", Config{}, "add_key", [6]uint64{}, "EPERM"},
-		{"kexec_load", Config{}, "kexec_load", [6]uint64{}, "EPERM"},
-		{"ioctl TCGETS", Config{}, "ioctl", [6]uint64{1, unix.TCGETS}, "allow"},
-		{"ioctl TIOCSTI", Config{}, "ioctl", [6]uint64{1, unix.TIOCSTI}, "EPERM"},
-		{"ioctl TIOCSTI high bits", Config{}, "ioctl", [6]uint64{1, high | unix.TIOCSTI}, "EPERM"},
-		{"ioctl TIOCLINUX", Config{}, "ioctl", [6]uint64{1, unix.TIOCLINUX}, "EPERM"},
+		{"read", def, "read", [6]uint64{}, "allow"},
+		{"execve", def, "execve", [6]uint64{}, "allow"},
+		{"mount", def, "mount", [6]uint64{}, "EPERM"},
+		{"reboot", def, "reboot", [6]uint64{}, "EPERM"},
+		{"keyctl", def, "keyctl", [6]uint64{}, "EPERM"},
+		{"add_key", def, "add_key", [6]uint64{}, "EPERM"},
+		{"kexec_load", def, "kexec_load", [6]uint64{}, "EPERM"},
+		{"ioctl TCGETS", def, "ioctl", [6]uint64{1, unix.TCGETS}, "allow"},
+		{"ioctl TIOCSTI", def, "ioctl", [6]uint64{1, unix.TIOCSTI}, "EPERM"},
+		{"ioctl TIOCSTI high bits", def, "ioctl", [6]uint64{1, high | unix.TIOCSTI}, "EPERM"},
+		{"ioctl TIOCLINUX", def, "ioctl", [6]uint64{1, unix.TIOCLINUX}, "EPERM"},
 		{"ioctl TIOCSTI with SYS_ADMIN", sysAdmin, "ioctl", [6]uint64{1, unix.TIOCSTI}, "EPERM"},
-		{"clone thread", Config{}, "clone", [6]uint64{unix.CLONE_VM | unix.CLONE_THREAD | unix.CLONE_SIGHAND | unix.CLONE_FS | unix.CLONE_FILES}, "allow"},
-		{"clone NEWUSER", Config{}, "clone", [6]uint64{unix.CLONE_NEWUSER}, "EPERM"},
-		{"clone NEWNS", Config{}, "clone", [6]uint64{unix.CLONE_NEWNS}, "EPERM"},
+		{"clone thread", def, "clone", [6]uint64{unix.CLONE_VM | unix.CLONE_THREAD | unix.CLONE_SIGHAND | unix.CLONE_FS | unix.CLONE_FILES}, "allow"},
+		{"clone NEWUSER", def, "clone", [6]uint64{unix.CLONE_NEWUSER}, "EPERM"},
+		{"clone NEWNS", def, "clone", [6]uint64{unix.CLONE_NEWNS}, "EPERM"},
 		{"clone NEWNS with SYS_ADMIN", sysAdmin, "clone", [6]uint64{unix.CLONE_NEWNS}, "allow"},
 		{"clone NEWUSER with SYS_ADMIN", sysAdmin, "clone", [6]uint64{unix.CLONE_NEWUSER | unix.CLONE_NEWNS}, "EPERM"},
 		{"clone NEWUSER high bits SYS_ADMIN", sysAdmin, "clone", [6]uint64{high | unix.CLONE_NEWUSER}, "EPERM"},
-		{"unshare NEWNS", Config{}, "unshare", [6]uint64{unix.CLONE_NEWNS}, "EPERM"},
+		{"unshare NEWNS", def, "unshare", [6]uint64{unix.CLONE_NEWNS}, "EPERM"},
 		{"unshare NEWNS with SYS_ADMIN", sysAdmin, "unshare", [6]uint64{unix.CLONE_NEWNS}, "allow"},
 		{"unshare NEWUSER with SYS_ADMIN", sysAdmin, "unshare", [6]uint64{unix.CLONE_NEWUSER}, "EPERM"},
 		{"mount with SYS_ADMIN", sysAdmin, "mount", [6]uint64{}, "allow"},
-		{"clone3", Config{}, "clone3", [6]uint64{}, "ENOSYS"},
+		{"clone3", def, "clone3", [6]uint64{}, "ENOSYS"},
 		{"clone3 with SYS_ADMIN", sysAdmin, "clone3", [6]uint64{}, "ENOSYS"},
-		{"personality 0", Config{}, "personality", [6]uint64{0}, "allow"},
-		{"personality query", Config{}, "personality", [6]uint64{0xffffffff}, "allow"},
-		{"personality ADDR_NO_RANDOMIZE", Config{}, "personality", [6]uint64{0x0040000}, "EPERM"},
-		{"socket AF_UNIX", Config{}, "socket", [6]uint64{unix.AF_UNIX}, "allow"},
-		{"socket AF_INET6", Config{}, "socket", [6]uint64{unix.AF_INET6}, "allow"},
-		{"socket AF_NETLINK", Config{}, "socket", [6]uint64{unix.AF_NETLINK}, "allow"},
-		{"socket AF_VSOCK", Config{}, "socket", [6]uint64{unix.AF_VSOCK}, "EPERM"},
-		{"socket AF_ALG", Config{}, "socket", [6]uint64{unix.AF_ALG}, "EPERM"},
-		{"socket AF_UNIX high bits", Config{}, "socket", [6]uint64{high | unix.AF_UNIX}, "EPERM"},
-		{"kcmp", Config{}, "kcmp", [6]uint64{}, "EPERM"},
+		{"personality 0", def, "personality", [6]uint64{0}, "allow"},
+		{"personality query", def, "personality", [6]uint64{0xffffffff}, "allow"},
+		{"personality ADDR_NO_RANDOMIZE", def, "personality", [6]uint64{0x0040000}, "EPERM"},
+		{"socket AF_UNIX", def, "socket", [6]uint64{unix.AF_UNIX}, "allow"},
+		{"socket AF_INET6", def, "socket", [6]uint64{unix.AF_INET6}, "allow"},
+		{"socket AF_NETLINK", def, "socket", [6]uint64{unix.AF_NETLINK}, "allow"},
+		{"socket AF_VSOCK", def, "socket", [6]uint64{unix.AF_VSOCK}, "EPERM"},
+		{"socket AF_ALG", def, "socket", [6]uint64{unix.AF_ALG}, "EPERM"},
+		{"socket AF_UNIX high bits", def, "socket", [6]uint64{high | unix.AF_UNIX}, "EPERM"},
+		{"kcmp", def, "kcmp", [6]uint64{}, "EPERM"},
 		{"kcmp with SYS_PTRACE", ptrace, "kcmp", [6]uint64{}, "allow"},
-		{"chroot", Config{}, "chroot", [6]uint64{}, "allow"},
-		{"chroot without SYS_CHROOT", Config{CapDrop: []string{"SYS_CHROOT"}}, "chroot", [6]uint64{}, "EPERM"},
-		{"bpf", Config{}, "bpf", [6]uint64{}, "EPERM"},
-		{"bpf with BPF", Config{CapAdd: []string{"BPF"}}, "bpf", [6]uint64{}, "allow"},
-		{"ptrace", Config{}, "ptrace", [6]uint64{}, "allow"},
+		{"chroot", def, "chroot", [6]uint64{}, "allow"},
+		{"chroot without SYS_CHROOT", flagConfig(t, nil, []string{"SYS_CHROOT"}), "chroot", [6]uint64{}, "EPERM"},
+		{"bpf", def, "bpf", [6]uint64{}, "EPERM"},
+		{"bpf with BPF", flagConfig(t, []string{"BPF"}, nil), "bpf", [6]uint64{}, "allow"},
+		{"ptrace", def, "ptrace", [6]uint64{}, "allow"},
 	}
 	progs := map[string][]unix.SockFilter{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key := fmt.Sprint(tt.cfg.CapAdd, tt.cfg.CapDrop)
+			key := fmt.Sprint(tt.cfg.Capabilities.Bounding)
 			if progs[key] == nil {
 				progs[key] = mustFilter(t, tt.cfg)
 			}
@@ -200,7 +204,7 @@ func TestDefaultFilter(t *testing.T) {
 }
 
 func TestFilterArchAndRanges(t *testing.T) {
-	prog := mustFilter(t, Config{})
+	prog := mustFilter(t, flagConfig(t, nil, nil))
 	maxNr := maxSyscall()
 	tests := []struct {
 		name string
@@ -243,7 +247,7 @@ func TestFilterCompatABI(t *testing.T) {
 	if compatArch == 0 {
 		t.Skip("no compat ABI on this architecture")
 	}
-	prog := mustFilter(t, Config{})
+	prog := mustFilter(t, flagConfig(t, nil, nil))
 	cnr := func(name string) uint32 {
 		n, ok := compatSyscallNumber(name)
 		if !ok {
@@ -274,7 +278,7 @@ func TestFilterCompatABI(t *testing.T) {
 		}
 	}
 	path := writeProfile(t, `{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ALLOW"}]}`)
-	c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
+	c, err := ParseFlags(nil, nil, []string{"seccomp=" + path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,12 +354,16 @@ func TestCustomProfile(t *testing.T) {
 		]
 	}`
 	path := writeProfile(t, profile)
-	c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
+	c, err := ParseFlags(nil, nil, []string{"seccomp=" + path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	prog := mustFilter(t, c)
-	progPacct := mustFilter(t, Config{Seccomp: path, SeccompJSON: c.SeccompJSON, CapAdd: []string{"SYS_PACCT"}})
+	pacct, err := ParseFlags([]string{"SYS_PACCT"}, nil, []string{"seccomp=" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progPacct := mustFilter(t, pacct)
 	tests := []struct {
 		prog []unix.SockFilter
 		sc   string
@@ -395,7 +403,7 @@ func TestBadProfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		path := writeProfile(t, tt.profile)
-		_, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
+		_, err := ParseFlags(nil, nil, []string{"seccomp=" + path})
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "seccomp profile "+path+": ") {
 			t.Errorf("%s: got %v, want an error with %q", tt.profile, err, tt.want)
 		}
@@ -417,12 +425,9 @@ func TestSyscallTable(t *testing.T) {
 }
 
 func BenchmarkBuildFilter(b *testing.B) {
-	caps, err := Config{}.Capabilities()
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := flagConfig(b, nil, nil)
 	for b.Loop() {
-		if _, err := buildFilter(Config{}, caps); err != nil {
+		if _, err := buildFilter(c); err != nil {
 			b.Fatal(err)
 		}
 	}

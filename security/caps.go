@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,16 +66,16 @@ var defaultCaps = []int{
 // allCaps is the --cap-add/--cap-drop value that means every capability.
 const allCaps = "ALL"
 
-// Capabilities returns the container's capability set, sorted: docker's
-// default 14 with CapDrop removed and CapAdd added (an add wins over a drop
-// of the same capability). As in docker, CapAdd ALL gives every capability
-// but those in CapDrop, and CapDrop ALL gives exactly CapAdd.
-func (c Config) Capabilities() ([]int, error) {
-	adds, addAll, err := parseCaps("cap-add", c.CapAdd)
+// dockerCaps returns the capability set docker gives a container, sorted:
+// the default 14 with drop removed and add added (an add wins over a drop
+// of the same capability). As in docker, add ALL gives every capability but
+// those dropped, and drop ALL gives exactly add.
+func dockerCaps(add, drop []string) ([]int, error) {
+	adds, addAll, err := parseFlagCaps("cap-add", add)
 	if err != nil {
 		return nil, err
 	}
-	drops, dropAll, err := parseCaps("cap-drop", c.CapDrop)
+	drops, dropAll, err := parseFlagCaps("cap-drop", drop)
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +101,9 @@ func (c Config) Capabilities() ([]int, error) {
 	return slices.Compact(set), nil
 }
 
-// parseCaps resolves capability names as given to flag: "NET_ADMIN",
+// parseFlagCaps resolves capability names as given to flag: "NET_ADMIN",
 // "CAP_NET_ADMIN", "net_admin" or ALL.
-func parseCaps(flag string, names []string) (caps []int, all bool, err error) {
+func parseFlagCaps(flag string, names []string) (caps []int, all bool, err error) {
 	for _, name := range names {
 		s := strings.ToUpper(strings.TrimSpace(name))
 		if s == allCaps {
@@ -116,6 +117,57 @@ func parseCaps(flag string, names []string) (caps []int, all bool, err error) {
 		caps = append(caps, n)
 	}
 	return caps, all, nil
+}
+
+// capSets are the five sets of a runtime-spec config as bit masks, one bit
+// a capability number.
+type capSets struct {
+	bounding, effective, permitted, inheritable, ambient uint64
+}
+
+// resolveCaps turns the runtime spec's sets into masks. Names are taken as
+// the spec writes them ("CAP_NET_ADMIN"); one this build does not know is
+// an error, since the payload would silently run without it. Capabilities
+// above last, which the running kernel does not have, are left out, as runc
+// leaves them out: a config written for a newer kernel still runs.
+func resolveCaps(c *specs.LinuxCapabilities, last int) (capSets, error) {
+	var s capSets
+	if c == nil {
+		return s, nil
+	}
+	for _, set := range []struct {
+		name  string
+		names []string
+		mask  *uint64
+	}{
+		{"bounding", c.Bounding, &s.bounding},
+		{"effective", c.Effective, &s.effective},
+		{"permitted", c.Permitted, &s.permitted},
+		{"inheritable", c.Inheritable, &s.inheritable},
+		{"ambient", c.Ambient, &s.ambient},
+	} {
+		for _, name := range set.names {
+			n, ok := capByName(name)
+			if !ok {
+				return capSets{}, fmt.Errorf("capability %q: unknown in the %s set (use a name from capabilities(7) in the runtime spec's form, such as CAP_NET_ADMIN)", name, set.name)
+			}
+			if n <= last {
+				*set.mask |= 1 << n
+			}
+		}
+	}
+	return s, nil
+}
+
+// capByName finds a capability by its name in the runtime spec's form,
+// "CAP_NET_ADMIN".
+func capByName(name string) (int, bool) {
+	bare, ok := strings.CutPrefix(name, "CAP_")
+	if !ok || bare == "" {
+		return 0, false
+	}
+	n := slices.Index(capNames[:], bare)
+	return n, n >= 0
 }
 
 // capName returns the name of capability n as in capabilities(7), such as

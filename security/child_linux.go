@@ -15,11 +15,13 @@ import (
 // PrepareCaps runs in init before it changes uid and gid. It locks the
 // calling goroutine to its OS thread (capabilities belong to a thread: the
 // payload must be exec'd from this one), drops every capability outside the
-// container's set from the bounding set, clears the ambient set, empties the
-// inheritable set and lowers permitted and effective to the set plus
-// CAP_SETUID and CAP_SETGID, which the uid change needs (Finalize takes them
-// back). After execve a root payload has exactly the set, since root gains
-// its bounding set; any other uid has none.
+// bounding set from it, clears the ambient set, and lowers permitted and
+// effective to the permitted set plus CAP_SETUID and CAP_SETGID, which the
+// uid change needs (Finalize takes them back). Keep-caps is set so that
+// permitted survives a setuid to another uid: Finalize then sets the sets
+// the config asks for, for any uid, as runc does. The inheritable set is
+// set here, where it still can be: once CAP_SETPCAP is gone, capset(2) only
+// lowers it.
 //
 // With no-new-privileges=false it also joins the session keyring and loads
 // the seccomp filter here: without no_new_privs, loading a filter needs
@@ -27,7 +29,8 @@ import (
 // does until execve (docker's does), as in runc.
 func PrepareCaps(c Config) error {
 	runtime.LockOSThread()
-	set, err := c.Capabilities()
+	last := lastCap()
+	sets, err := resolveCaps(c.Capabilities, last)
 	if err != nil {
 		return err
 	}
@@ -35,17 +38,12 @@ func PrepareCaps(c Config) error {
 		if err := joinSessionKeyring(); err != nil {
 			return err
 		}
-		if err := loadSeccomp(c, set); err != nil {
+		if err := loadSeccomp(c); err != nil {
 			return err
 		}
 	}
-	last := lastCap()
-	keep := map[int]bool{}
-	for _, n := range set {
-		keep[n] = true
-	}
 	for n := 0; n <= last; n++ {
-		if keep[n] {
+		if sets.bounding&(1<<n) != 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(n), 0, 0, 0); err != nil {
@@ -56,25 +54,34 @@ func PrepareCaps(c Config) error {
 	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: kernel < 4.3, no ambient set
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
-	keep[unix.CAP_SETUID], keep[unix.CAP_SETGID] = true, true
-	var mask [2]uint32
-	for n := range keep {
-		if n <= last {
-			mask[n/32] |= 1 << (n % 32)
-		}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set keep-caps: %w", err)
 	}
-	return setCaps(mask, mask)
+	cur, err := getCaps()
+	if err != nil {
+		return err
+	}
+	keep := (sets.permitted | 1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID) & cur.permitted
+	// The kernel refuses an inheritable capability outside the bounding
+	// set (capset(2)); it could never reach the payload anyway.
+	inh := sets.inheritable & (cur.inheritable | sets.bounding&cur.permitted)
+	return setCaps(capState{effective: keep, permitted: keep, inheritable: inh})
 }
 
 // Finalize runs in init after the uid change, as the very last step before
 // execve, on the thread PrepareCaps locked. It joins a new anonymous session
-// keyring (the payload cannot reach the user's keys), lowers permitted and
-// effective to the container's set (a root payload keeps it, another uid
-// has none left), sets no_new_privs and loads the seccomp filter on every
-// thread of the process. With no-new-privileges=false the keyring and the
-// filter were done by PrepareCaps.
+// keyring (the payload cannot reach the user's keys), sets the effective,
+// permitted and inheritable sets the config asks for and raises its ambient
+// set, sets no_new_privs and loads the seccomp filter on every thread of the
+// process. With no-new-privileges=false the keyring and the filter were done
+// by PrepareCaps.
+//
+// After execve a root payload has its bounding set (root gains it); any
+// other uid keeps only its ambient set, so with docker's flags, which leave
+// it empty, it has none.
 func Finalize(c Config) error {
-	set, err := c.Capabilities()
+	last := lastCap()
+	sets, err := resolveCaps(c.Capabilities, last)
 	if err != nil {
 		return err
 	}
@@ -83,18 +90,21 @@ func Finalize(c Config) error {
 			return err
 		}
 	}
-	var mask [2]uint32
-	for _, n := range set {
-		mask[n/32] |= 1 << (n % 32)
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear keep-caps: %w", err)
 	}
 	cur, err := getCaps()
 	if err != nil {
 		return err
 	}
-	for i := range mask {
-		mask[i] &= cur[i]
+	// capset(2) can only lower the sets now: what PrepareCaps could not
+	// keep is left out rather than failing.
+	prm := sets.permitted & cur.permitted
+	next := capState{effective: sets.effective & prm, permitted: prm, inheritable: sets.inheritable & cur.inheritable}
+	if err := setCaps(next); err != nil {
+		return err
 	}
-	if err := setCaps(mask, mask); err != nil {
+	if err := raiseAmbient(sets.ambient, last); err != nil {
 		return err
 	}
 	if !c.NoNewPrivs {
@@ -103,7 +113,30 @@ func Finalize(c Config) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set no_new_privs: %w", err)
 	}
-	return loadSeccomp(c, set)
+	return loadSeccomp(c)
+}
+
+// raiseAmbient raises each capability of set in the ambient set, the only
+// one a payload that is not root keeps across execve. A capability the
+// kernel refuses is an error, as in runc: the payload would run without
+// what its config grants. A kernel without ambient capabilities (before
+// 4.3) gets none, as runc does.
+func raiseAmbient(set uint64, last int) error {
+	if set == 0 {
+		return nil
+	}
+	if _, err := unix.PrctlRetInt(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_IS_SET, 0, 0, 0); errors.Is(err, unix.EINVAL) {
+		return nil
+	}
+	for n := 0; n <= last; n++ {
+		if set&(1<<n) == 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0); err != nil {
+			return fmt.Errorf("raise ambient capability %s: %w (an ambient capability must be in the permitted and inheritable sets too)", capName(n), err)
+		}
+	}
+	return nil
 }
 
 // joinSessionKeyring gives the process a new anonymous session keyring.
@@ -120,16 +153,16 @@ func joinSessionKeyring() error {
 	return fmt.Errorf("join a new session keyring: %w", errno)
 }
 
-// loadSeccomp compiles the profile c asks for and loads it on every thread.
-func loadSeccomp(c Config, caps []int) error {
+// loadSeccomp loads the program c carries, or compiles the profile c asks
+// for when it carries none, on every thread.
+func loadSeccomp(c Config) error {
+	var f *filter
+	var err error
 	if len(c.Filter) > 0 {
-		f, err := filterFromBytes(c.Filter, c.FilterFlags)
-		if err != nil {
-			return err
-		}
-		return f.load()
+		f, err = filterFromBytes(c.Filter, c.FilterFlags)
+	} else {
+		f, err = buildFilter(c)
 	}
-	f, err := buildFilter(c, caps)
 	if err != nil || f == nil {
 		return err
 	}
@@ -166,22 +199,36 @@ func lastCap() int {
 	return n
 }
 
-func getCaps() ([2]uint32, error) {
+// capState is a thread's capability sets as capget(2) and capset(2) see
+// them, one bit a capability.
+type capState struct {
+	effective, permitted, inheritable uint64
+}
+
+func getCaps() (capState, error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return [2]uint32{}, fmt.Errorf("capget: %w", err)
+		return capState{}, fmt.Errorf("capget: %w", err)
 	}
-	return [2]uint32{data[0].Permitted, data[1].Permitted}, nil
+	join := func(lo, hi uint32) uint64 { return uint64(hi)<<32 | uint64(lo) }
+	return capState{
+		effective:   join(data[0].Effective, data[1].Effective),
+		permitted:   join(data[0].Permitted, data[1].Permitted),
+		inheritable: join(data[0].Inheritable, data[1].Inheritable),
+	}, nil
 }
 
-// setCaps sets the calling thread's permitted and effective sets and
-// empties its inheritable set.
-func setCaps(permitted, effective [2]uint32) error {
+// setCaps sets the calling thread's effective, permitted and inheritable
+// sets.
+func setCaps(s capState) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	for i := range data {
-		data[i].Permitted, data[i].Effective = permitted[i], effective[i]
+		shift := 32 * i
+		data[i].Effective = uint32(s.effective >> shift)
+		data[i].Permitted = uint32(s.permitted >> shift)
+		data[i].Inheritable = uint32(s.inheritable >> shift)
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ const childEnv = "_RABBITC_SECURITY_TEST_CHILD"
 
 // childTask is what the re-exec'd test binary does.
 type childTask struct {
-	Mode     string // "probe", "status" or "x32"
+	Mode     string // "probe", "status", "status-noexec" or "x32"
 	Config   Config
 	Prepare  bool // call PrepareCaps
 	Finalize bool // call Finalize
@@ -75,12 +76,9 @@ func childMain(task string) int {
 		}
 	}
 	if t.FilterOnly {
-		caps, err := t.Config.Capabilities()
+		err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 		if err == nil {
-			err = unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-		}
-		if err == nil {
-			err = loadSeccomp(t.Config, caps)
+			err = loadSeccomp(t.Config)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "load filter:", err)
@@ -92,6 +90,15 @@ func childMain(task string) int {
 		err := unix.Exec("/bin/cat", []string{"cat", "/proc/self/status"}, os.Environ())
 		fmt.Fprintln(os.Stderr, "exec /bin/cat:", err)
 		return 4
+	case "status-noexec":
+		// The sets as Finalize left them, before execve recomputes them.
+		b, err := os.ReadFile("/proc/thread-self/status")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 4
+		}
+		os.Stdout.Write(b)
+		return 0
 	case "x32":
 		if x32Bit != 0 {
 			unix.RawSyscall(x32Bit|unix.SYS_GETPID, 0, 0, 0)
@@ -317,7 +324,7 @@ func TestSeccompProbes(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
 		// The child keeps all capabilities of its user namespace, so
 		// every EPERM here comes from the filter.
-		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true}, FilterOnly: true})
+		res := runProbe(t, childTask{Config: mustFlags(t, nil, nil, nil), FilterOnly: true})
 		checkProbe(t, res, common)
 		checkProbe(t, res, filtered)
 		if n, _ := strconv.Atoi(res["threads"]); n < 2 {
@@ -325,7 +332,7 @@ func TestSeccompProbes(t *testing.T) {
 		}
 	})
 	t.Run("sys_admin", func(t *testing.T) {
-		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true, CapAdd: []string{"SYS_ADMIN"}}, FilterOnly: true})
+		res := runProbe(t, childTask{Config: mustFlags(t, []string{"SYS_ADMIN"}, nil, nil), FilterOnly: true})
 		checkProbe(t, res, common)
 		checkProbe(t, res, map[string]string{
 			"mount": "ok", "unshare-user": "EPERM", "clone-user": "EPERM", "clone3": "ENOSYS",
@@ -333,28 +340,62 @@ func TestSeccompProbes(t *testing.T) {
 		})
 	})
 	t.Run("init-sequence", func(t *testing.T) {
-		res := runProbe(t, childTask{Config: Config{NoNewPrivs: true}, Prepare: true, Finalize: true})
+		res := runProbe(t, childTask{Config: mustFlags(t, nil, nil, nil), Prepare: true, Finalize: true})
 		checkProbe(t, res, common)
 		checkProbe(t, res, filtered)
 	})
 	t.Run("no-new-privileges=false", func(t *testing.T) {
-		res := runProbe(t, childTask{Config: Config{NoNewPrivs: false}, Prepare: true, Finalize: true})
+		res := runProbe(t, childTask{Config: mustFlags(t, nil, nil, []string{"no-new-privileges=false"}), Prepare: true, Finalize: true})
 		checkProbe(t, res, common)
 		checkProbe(t, res, map[string]string{"tiocsti": "EPERM", "status-seccomp": "2", "status-nnp": "0", "threads-differing": "0"})
 	})
 	t.Run("unconfined", func(t *testing.T) {
-		cfg := Config{NoNewPrivs: true, Seccomp: SeccompUnconfined, CapAdd: []string{"SYS_ADMIN"}}
+		cfg := mustFlags(t, []string{"SYS_ADMIN"}, nil, []string{"seccomp=" + SeccompUnconfined})
 		res := runProbe(t, childTask{Config: cfg, Prepare: true, Finalize: true})
 		checkProbe(t, res, common)
 		checkProbe(t, res, map[string]string{"mount": "ok", "personality-set": "ok", "status-seccomp": "0", "status-nnp": "1", "keyctl": "ok"})
 	})
+	t.Run("oci profile", func(t *testing.T) {
+		// An OCI config's profile is loaded as given: nothing of
+		// rabbitc's hardening, only its own rule.
+		var all []string
+		for n := range capNames {
+			all = append(all, capName(n))
+		}
+		cfg := Config{
+			Capabilities: &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all},
+			NoNewPrivs:   true,
+			Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"reboot"}, Action: specs.ActErrno},
+			}},
+		}
+		if err := cfg.Check(); err != nil {
+			t.Fatal(err)
+		}
+		res := runProbe(t, childTask{Config: cfg, Prepare: true, Finalize: true})
+		checkProbe(t, res, common)
+		checkProbe(t, res, map[string]string{
+			"unshare-user": "EINVAL", "clone-user": "ok", "clone3": "EINVAL", "tiocsti": "ENOTTY", "tioclinux": "ENOTTY",
+			"mount": "ok", "reboot": "EPERM", "status-seccomp": "2", "status-nnp": "1", "threads-differing": "0",
+		})
+	})
+}
+
+// mustFlags is the Config of docker's flags.
+func mustFlags(t testing.TB, capAdd, capDrop, securityOpts []string) Config {
+	t.Helper()
+	c, err := ParseFlags(capAdd, capDrop, securityOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func TestX32Killed(t *testing.T) {
 	if x32Bit == 0 {
 		t.Skip("no x32 ABI on " + runtime.GOARCH)
 	}
-	_, err := runChild(t, childTask{Mode: "x32", Config: Config{NoNewPrivs: true}, Finalize: true})
+	_, err := runChild(t, childTask{Mode: "x32", Config: mustFlags(t, nil, nil, nil), Finalize: true})
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("x32 getpid: got %v, want death by SIGSYS", err)
@@ -364,62 +405,160 @@ func TestX32Killed(t *testing.T) {
 	}
 }
 
-// TestCapabilitySets execs /bin/cat /proc/self/status after the init
-// sequence and checks the payload's sets.
-func TestCapabilitySets(t *testing.T) {
+// capMask is the bit mask of caps the running kernel has, as
+// /proc/PID/status shows it.
+func capMask(caps ...int) uint64 {
 	last := lastCap()
-	mask := func(caps ...int) uint64 {
-		var m uint64
-		for _, c := range caps {
-			if c <= last {
-				m |= 1 << c
-			}
+	var m uint64
+	for _, c := range caps {
+		if c <= last {
+			m |= 1 << c
 		}
-		return m
 	}
-	all := make([]int, last+1)
+	return m
+}
+
+// wantCaps are a thread's sets as /proc/PID/status shows them.
+type wantCaps struct{ bnd, prm, eff, inh, amb uint64 }
+
+// runStatus runs the init sequence in a child with task's config and
+// checks its sets: after execve of /bin/cat (mode "status") or just after
+// Finalize ("status-noexec").
+func runStatus(t *testing.T, task childTask, want wantCaps, nnp string) {
+	t.Helper()
+	if task.SetUID != 0 && os.Getuid() != 0 {
+		t.Skip("mapping a second uid needs root (or newuidmap)")
+	}
+	task.Prepare, task.Finalize = true, true
+	out, err := runChild(t, task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := parseStatus(out)
+	for _, f := range []struct {
+		key  string
+		want uint64
+	}{{"CapBnd", want.bnd}, {"CapPrm", want.prm}, {"CapEff", want.eff}, {"CapInh", want.inh}, {"CapAmb", want.amb}} {
+		got, err := strconv.ParseUint(st[f.key], 16, 64)
+		if err != nil || got != f.want {
+			t.Errorf("%s = %s, want %016x", f.key, st[f.key], f.want)
+		}
+	}
+	if st["NoNewPrivs"] != nnp || st["Seccomp"] != "2" {
+		t.Errorf("NoNewPrivs %s Seccomp %s, want %s and 2", st["NoNewPrivs"], st["Seccomp"], nnp)
+	}
+}
+
+// TestCapabilitySets execs /bin/cat /proc/self/status after the init
+// sequence with docker's flags and checks the payload's sets: a root
+// payload has exactly the set, another uid none.
+func TestCapabilitySets(t *testing.T) {
+	all := make([]int, lastCap()+1)
 	for i := range all {
 		all[i] = i
 	}
-	def := mask(defaultCaps...)
+	def := capMask(defaultCaps...)
 	tests := []struct {
-		name   string
-		cfg    Config
-		setuid int
-		bnd    uint64
-		eff    uint64
-		nnp    string
+		name      string
+		add, drop []string
+		opts      []string
+		setuid    int
+		want      wantCaps
 	}{
-		{"default", Config{NoNewPrivs: true}, 0, def, def, "1"},
-		{"add NET_ADMIN", Config{NoNewPrivs: true, CapAdd: []string{"NET_ADMIN"}}, 0, def | mask(unix.CAP_NET_ADMIN), def | mask(unix.CAP_NET_ADMIN), "1"},
-		{"drop SETUID SETGID", Config{NoNewPrivs: true, CapDrop: []string{"SETUID", "cap_setgid"}}, 0, def &^ mask(unix.CAP_SETUID, unix.CAP_SETGID), def &^ mask(unix.CAP_SETUID, unix.CAP_SETGID), "1"},
-		{"drop ALL add CHOWN", Config{NoNewPrivs: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CHOWN"}}, 0, mask(unix.CAP_CHOWN), mask(unix.CAP_CHOWN), "1"},
-		{"add ALL", Config{NoNewPrivs: true, CapAdd: []string{"ALL"}}, 0, mask(all...), mask(all...), "1"},
-		{"no-new-privileges=false", Config{}, 0, def, def, "0"},
-		{"non-root payload", Config{NoNewPrivs: true}, 1000, def, 0, "1"},
+		{name: "default", want: wantCaps{bnd: def, prm: def, eff: def}},
+		{name: "add NET_ADMIN", add: []string{"NET_ADMIN"}, want: wantCaps{bnd: def | capMask(unix.CAP_NET_ADMIN), prm: def | capMask(unix.CAP_NET_ADMIN), eff: def | capMask(unix.CAP_NET_ADMIN)}},
+		{name: "drop SETUID SETGID", drop: []string{"SETUID", "cap_setgid"}, want: wantCaps{
+			bnd: def &^ capMask(unix.CAP_SETUID, unix.CAP_SETGID), prm: def &^ capMask(unix.CAP_SETUID, unix.CAP_SETGID), eff: def &^ capMask(unix.CAP_SETUID, unix.CAP_SETGID)}},
+		{name: "drop ALL add CHOWN", drop: []string{"ALL"}, add: []string{"CHOWN"}, want: wantCaps{bnd: capMask(unix.CAP_CHOWN), prm: capMask(unix.CAP_CHOWN), eff: capMask(unix.CAP_CHOWN)}},
+		{name: "drop ALL", drop: []string{"ALL"}},
+		{name: "add ALL", add: []string{"ALL"}, want: wantCaps{bnd: capMask(all...), prm: capMask(all...), eff: capMask(all...)}},
+		{name: "no-new-privileges=false", opts: []string{"no-new-privileges=false"}, want: wantCaps{bnd: def, prm: def, eff: def}},
+		{name: "non-root payload", setuid: 1000, want: wantCaps{bnd: def}},
+		{name: "non-root payload add ALL", add: []string{"ALL"}, setuid: 1000, want: wantCaps{bnd: capMask(all...)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.setuid != 0 && os.Getuid() != 0 {
-				t.Skip("mapping a second uid needs root (or newuidmap)")
+			nnp := "1"
+			if len(tt.opts) > 0 {
+				nnp = "0"
 			}
-			out, err := runChild(t, childTask{Mode: "status", Config: tt.cfg, Prepare: true, Finalize: true, SetUID: tt.setuid})
-			if err != nil {
+			runStatus(t, childTask{Mode: "status", Config: mustFlags(t, tt.add, tt.drop, tt.opts), SetUID: tt.setuid}, tt.want, nnp)
+		})
+	}
+}
+
+// TestOCICapabilitySets sets the runtime spec's five sets as runc does and
+// checks them just after Finalize (exactly as asked) and after execve
+// (what the kernel makes of them: a payload that is not root keeps its
+// ambient set, root gains its bounding set).
+func TestOCICapabilitySets(t *testing.T) {
+	const (
+		chown = unix.CAP_CHOWN
+		nbs   = unix.CAP_NET_BIND_SERVICE
+		kill  = unix.CAP_KILL
+	)
+	sets := func(bnd, eff, prm, inh, amb []int) *specs.LinuxCapabilities {
+		return &specs.LinuxCapabilities{Bounding: capNamesOf(bnd), Effective: capNamesOf(eff), Permitted: capNamesOf(prm), Inheritable: capNamesOf(inh), Ambient: capNamesOf(amb)}
+	}
+	def := defaultCaps
+	one := []int{nbs}
+	tests := []struct {
+		name   string
+		caps   *specs.LinuxCapabilities
+		setuid int
+		exec   bool
+		want   wantCaps
+	}{
+		{name: "nil", caps: nil, exec: true},
+		{name: "nil non-root", caps: nil, setuid: 1000, exec: true},
+		// Finalize sets each set exactly, whatever the others hold.
+		{name: "exact", caps: sets([]int{chown, nbs}, []int{chown}, []int{chown, nbs, kill}, []int{chown}, nil),
+			want: wantCaps{bnd: capMask(chown, nbs), eff: capMask(chown), prm: capMask(chown, nbs, kill), inh: capMask(chown)}},
+		{name: "exact non-root", caps: sets([]int{chown, nbs}, []int{chown}, []int{chown, nbs, kill}, []int{chown}, nil), setuid: 1000,
+			want: wantCaps{bnd: capMask(chown, nbs), eff: capMask(chown), prm: capMask(chown, nbs, kill), inh: capMask(chown)}},
+		// The kernel takes no inheritable capability outside the bounding set.
+		{name: "inheritable outside bounding", caps: sets([]int{chown}, nil, []int{chown, kill}, []int{chown, kill}, nil),
+			want: wantCaps{bnd: capMask(chown), prm: capMask(chown, kill), inh: capMask(chown)}},
+		// Root gains its bounding set at execve: a bounding set smaller
+		// than permitted is what it ends with.
+		{name: "bounding smaller than permitted", caps: sets([]int{chown}, def, def, nil, nil), exec: true,
+			want: wantCaps{bnd: capMask(chown), prm: capMask(chown), eff: capMask(chown)}},
+		// A payload that is not root keeps its ambient set across execve.
+		{name: "ambient non-root", caps: sets(def, one, one, one, one), setuid: 1000, exec: true,
+			want: wantCaps{bnd: capMask(def...), prm: capMask(nbs), eff: capMask(nbs), inh: capMask(nbs), amb: capMask(nbs)}},
+		{name: "ambient root", caps: sets([]int{chown, nbs}, []int{chown}, []int{chown, nbs}, []int{nbs}, []int{nbs}), exec: true,
+			want: wantCaps{bnd: capMask(chown, nbs), prm: capMask(chown, nbs), eff: capMask(chown, nbs), inh: capMask(nbs), amb: capMask(nbs)}},
+		// Without ambient, inheritable alone gives nothing to a binary
+		// without file capabilities, but stays set.
+		{name: "inheritable non-root", caps: sets(def, one, one, one, nil), setuid: 1000, exec: true,
+			want: wantCaps{bnd: capMask(def...), inh: capMask(nbs)}},
+		{name: "bounding smaller than permitted non-root", caps: sets([]int{chown}, []int{chown, nbs}, []int{chown, nbs}, []int{chown}, []int{chown}), setuid: 1000, exec: true,
+			want: wantCaps{bnd: capMask(chown), prm: capMask(chown), eff: capMask(chown), inh: capMask(chown), amb: capMask(chown)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Capabilities: tt.caps, NoNewPrivs: true, Default: true}
+			if err := cfg.Check(); err != nil {
 				t.Fatal(err)
 			}
-			st := parseStatus(out)
-			for _, f := range []struct {
-				key  string
-				want uint64
-			}{{"CapBnd", tt.bnd}, {"CapPrm", tt.eff}, {"CapEff", tt.eff}, {"CapInh", 0}, {"CapAmb", 0}} {
-				got, err := strconv.ParseUint(st[f.key], 16, 64)
-				if err != nil || got != f.want {
-					t.Errorf("%s = %s, want %016x", f.key, st[f.key], f.want)
-				}
+			mode := "status-noexec"
+			if tt.exec {
+				mode = "status"
 			}
-			if st["NoNewPrivs"] != tt.nnp || st["Seccomp"] != "2" {
-				t.Errorf("NoNewPrivs %s Seccomp %s, want %s and 2", st["NoNewPrivs"], st["Seccomp"], tt.nnp)
-			}
+			runStatus(t, childTask{Mode: mode, Config: cfg, SetUID: tt.setuid}, tt.want, "1")
 		})
+	}
+}
+
+// TestAmbientNotPermitted: an ambient capability that is not also
+// permitted and inheritable fails the start, naming it, rather than
+// leaving the payload without it.
+func TestAmbientNotPermitted(t *testing.T) {
+	nbs := []string{"CAP_NET_BIND_SERVICE"}
+	cfg := Config{NoNewPrivs: true, Capabilities: &specs.LinuxCapabilities{Bounding: nbs, Effective: nbs, Permitted: nbs, Ambient: nbs}}
+	_, err := runChild(t, childTask{Mode: "status", Config: cfg, Prepare: true, Finalize: true})
+	want := "Finalize: raise ambient capability CAP_NET_BIND_SERVICE: operation not permitted (an ambient capability must be in the permitted and inheritable sets too)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error with %q", err, want)
 	}
 }

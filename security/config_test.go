@@ -9,10 +9,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
-func TestCapabilities(t *testing.T) {
+func TestDockerCaps(t *testing.T) {
 	def := slices.Sorted(slices.Values(defaultCaps))
 	with := func(extra ...int) []int { return slices.Sorted(slices.Values(append(slices.Clone(def), extra...))) }
 	without := func(drop ...int) []int {
@@ -49,7 +50,7 @@ func TestCapabilities(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Config{CapAdd: tt.add, CapDrop: tt.drop}.Capabilities()
+			got, err := dockerCaps(tt.add, tt.drop)
 			if tt.err != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tt.err) {
 					t.Fatalf("got %v, %v; want error %q", got, err, tt.err)
@@ -74,7 +75,7 @@ func TestCapNames(t *testing.T) {
 	}
 }
 
-func TestParseConfig(t *testing.T) {
+func TestParseFlags(t *testing.T) {
 	dir := t.TempDir()
 	profile := filepath.Join(dir, "profile.json")
 	body := []byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`)
@@ -89,21 +90,24 @@ func TestParseConfig(t *testing.T) {
 	if err := os.WriteFile(big, make([]byte, maxProfileSize+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// want says which profile: "default", "unconfined" or "file".
 	tests := []struct {
-		name string
-		opts []string
-		want Config
-		err  string
+		name    string
+		opts    []string
+		seccomp string
+		nnp     bool
+		err     string
 	}{
-		{name: "none", want: Config{NoNewPrivs: true}},
-		{name: "unconfined", opts: []string{"seccomp=unconfined"}, want: Config{Seccomp: "unconfined", NoNewPrivs: true}},
-		{name: "legacy colon", opts: []string{"seccomp:unconfined"}, want: Config{Seccomp: "unconfined", NoNewPrivs: true}},
-		{name: "file", opts: []string{"seccomp=" + profile}, want: Config{Seccomp: profile, SeccompJSON: body, NoNewPrivs: true}},
-		{name: "last seccomp wins", opts: []string{"seccomp=" + profile, "seccomp=unconfined"}, want: Config{Seccomp: "unconfined", NoNewPrivs: true}},
-		{name: "nnp bare", opts: []string{"no-new-privileges"}, want: Config{NoNewPrivs: true}},
-		{name: "nnp false", opts: []string{"no-new-privileges=false"}, want: Config{}},
-		{name: "nnp legacy false", opts: []string{"no-new-privileges:false"}, want: Config{}},
-		{name: "nnp true", opts: []string{"no-new-privileges=false", "no-new-privileges=true"}, want: Config{NoNewPrivs: true}},
+		{name: "none", seccomp: "default", nnp: true},
+		{name: "unconfined", opts: []string{"seccomp=unconfined"}, seccomp: "unconfined", nnp: true},
+		{name: "legacy colon", opts: []string{"seccomp:unconfined"}, seccomp: "unconfined", nnp: true},
+		{name: "file", opts: []string{"seccomp=" + profile}, seccomp: "file", nnp: true},
+		{name: "last seccomp wins", opts: []string{"seccomp=" + profile, "seccomp=unconfined"}, seccomp: "unconfined", nnp: true},
+		{name: "file wins last", opts: []string{"seccomp=unconfined", "seccomp=" + profile}, seccomp: "file", nnp: true},
+		{name: "nnp bare", opts: []string{"no-new-privileges"}, seccomp: "default", nnp: true},
+		{name: "nnp false", opts: []string{"no-new-privileges=false"}, seccomp: "default"},
+		{name: "nnp legacy false", opts: []string{"no-new-privileges:false"}, seccomp: "default"},
+		{name: "nnp true", opts: []string{"no-new-privileges=false", "no-new-privileges=true"}, seccomp: "default", nnp: true},
 		{name: "nnp bad bool", opts: []string{"no-new-privileges=maybe"}, err: `security-opt "no-new-privileges=maybe": invalid boolean "maybe" (use seccomp=unconfined`},
 		{name: "apparmor", opts: []string{"apparmor=unconfined"}, err: `security-opt "apparmor=unconfined": unknown option (use seccomp=unconfined, seccomp=FILE.json, no-new-privileges or no-new-privileges=true|false)`},
 		{name: "label", opts: []string{"label=disable"}, err: `security-opt "label=disable": unknown option`},
@@ -116,7 +120,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseConfig(nil, nil, tt.opts)
+			got, err := ParseFlags(nil, nil, tt.opts)
 			if tt.err != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tt.err) {
 					t.Fatalf("got %+v, %v; want error %q", got, err, tt.err)
@@ -126,17 +130,121 @@ func TestParseConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Seccomp != tt.want.Seccomp || string(got.SeccompJSON) != string(tt.want.SeccompJSON) || got.NoNewPrivs != tt.want.NoNewPrivs {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
+			if got.NoNewPrivs != tt.nnp {
+				t.Errorf("NoNewPrivs %v, want %v", got.NoNewPrivs, tt.nnp)
+			}
+			var ok bool
+			switch tt.seccomp {
+			case "default":
+				ok = got.Default && got.Seccomp == nil && got.Filter == nil // compiled later, by Compile
+			case "unconfined":
+				ok = !got.Default && got.Seccomp == nil && got.Filter == nil
+			case "file":
+				ok = !got.Default && got.Seccomp != nil && got.Seccomp.DefaultAction == specs.ActAllow && len(got.Filter) > 0
+			}
+			if !ok {
+				t.Errorf("Default %v, Seccomp %v, %d bytes of filter; want the %s profile", got.Default, got.Seccomp, len(got.Filter), tt.seccomp)
 			}
 		})
 	}
-	if _, err := ParseConfig([]string{"NET_ADMIN"}, []string{"BOGUS"}, nil); err == nil || !strings.HasPrefix(err.Error(), `cap-drop "BOGUS"`) {
+	if _, err := ParseFlags([]string{"NET_ADMIN"}, []string{"BOGUS"}, nil); err == nil || !strings.HasPrefix(err.Error(), `cap-drop "BOGUS"`) {
 		t.Errorf("bad cap-drop: got %v", err)
 	}
-	c, err := ParseConfig([]string{"net_admin"}, []string{"ALL"}, nil)
-	if err != nil || !slices.Equal(c.CapAdd, []string{"net_admin"}) || !slices.Equal(c.CapDrop, []string{"ALL"}) {
-		t.Errorf("got %+v, %v", c, err)
+}
+
+// TestParseFlagsCapabilitySets: docker's set goes into the bounding,
+// effective and permitted sets; inheritable and ambient stay empty, so a
+// payload that is not root has no capabilities after execve.
+func TestParseFlagsCapabilitySets(t *testing.T) {
+	for _, tt := range []struct {
+		add, drop []string
+		want      []string
+	}{
+		{nil, nil, capNamesOf(slices.Sorted(slices.Values(defaultCaps)))},
+		{[]string{"net_admin"}, []string{"ALL"}, []string{"CAP_NET_ADMIN"}},
+		{nil, []string{"ALL"}, []string{}},
+	} {
+		c, err := ParseFlags(tt.add, tt.drop, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caps := c.Capabilities
+		if caps == nil {
+			t.Fatalf("add %v drop %v: no capabilities", tt.add, tt.drop)
+		}
+		for name, set := range map[string][]string{"bounding": caps.Bounding, "effective": caps.Effective, "permitted": caps.Permitted} {
+			if !slices.Equal(set, tt.want) {
+				t.Errorf("add %v drop %v: %s set %v, want %v", tt.add, tt.drop, name, set, tt.want)
+			}
+		}
+		if len(caps.Inheritable) != 0 || len(caps.Ambient) != 0 {
+			t.Errorf("add %v drop %v: inheritable %v, ambient %v; want both empty", tt.add, tt.drop, caps.Inheritable, caps.Ambient)
+		}
+		if len(caps.Bounding) > 0 && &caps.Bounding[0] == &caps.Permitted[0] {
+			t.Error("the sets share one array: changing one would change the others")
+		}
+		if err := c.Check(); err != nil {
+			t.Errorf("add %v drop %v: Check: %v", tt.add, tt.drop, err)
+		}
+	}
+}
+
+// TestCheck: an OCI config's capability names must be known, in any of
+// the five sets; those this kernel lacks are skipped later.
+func TestCheck(t *testing.T) {
+	good := func() *specs.LinuxCapabilities {
+		return &specs.LinuxCapabilities{
+			Bounding: []string{"CAP_CHOWN", "CAP_NET_ADMIN"}, Effective: []string{"CAP_CHOWN"},
+			Permitted: []string{"CAP_CHOWN"}, Inheritable: []string{"CAP_CHOWN"}, Ambient: []string{"CAP_CHOWN"},
+		}
+	}
+	if err := (Config{Capabilities: good()}).Check(); err != nil {
+		t.Fatalf("a good config: %v", err)
+	}
+	if err := (Config{}).Check(); err != nil {
+		t.Fatalf("no capabilities: %v", err)
+	}
+	var all []string
+	for n := range capNames {
+		all = append(all, capName(n))
+	}
+	if err := (Config{Capabilities: &specs.LinuxCapabilities{Bounding: all, Ambient: all}}).Check(); err != nil {
+		t.Fatalf("every capability this build knows, some perhaps beyond the kernel's: %v", err)
+	}
+	for _, tt := range []struct {
+		set  func(*specs.LinuxCapabilities) *[]string
+		name string
+		want string
+	}{
+		{func(c *specs.LinuxCapabilities) *[]string { return &c.Bounding }, "CAP_FOO", `capability "CAP_FOO": unknown in the bounding set (use a name from capabilities(7)`},
+		{func(c *specs.LinuxCapabilities) *[]string { return &c.Effective }, "NET_ADMIN", `capability "NET_ADMIN": unknown in the effective set`},
+		{func(c *specs.LinuxCapabilities) *[]string { return &c.Permitted }, "cap_chown", `capability "cap_chown": unknown in the permitted set`},
+		{func(c *specs.LinuxCapabilities) *[]string { return &c.Inheritable }, "CAP_", `capability "CAP_": unknown in the inheritable set`},
+		{func(c *specs.LinuxCapabilities) *[]string { return &c.Ambient }, "", `capability "": unknown in the ambient set`},
+	} {
+		caps := good()
+		p := tt.set(caps)
+		*p = append(*p, tt.name)
+		err := Config{Capabilities: caps}.Check()
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: got %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	bad := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: "SCMP_ACT_FOO"}}}
+	if err := (Config{Seccomp: bad}).Check(); err == nil || !strings.HasPrefix(err.Error(), `seccomp profile: syscalls[0] [read]: unknown action "SCMP_ACT_FOO"`) {
+		t.Errorf("bad seccomp action: got %v", err)
+	}
+}
+
+// TestResolveCapsSkipsNewerCaps: a config written for a newer kernel runs
+// on this one without what this one does not have, as with runc.
+func TestResolveCapsSkipsNewerCaps(t *testing.T) {
+	s, err := resolveCaps(&specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_BPF"}, Ambient: []string{"CAP_CHECKPOINT_RESTORE"}}, unix.CAP_AUDIT_READ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.bounding != 1<<unix.CAP_CHOWN || s.ambient != 0 {
+		t.Fatalf("bounding %#x ambient %#x, want %#x and 0", s.bounding, s.ambient, 1<<unix.CAP_CHOWN)
 	}
 }
 
@@ -150,28 +258,28 @@ func FuzzParseSecurityOpt(f *testing.F) {
 	}
 	f.Add("no-new-privileges=true", "cap_sys_admin", "cap_chown")
 	f.Fuzz(func(t *testing.T, opt, capAdd, capDrop string) {
-		var probe Config
-		if probe.applySecurityOpt(opt) == nil && probe.Seccomp != "" && probe.Seccomp != SeccompUnconfined {
+		var probe flagOpts
+		if probe.apply(opt) == nil && probe.seccomp != "" && probe.seccomp != SeccompUnconfined {
 			t.Skip("names a profile file")
 		}
-		c, err := ParseConfig([]string{capAdd}, []string{capDrop}, []string{opt})
+		c, err := ParseFlags([]string{capAdd}, []string{capDrop}, []string{opt})
 		if err != nil {
 			if strings.ContainsAny(err.Error(), "\n") {
 				t.Fatalf("multi-line error %q", err)
 			}
 			return
 		}
-		if _, err := c.Capabilities(); err != nil {
-			t.Fatalf("accepted config has bad capabilities: %v", err)
+		if err := c.Check(); err != nil {
+			t.Fatalf("accepted config fails Check: %v", err)
 		}
-		if c.Seccomp != "" && c.Seccomp != SeccompUnconfined {
-			t.Fatalf("seccomp %q accepted", c.Seccomp)
+		if c.Seccomp != nil {
+			t.Fatalf("seccomp profile %+v accepted", c.Seccomp)
 		}
 	})
 }
 
 // FuzzSeccompProfile fuzzes the profile decoder and the BPF compiler: any
-// profile ParseConfig accepts compiles to a program the kernel's checks
+// profile ParseFlags accepts compiles to a program the kernel's checks
 // would take.
 func FuzzSeccompProfile(f *testing.F) {
 	f.Add([]byte(`{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}`))
@@ -183,15 +291,14 @@ func FuzzSeccompProfile(f *testing.F) {
 		if err := os.WriteFile(path, profile, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := ParseConfig(nil, nil, []string{"seccomp=" + path})
+		c, err := ParseFlags(nil, nil, []string{"seccomp=" + path})
 		if err != nil {
 			if strings.ContainsAny(err.Error(), "\n") {
 				t.Fatalf("multi-line error %q", err)
 			}
 			return
 		}
-		caps, _ := c.Capabilities()
-		flt, err := buildFilter(c, caps)
+		flt, err := buildFilter(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,18 +309,20 @@ func FuzzSeccompProfile(f *testing.F) {
 	})
 }
 
-func TestParseConfigCarriesCompiledFilter(t *testing.T) {
-	c, err := ParseConfig(nil, nil, nil)
+func TestCompileCarriesFilter(t *testing.T) {
+	c, err := ParseFlags(nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := buildFilter(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Compile(); err != nil {
 		t.Fatal(err)
 	}
-	caps, _ := c.Capabilities()
-	want, err := buildFilter(Config{NoNewPrivs: true}, caps)
-	if err != nil {
-		t.Fatal(err)
+	if c.Seccomp == nil || !c.Default {
+		t.Fatalf("Compile did not resolve the default profile: Seccomp %v, Default %v", c.Seccomp, c.Default)
 	}
 	got, err := filterFromBytes(c.Filter, c.FilterFlags)
 	if err != nil {
@@ -222,7 +331,7 @@ func TestParseConfigCarriesCompiledFilter(t *testing.T) {
 	if len(got.prog) == 0 || !reflect.DeepEqual(got.prog, want.prog) || got.flags != want.flags {
 		t.Fatalf("the filter in the config (%d instructions) is not the default profile's (%d)", len(got.prog), len(want.prog))
 	}
-	u, err := ParseConfig(nil, nil, []string{"seccomp=unconfined"})
+	u, err := ParseFlags(nil, nil, []string{"seccomp=unconfined"})
 	if err == nil {
 		err = u.Compile()
 	}
@@ -231,5 +340,47 @@ func TestParseConfigCarriesCompiledFilter(t *testing.T) {
 	}
 	if _, err := filterFromBytes([]byte{1, 2, 3}, 0); err == nil {
 		t.Fatal("a truncated program was accepted")
+	}
+}
+
+// TestHardeningOnlyWithDefault: rabbitc's own rules come with its default
+// profile; an OCI config's profile is compiled exactly as given, so what
+// it allows stays allowed.
+func TestHardeningOnlyWithDefault(t *testing.T) {
+	allowAll := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchAARCH64}}
+	caps := &specs.LinuxCapabilities{Bounding: []string{"CAP_SYS_ADMIN"}}
+	probes := []struct {
+		sc   string
+		args [6]uint64
+	}{
+		{"ioctl", [6]uint64{1, unix.TIOCSTI}},
+		{"ioctl", [6]uint64{1, unix.TIOCLINUX}},
+		{"unshare", [6]uint64{unix.CLONE_NEWUSER}},
+		{"clone", [6]uint64{unix.CLONE_NEWUSER}},
+		{"clone3", [6]uint64{}},
+	}
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"oci", Config{Capabilities: caps, Seccomp: allowAll}, "allow"},
+		{"default", Config{Capabilities: caps, Default: true}, "!allow"},
+		{"default resolved", Config{Capabilities: caps, Default: true, Seccomp: allowAll}, "!allow"},
+	} {
+		c := tt.cfg
+		if err := c.Compile(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := filterFromBytes(c.Filter, c.FilterFlags)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range probes {
+			got := actName(run(t, f.prog, call{nr: nr(t, p.sc), arch: nativeArch, args: p.args}))
+			if not, neg := strings.CutPrefix(tt.want, "!"); neg && got == not || !neg && got != tt.want {
+				t.Errorf("%s: %s%v = %s, want %s", tt.name, p.sc, p.args, got, tt.want)
+			}
+		}
 	}
 }

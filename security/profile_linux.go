@@ -12,7 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SeccompUnconfined is the --security-opt seccomp= value that turns seccomp off.
+// SeccompUnconfined is the --security-opt seccomp= value that turns seccomp
+// off (a Config with neither Seccomp nor Default).
 const SeccompUnconfined = "unconfined"
 
 // filter is a compiled seccomp program and the flags to load it with.
@@ -41,28 +42,37 @@ func filterFromBytes(b []byte, flags uintptr) (*filter, error) {
 	return &filter{prog: prog, flags: flags}, nil
 }
 
-// buildFilter compiles the profile c asks for against the capability set
-// caps. It returns a nil filter for seccomp=unconfined.
-func buildFilter(c Config, caps []int) (*filter, error) {
-	if c.Seccomp == SeccompUnconfined {
-		return nil, nil
+// buildFilter compiles the profile c asks for: Seccomp as given, or, with
+// Default, docker's default profile resolved against the bounding set, with
+// rabbitc's hardening rules. It returns a nil filter for unconfined.
+func buildFilter(c Config) (*filter, error) {
+	prof := c.Seccomp
+	var err error
+	if prof == nil && c.Default {
+		prof, err = defaultProfile(c.Capabilities)
 	}
-	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: capNamesOf(caps)}}}
-	var (
-		prof      *specs.LinuxSeccomp
-		err       error
-		hardening bool
-		what      = "default seccomp profile"
-	)
-	if c.Seccomp == "" {
-		prof, err = seccomp.GetDefaultProfile(rs)
-		hardening = true
-	} else {
-		what = "seccomp profile " + c.Seccomp
-		prof, err = loadProfile(c.SeccompJSON, rs)
+	var f *filter
+	if err == nil {
+		f, err = compileProfile(prof, c.Default)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", c.profileName(), err)
+	}
+	return f, nil
+}
+
+func (c Config) profileName() string {
+	if c.Default {
+		return "default seccomp profile"
+	}
+	return "seccomp profile"
+}
+
+// compileProfile compiles prof, plus rabbitc's hardening rules when
+// hardening is set. A nil prof is unconfined: no filter.
+func compileProfile(prof *specs.LinuxSeccomp, hardening bool) (*filter, error) {
+	if prof == nil {
+		return nil, nil
 	}
 	abis := []abi{nativeABI}
 	if compatArch != 0 && listsArch(prof, compatArchName) {
@@ -73,7 +83,7 @@ func buildFilter(c Config, caps []int) (*filter, error) {
 	for _, a := range abis {
 		p, f, err := resolve(prof, a)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
+			return nil, err
 		}
 		if hardening {
 			p.rules = append(p.rules, hardeningRules(a)...) // order between precedence levels does not matter
@@ -82,9 +92,23 @@ func buildFilter(c Config, caps []int) (*filter, error) {
 	}
 	prog, err := compileABIs(ps)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, err
 	}
 	return &filter{prog: prog, flags: flags | unix.SECCOMP_FILTER_FLAG_TSYNC}, nil
+}
+
+// specFor is the runtime spec moby/profiles resolves a profile's
+// capability includes and excludes against: only the bounding set counts.
+func specFor(caps *specs.LinuxCapabilities) *specs.Spec {
+	if caps == nil {
+		caps = &specs.LinuxCapabilities{}
+	}
+	return &specs.Spec{Process: &specs.Process{Capabilities: caps}}
+}
+
+// defaultProfile is docker's default profile for the capability set caps.
+func defaultProfile(caps *specs.LinuxCapabilities) (*specs.LinuxSeccomp, error) {
+	return seccomp.GetDefaultProfile(specFor(caps))
 }
 
 // abi is one system call ABI the filter has a branch for: its
@@ -117,7 +141,7 @@ func listsArch(prof *specs.LinuxSeccomp, arch string) bool {
 
 // loadProfile decodes a docker-format JSON profile and resolves its
 // includes and excludes as docker does.
-func loadProfile(b []byte, rs *specs.Spec) (*specs.LinuxSeccomp, error) {
+func loadProfile(b []byte, caps *specs.LinuxCapabilities) (*specs.LinuxSeccomp, error) {
 	var probe seccomp.Seccomp
 	if err := json.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("decode json: %w", err)
@@ -125,7 +149,7 @@ func loadProfile(b []byte, rs *specs.Spec) (*specs.LinuxSeccomp, error) {
 	if probe.DefaultAction == "" {
 		return nil, errors.New(`no "defaultAction" (use --security-opt seccomp=unconfined to run without seccomp)`)
 	}
-	return seccomp.LoadProfile(string(b), rs)
+	return seccomp.LoadProfile(string(b), specFor(caps))
 }
 
 // hardeningRules are the rules rabbitc adds to docker's default profile.
