@@ -64,7 +64,7 @@ func TestSetupSymlinkAttacks(t *testing.T) {
 		{name: "proc is a file", wantErr: "mount point /proc: not a directory", prep: func(t *testing.T, tr testTree) {
 			mustWrite(t, tr.rootfs+"/proc", "")
 		}},
-		{name: "volume dest is a file", volume: "/data", wantErr: "volume destination /data: not a directory", prep: func(t *testing.T, tr testTree) {
+		{name: "volume dest is a file", volume: "/data", wantErr: "mount point /data: not a directory", prep: func(t *testing.T, tr testTree) {
 			mustWrite(t, tr.rootfs+"/data", "")
 		}},
 	}
@@ -72,11 +72,11 @@ func TestSetupSymlinkAttacks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTree(t, false)
 			tt.prep(t, tr)
-			cfg := Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()}
+			cfg := tr.config()
 			if tt.volume != "" {
 				src := filepath.Join(tr.base, "vol")
 				mustMkdir(t, src)
-				cfg.Volumes = []Mount{{Source: src, Dest: tt.volume, ReadOnly: true}}
+				cfg.Mounts = append(cfg.Mounts, volume(src, tt.volume, true))
 			}
 			out := run(t, "setup-only", childArgs{Config: cfg}, true)
 			_, setupErr, failed := strings.Cut(out, "SETUP-ERROR: ")
@@ -148,11 +148,7 @@ func TestSetupRace(t *testing.T) {
 			}
 		}
 	}()
-	cfg := Config{
-		Rootfs:   tr.rootfs,
-		EtcFiles: tr.etcFiles(),
-		Volumes:  []Mount{{Source: vol, Dest: "/data/v", ReadOnly: true}},
-	}
+	cfg := tr.config(volume(vol, "/data/v", true))
 	out := run(t, "race", childArgs{Config: cfg, Deadline: time.Now().Add(2 * time.Second), MaxRuns: 5000}, true)
 	close(stop)
 	wg.Wait()

@@ -37,7 +37,7 @@ func childFull(a childArgs) error {
 	c.pid1()
 	c.devices()
 	c.pty(a.TTYGroup)
-	c.masked()
+	c.masked(a.Config.MaskedPaths)
 	c.readonly(a)
 	c.oldRootGone(a.Marker)
 	c.rootMode(a.Config.ReadOnly)
@@ -148,9 +148,9 @@ func (c *checker) pty(ttyGroup bool) {
 	}
 }
 
-func (c *checker) masked() {
+func (c *checker) masked(paths []string) {
 	seen := 0
-	for _, p := range maskedPaths {
+	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -183,7 +183,7 @@ func (c *checker) masked() {
 }
 
 func (c *checker) readonly(a childArgs) {
-	for _, p := range append([]string{"/sys"}, readonlyPaths...) {
+	for _, p := range append([]string{"/sys"}, a.Config.ReadonlyPaths...) {
 		_, flags, err := statfsFlags(p)
 		if errors.Is(err, unix.ENOENT) {
 			continue
@@ -249,24 +249,30 @@ func (c *checker) rootMode(readOnly bool) {
 	os.Remove("/rw-probe")
 }
 
+// volumes checks the binds of the config (its volumes) whose source has a
+// hello.txt.
 func (c *checker) volumes(a childArgs) {
-	for _, v := range a.Config.Volumes {
-		b, err := os.ReadFile(v.Dest + "/hello.txt")
+	for _, v := range a.Config.Mounts {
+		if v.Type != "bind" {
+			continue
+		}
+		dest, readOnly := v.Destination, parseMountOptions(v.Options).flags&unix.MS_RDONLY != 0
+		b, err := os.ReadFile(dest + "/hello.txt")
 		if err != nil || string(b) != "hello\n" {
-			c.errorf("volume %s: hello.txt = %q, %v", v.Dest, b, err)
+			c.errorf("volume %s: hello.txt = %q, %v", dest, b, err)
 		}
-		err = os.WriteFile(v.Dest+"/written-inside", []byte("x"), 0o644)
-		if v.ReadOnly && !errors.Is(err, unix.EROFS) {
-			c.errorf("write in read-only volume %s: %v, want EROFS", v.Dest, err)
+		err = os.WriteFile(dest+"/written-inside", []byte("x"), 0o644)
+		if readOnly && !errors.Is(err, unix.EROFS) {
+			c.errorf("write in read-only volume %s: %v, want EROFS", dest, err)
 		}
-		if !v.ReadOnly && err != nil {
-			c.errorf("write in volume %s: %v", v.Dest, err)
+		if !readOnly && err != nil {
+			c.errorf("write in volume %s: %v", dest, err)
 		}
-		if v.Dest == a.LockedVolume {
-			_, flags, err := statfsFlags(v.Dest)
+		if dest == a.LockedVolume {
+			_, flags, err := statfsFlags(dest)
 			want := int64(stRdonly | stNosuid | stNodev | stNoexec)
 			if err != nil || flags&want != want {
-				c.errorf("volume %s flags %#x, %v; want ro,nosuid,nodev,noexec kept", v.Dest, flags, err)
+				c.errorf("volume %s flags %#x, %v; want ro,nosuid,nodev,noexec kept", dest, flags, err)
 			}
 		}
 	}

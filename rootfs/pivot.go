@@ -36,9 +36,20 @@ func PivotRoot(newRoot string) error {
 	return nil
 }
 
-// Finish runs after PivotRoot: it checks that /proc is a procfs and, with
+// Finish runs after PivotRoot: it checks that /proc is a procfs, gives "/"
+// cfg.RootPropagation when set (the rootfs bind became private on the way
+// when the propagation is shared, see parentMountPrivate) and, with
 // cfg.ReadOnly, remounts "/" read-only (the mounts below it keep their mode).
 func Finish(cfg Config) error {
+	if cfg.RootPropagation != "" {
+		prop, err := parsePropagation(cfg.RootPropagation)
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount("", "/", "", prop, ""); err != nil {
+			return fmt.Errorf("make / a %s mount: %w", cfg.RootPropagation, err)
+		}
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs("/proc", &st); err != nil {
 		return fmt.Errorf("check /proc: %w", err)
