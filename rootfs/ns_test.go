@@ -62,6 +62,9 @@ type childArgs struct {
 	// FakeNull is bound over the host's /dev/null (in the child's mount
 	// namespace) before Setup.
 	FakeNull string
+	// Checks are what childFull checks of the container's mounts beyond
+	// rabbitc run's defaults.
+	Checks []mountCheck
 }
 
 var children = map[string]func(a childArgs) error{
