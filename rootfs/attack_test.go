@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,8 +23,10 @@ func TestSetupSymlinkAttacks(t *testing.T) {
 	tests := []struct {
 		name    string
 		prep    func(t *testing.T, tr testTree)
-		volume  string // destination of a volume, if any
-		wantErr string // "" means Setup must succeed
+		volume  string        // destination of a volume, if any
+		mounts  []specs.Mount // more mounts; a bind's Source "vol" is a directory of the test
+		noDev   bool          // no tmpfs on /dev (nor devpts, shm, mqueue) and no /etc files
+		wantErr string        // "" means Setup must succeed
 	}{
 		{name: "proc absolute", prep: func(t *testing.T, tr testTree) { mustSymlink(t, tr.outside, tr.rootfs+"/proc") }},
 		{name: "proc relative", prep: func(t *testing.T, tr testTree) { mustSymlink(t, up+tr.outside, tr.rootfs+"/proc") }},
@@ -64,7 +67,28 @@ func TestSetupSymlinkAttacks(t *testing.T) {
 		{name: "proc is a file", wantErr: "mount point /proc: not a directory", prep: func(t *testing.T, tr testTree) {
 			mustWrite(t, tr.rootfs+"/proc", "")
 		}},
-		{name: "volume dest is a file", volume: "/data", wantErr: "volume destination /data: not a directory", prep: func(t *testing.T, tr testTree) {
+		{name: "tmpfs dest absolute", mounts: []specs.Mount{{Destination: "/scratch", Type: "tmpfs", Options: []string{"size=1m"}}},
+			prep: func(t *testing.T, tr testTree) { mustSymlink(t, tr.outside, tr.rootfs+"/scratch") }},
+		{name: "mqueue dest relative", mounts: []specs.Mount{{Destination: "/data/mq", Type: "mqueue"}},
+			prep: func(t *testing.T, tr testTree) { mustSymlink(t, up+tr.outside, tr.rootfs+"/data") }},
+		{name: "bind of type none, dest dangling", mounts: []specs.Mount{{Destination: "/sys", Type: "none", Source: "/sys", Options: []string{"rbind", "ro"}}},
+			prep: func(t *testing.T, tr testTree) { mustSymlink(t, tr.outside+"/newsys", tr.rootfs+"/sys") }},
+		{name: "bind dest through a symlinked parent", mounts: []specs.Mount{{Destination: "/srv/x/y", Type: "bind", Source: "vol", Options: []string{"bind", "rprivate"}}},
+			prep: func(t *testing.T, tr testTree) { mustSymlink(t, "../../../"+up+tr.outside, tr.rootfs+"/srv") }},
+		{name: "no /dev tmpfs: /dev absolute", noDev: true, prep: func(t *testing.T, tr testTree) {
+			mustSymlink(t, tr.outside, tr.rootfs+"/dev")
+		}},
+		{name: "no /dev tmpfs: /dev/null to an outside file", noDev: true, wantErr: "/dev/null: not a file or device node", prep: func(t *testing.T, tr testTree) {
+			mustMkdir(t, tr.rootfs+"/dev")
+			mustWrite(t, tr.outside+"/secret", "secret\n")
+			mustSymlink(t, tr.outside+"/secret", tr.rootfs+"/dev/null")
+		}},
+		{name: "no /dev tmpfs: /dev/ptmx to an outside file", noDev: true, prep: func(t *testing.T, tr testTree) {
+			mustMkdir(t, tr.rootfs+"/dev")
+			mustWrite(t, tr.outside+"/secret", "secret\n")
+			mustSymlink(t, tr.outside+"/secret", tr.rootfs+"/dev/ptmx")
+		}},
+		{name: "volume dest is a file", volume: "/data", wantErr: "mount point /data: not a directory", prep: func(t *testing.T, tr testTree) {
 			mustWrite(t, tr.rootfs+"/data", "")
 		}},
 	}
@@ -72,11 +96,20 @@ func TestSetupSymlinkAttacks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTree(t, false)
 			tt.prep(t, tr)
-			cfg := Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()}
+			cfg := tr.config()
+			src := filepath.Join(tr.base, "vol")
+			mustMkdir(t, src)
+			if tt.noDev {
+				cfg.Mounts, cfg.EtcFiles = []specs.Mount{cfg.Mounts[0], cfg.Mounts[5]}, nil // /proc, /sys
+			}
 			if tt.volume != "" {
-				src := filepath.Join(tr.base, "vol")
-				mustMkdir(t, src)
-				cfg.Volumes = []Mount{{Source: src, Dest: tt.volume, ReadOnly: true}}
+				cfg.Mounts = append(cfg.Mounts, volume(src, tt.volume, true))
+			}
+			for _, m := range tt.mounts {
+				if m.Source == "vol" {
+					m.Source = src
+				}
+				cfg.Mounts = append(cfg.Mounts, m)
 			}
 			out := run(t, "setup-only", childArgs{Config: cfg}, true)
 			_, setupErr, failed := strings.Cut(out, "SETUP-ERROR: ")
@@ -148,11 +181,7 @@ func TestSetupRace(t *testing.T) {
 			}
 		}
 	}()
-	cfg := Config{
-		Rootfs:   tr.rootfs,
-		EtcFiles: tr.etcFiles(),
-		Volumes:  []Mount{{Source: vol, Dest: "/data/v", ReadOnly: true}},
-	}
+	cfg := tr.config(volume(vol, "/data/v", true))
 	out := run(t, "race", childArgs{Config: cfg, Deadline: time.Now().Add(2 * time.Second), MaxRuns: 5000}, true)
 	close(stop)
 	wg.Wait()

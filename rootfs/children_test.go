@@ -37,13 +37,16 @@ func childFull(a childArgs) error {
 	c.pid1()
 	c.devices()
 	c.pty(a.TTYGroup)
-	c.masked()
+	c.masked(a.Config.MaskedPaths)
 	c.readonly(a)
 	c.oldRootGone(a.Marker)
 	c.rootMode(a.Config.ReadOnly)
 	c.volumes(a)
 	c.etcFiles(a.Config.EtcFiles)
 	c.busybox()
+	for _, mc := range a.Checks {
+		c.mount(mc)
+	}
 	if len(c.errs) > 0 {
 		return errors.New(strings.Join(c.errs, "\n"))
 	}
@@ -148,9 +151,9 @@ func (c *checker) pty(ttyGroup bool) {
 	}
 }
 
-func (c *checker) masked() {
+func (c *checker) masked(paths []string) {
 	seen := 0
-	for _, p := range maskedPaths {
+	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -183,7 +186,7 @@ func (c *checker) masked() {
 }
 
 func (c *checker) readonly(a childArgs) {
-	for _, p := range append([]string{"/sys"}, readonlyPaths...) {
+	for _, p := range append([]string{"/sys"}, a.Config.ReadonlyPaths...) {
 		_, flags, err := statfsFlags(p)
 		if errors.Is(err, unix.ENOENT) {
 			continue
@@ -249,24 +252,30 @@ func (c *checker) rootMode(readOnly bool) {
 	os.Remove("/rw-probe")
 }
 
+// volumes checks the binds of the config (its volumes) whose source has a
+// hello.txt.
 func (c *checker) volumes(a childArgs) {
-	for _, v := range a.Config.Volumes {
-		b, err := os.ReadFile(v.Dest + "/hello.txt")
+	for _, v := range a.Config.Mounts {
+		if v.Type != "bind" {
+			continue
+		}
+		dest, readOnly := v.Destination, parseMountOptions(v.Options).flags&unix.MS_RDONLY != 0
+		b, err := os.ReadFile(dest + "/hello.txt")
 		if err != nil || string(b) != "hello\n" {
-			c.errorf("volume %s: hello.txt = %q, %v", v.Dest, b, err)
+			c.errorf("volume %s: hello.txt = %q, %v", dest, b, err)
 		}
-		err = os.WriteFile(v.Dest+"/written-inside", []byte("x"), 0o644)
-		if v.ReadOnly && !errors.Is(err, unix.EROFS) {
-			c.errorf("write in read-only volume %s: %v, want EROFS", v.Dest, err)
+		err = os.WriteFile(dest+"/written-inside", []byte("x"), 0o644)
+		if readOnly && !errors.Is(err, unix.EROFS) {
+			c.errorf("write in read-only volume %s: %v, want EROFS", dest, err)
 		}
-		if !v.ReadOnly && err != nil {
-			c.errorf("write in volume %s: %v", v.Dest, err)
+		if !readOnly && err != nil {
+			c.errorf("write in volume %s: %v", dest, err)
 		}
-		if v.Dest == a.LockedVolume {
-			_, flags, err := statfsFlags(v.Dest)
+		if dest == a.LockedVolume {
+			_, flags, err := statfsFlags(dest)
 			want := int64(stRdonly | stNosuid | stNodev | stNoexec)
 			if err != nil || flags&want != want {
-				c.errorf("volume %s flags %#x, %v; want ro,nosuid,nodev,noexec kept", v.Dest, flags, err)
+				c.errorf("volume %s flags %#x, %v; want ro,nosuid,nodev,noexec kept", dest, flags, err)
 			}
 		}
 	}
@@ -296,6 +305,72 @@ func (c *checker) busybox() {
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) > 5 || !strings.HasPrefix(strings.TrimSpace(lines[1]), "1 ") {
 		c.errorf("busybox ps shows more than the container:\n%s", out)
+	}
+}
+
+// mountCheck is what a test expects at one path of the container.
+type mountCheck struct {
+	Path     string
+	Magic    int64    // statfs type; 0: any
+	Opts     []string // in the mount's own options (mountinfo); "ro" also makes a write fail with EROFS
+	NoOpts   []string // not in them
+	Optional string   // "shared", "master" or "private" (no propagation field); "": any
+	Mode     uint32   // permission bits of the path; 0: any
+	Bytes    uint64   // the file system's size (statfs); 0: any
+	Char     []uint32 // major, minor of the character device at Path
+}
+
+func (c *checker) mount(mc mountCheck) {
+	if len(mc.Char) == 2 {
+		var st unix.Stat_t
+		if err := unix.Stat(mc.Path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR ||
+			unix.Major(st.Rdev) != mc.Char[0] || unix.Minor(st.Rdev) != mc.Char[1] {
+			c.errorf("%s: mode %#o rdev %d:%d, %v; want the character device %d:%d",
+				mc.Path, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev), err, mc.Char[0], mc.Char[1])
+		}
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(mc.Path, &st); err != nil {
+		c.errorf("statfs %s: %v", mc.Path, err)
+		return
+	}
+	if mc.Magic != 0 && int64(st.Type) != mc.Magic {
+		c.errorf("%s: file system type %#x, want %#x", mc.Path, st.Type, mc.Magic)
+	}
+	if mc.Bytes != 0 && st.Blocks*uint64(st.Bsize) != mc.Bytes {
+		c.errorf("%s: %d bytes, want %d", mc.Path, st.Blocks*uint64(st.Bsize), mc.Bytes)
+	}
+	if fi, err := os.Stat(mc.Path); mc.Mode != 0 && (err != nil || uint32(fi.Mode().Perm()) != mc.Mode) {
+		c.errorf("%s: mode %v, %v; want %#o", mc.Path, fi.Mode(), err, mc.Mode)
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mc.Path))
+	if err != nil || len(ms) == 0 {
+		c.errorf("%s: not a mount point (%v)", mc.Path, err)
+		return
+	}
+	m := ms[len(ms)-1] // the one on top
+	opts := strings.Split(m.Options, ",")
+	for _, o := range mc.Opts {
+		if !contains(opts, o) {
+			c.errorf("%s: options %s, want %s", mc.Path, m.Options, o)
+		}
+	}
+	for _, o := range mc.NoOpts {
+		if contains(opts, o) {
+			c.errorf("%s: options %s, want no %s", mc.Path, m.Options, o)
+		}
+	}
+	switch {
+	case mc.Optional == "private" && m.Optional != "":
+		c.errorf("%s: propagation %q, want private", mc.Path, m.Optional)
+	case mc.Optional != "" && mc.Optional != "private" && !strings.Contains(m.Optional, mc.Optional+":"):
+		c.errorf("%s: propagation %q, want %s", mc.Path, m.Optional, mc.Optional)
+	}
+	if contains(mc.Opts, "ro") {
+		if err := os.WriteFile(mc.Path+"/ro-probe", nil, 0o644); !errors.Is(err, unix.EROFS) {
+			c.errorf("write in %s: %v, want EROFS", mc.Path, err)
+		}
 	}
 }
 

@@ -24,8 +24,8 @@ import (
 // are followed inside the rootfs (RESOLVE_IN_ROOT). It returns 127 when the
 // command is not there, 126 when it is no regular file with an execute bit,
 // and 0 when it is, or when the rootfs alone cannot tell: the path leads
-// under a volume or --tmpfs destination, or /proc, /dev or /sys, which exist
-// only once mounted, or
+// under the destination of one of cfg.Mounts (a volume, a --tmpfs), or
+// /proc, /dev or /sys, which exist only once mounted, or
 // through a directory the user may not search (init, root in the container,
 // may). Init's own lookup decides those.
 func CheckCommand(cfg Config, name, workdir, pathEnv string) (int, error) {
@@ -38,14 +38,11 @@ func CheckCommand(cfg Config, name, workdir, pathEnv string) (int, error) {
 	}
 	defer dir.Close()
 	l := &lookup{dir: dir, rootfs: cfg.Rootfs}
-	for _, m := range cfg.Volumes {
-		l.addMount(m.Dest)
+	for _, m := range cfg.Mounts {
+		l.addMount(m.Destination)
 	}
-	for _, t := range cfg.Tmpfs {
-		l.addMount(t.Dest)
-	}
-	// rabbitc's own mounts: /proc/self/exe, /dev/stdin and the like exist
-	// only once mounted.
+	// /proc/self/exe, /dev/stdin and the like exist only once mounted;
+	// /dev gets its devices and symlinks even without a mount of its own.
 	for _, m := range []string{"/proc", "/dev", "/sys"} {
 		l.addMount(m)
 	}
@@ -88,7 +85,7 @@ func inDir(dir, p string) string {
 type lookup struct {
 	dir    *os.File // O_PATH handle on the rootfs
 	rootfs string
-	mounts []string // host paths where the volumes and tmpfs will be mounted
+	mounts []string // host paths where cfg.Mounts will be mounted
 }
 
 // addMount records where the mount on unsafeDest will be, resolved inside

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,8 +35,11 @@ func TestCheckCommand(t *testing.T) {
 	mustSymlink(t, "/data", filepath.Join(root, "srv"))                  // a volume destination through a symlink
 	must(unix.Mkfifo(filepath.Join(root, "bin/fifo"), 0o755))
 
-	vols := Config{Rootfs: root, Volumes: []Mount{{Source: base, Dest: "/opt/bin"}, {Source: base, Dest: "/srv"}},
-		Tmpfs: []Tmpfs{{Dest: "/run"}}}
+	vols := Config{Rootfs: root, Mounts: []specs.Mount{
+		{Type: "bind", Source: base, Destination: "/opt/bin"},
+		{Type: "bind", Source: base, Destination: "/srv"},
+		{Type: "tmpfs", Source: "tmpfs", Destination: "/run"},
+	}}
 	const path = "/usr/local/bin:/usr/bin:/bin"
 	for _, tc := range []struct {
 		cfg            Config
@@ -70,8 +74,8 @@ func TestCheckCommand(t *testing.T) {
 	} {
 		code, err := CheckCommand(tc.cfg, tc.name, tc.wd, tc.path)
 		if code != tc.code || (code != 0) != (err != nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("CheckCommand(%q, wd %q, PATH %q, %d volumes) = %d, %v; want %d, %q",
-				tc.name, tc.wd, tc.path, len(tc.cfg.Volumes), code, err, tc.code, tc.want)
+			t.Errorf("CheckCommand(%q, wd %q, PATH %q, %d mounts) = %d, %v; want %d, %q",
+				tc.name, tc.wd, tc.path, len(tc.cfg.Mounts), code, err, tc.code, tc.want)
 		}
 	}
 }

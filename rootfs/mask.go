@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maskedPaths are hidden from the container (as docker, runc and podman do):
-// a file gets the null device bound on it, a directory an empty read-only
-// tmpfs. Paths this kernel does not have are skipped.
-var maskedPaths = []string{
+// DefaultMaskedPaths are the paths `rabbitc run` hides from the container
+// (as docker, runc and podman do). Setup masks Config.MaskedPaths: a file
+// gets the null device bound on it, a directory an empty read-only tmpfs.
+// Paths that do not exist are skipped.
+var DefaultMaskedPaths = []string{
 	"/proc/acpi",
 	"/proc/asound",
 	"/proc/kcore",
@@ -25,8 +26,10 @@ var maskedPaths = []string{
 	"/sys/devices/virtual/powercap",
 }
 
-// readonlyPaths are bound on themselves and remounted read-only.
-var readonlyPaths = []string{
+// DefaultReadonlyPaths are the paths `rabbitc run` makes read-only. Setup
+// binds each of Config.ReadonlyPaths on itself and remounts it read-only;
+// paths that do not exist are skipped.
+var DefaultReadonlyPaths = []string{
 	"/proc/bus",
 	"/proc/fs",
 	"/proc/irq",

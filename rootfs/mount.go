@@ -95,10 +95,20 @@ func flagNames(flags uintptr) string {
 // fsMount is a fresh filesystem instance in the mount plan.
 type fsMount struct {
 	dest   string // inside the container
+	source string // "" is fstype
 	fstype string
 	flags  uintptr
 	data   string
-	magic  int64 // statfs f_type after mounting
+	magic  int64 // statfs f_type after mounting; 0 for a type rabbitc does not know
+}
+
+// check is what the new mount must be once looked up again: of its file
+// system type, when rabbitc knows the type's magic.
+func (m fsMount) check() func(*os.File) error {
+	if m.magic == 0 {
+		return nil
+	}
+	return isFS(m.magic)
 }
 
 // options renders the flags and data like mount(8) would.
@@ -115,7 +125,11 @@ func (m fsMount) options() string {
 
 // mountOn mounts a fresh instance of m on the handle h.
 func mountOn(h *os.File, m fsMount) error {
-	if err := unix.Mount(m.fstype, fdPath(h), m.fstype, m.flags, m.data); err != nil {
+	source := m.source
+	if source == "" {
+		source = m.fstype
+	}
+	if err := unix.Mount(source, fdPath(h), m.fstype, m.flags, m.data); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dest, err)
 	}
 	return nil
@@ -211,20 +225,42 @@ func sameInode(src *os.File) func(*os.File) error {
 	}
 }
 
-// remountReadOnly makes the mount whose root is h read-only, repeating the
-// flags it already has (see keptFlags). With recursive, the mounts below it
-// are made read-only too where the kernel has mount_setattr (5.12+); on older
-// kernels only the top mount is.
+// bindRemountFlags are the flags a bind remount can set; the options'
+// others (sync, dirsync...) belong to the file system, not to a bind.
+const bindRemountFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
+	atimeFlags | unix.MS_NODIRATIME | unix.MS_NOSYMFOLLOW
+
+// atimeFlags are the atime modes, of which a mount has one.
+const atimeFlags = unix.MS_NOATIME | unix.MS_RELATIME | unix.MS_STRICTATIME
+
+// remountReadOnly makes the mount whose root is h read-only (see remountBind).
 func remountReadOnly(h *os.File, dest string, recursive bool) error {
+	return remountBind(h, dest, unix.MS_RDONLY, recursive)
+}
+
+// remountBind remounts the bind whose root is h with the bind flags of
+// flags (ro, nosuid...), repeating those it already has (see keptFlags);
+// nothing to set, nothing done. With recursive and ro, the mounts below it
+// are made read-only too where the kernel has mount_setattr (5.12+); on
+// older kernels only the top mount is.
+func remountBind(h *os.File, dest string, flags uintptr, recursive bool) error {
+	want := flags & bindRemountFlags
+	if want == 0 {
+		return nil
+	}
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(h.Fd()), &st); err != nil {
-		return fmt.Errorf("remount %s read-only: statfs: %w", dest, err)
+		return fmt.Errorf("remount %s: statfs: %w", dest, err)
 	}
-	flags := unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | keptFlags(st.Flags)
-	if err := unix.Mount("", fdPath(h), "", flags, ""); err != nil {
-		return fmt.Errorf("remount %s read-only (%s): %w", dest, flagNames(flags), err)
+	kept := keptFlags(st.Flags)
+	if want&atimeFlags != 0 {
+		kept &^= atimeFlags // the options choose the atime mode
 	}
-	if !recursive {
+	all := unix.MS_REMOUNT | unix.MS_BIND | want | kept
+	if err := unix.Mount("", fdPath(h), "", all, ""); err != nil {
+		return fmt.Errorf("remount %s %s: %w", dest, flagNames(all), err)
+	}
+	if !recursive || want&unix.MS_RDONLY == 0 {
 		return nil
 	}
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}

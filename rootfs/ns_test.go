@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,6 +62,9 @@ type childArgs struct {
 	// FakeNull is bound over the host's /dev/null (in the child's mount
 	// namespace) before Setup.
 	FakeNull string
+	// Checks are what childFull checks of the container's mounts beyond
+	// rabbitc run's defaults.
+	Checks []mountCheck
 }
 
 var children = map[string]func(a childArgs) error{
@@ -356,6 +360,28 @@ func newTree(t *testing.T, withBusybox bool) testTree {
 		copyBusybox(t, filepath.Join(tr.rootfs, "bin/busybox"))
 	}
 	return tr
+}
+
+// config is the Config of `rabbitc run` for the tree: DefaultMounts, then
+// mounts (volumes, --tmpfs), the default masked and read-only paths and the
+// /etc files.
+func (tr testTree) config(mounts ...specs.Mount) Config {
+	return Config{
+		Rootfs:        tr.rootfs,
+		Mounts:        append(DefaultMounts(), mounts...),
+		MaskedPaths:   DefaultMaskedPaths,
+		ReadonlyPaths: DefaultReadonlyPaths,
+		EtcFiles:      tr.etcFiles(),
+	}
+}
+
+// volume is the mount of -v src:dest[:ro].
+func volume(src, dest string, ro bool) specs.Mount {
+	m := specs.Mount{Type: "bind", Source: src, Destination: dest, Options: []string{"rbind"}}
+	if ro {
+		m.Options = append(m.Options, "ro")
+	}
+	return m
 }
 
 func (tr testTree) etcFiles() []File {

@@ -1,56 +1,82 @@
 package rootfs
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
+// TestMountPlan: DefaultMounts, taken apart as Setup does, are the mounts of
+// rabbitc run before the OCI config (today's table, flag for flag).
 func TestMountPlan(t *testing.T) {
-	render := func(ms []fsMount) []string {
-		var out []string
-		for _, m := range ms {
-			out = append(out, m.dest+" "+m.fstype+" "+m.options())
-		}
-		return out
+	var got []string
+	for _, m := range DefaultMounts() {
+		o := parseMountOptions(m.Options)
+		fm := freshMount(m, m.Destination, m.Type, o)
+		got = append(got, fm.dest+" "+fm.fstype+" "+fm.options())
 	}
-	tests := []struct {
-		name string
-		got  []string
-		want []string
+	want := []string{
+		"/proc proc nosuid,nodev,noexec",
+		"/dev tmpfs nosuid,strictatime,mode=755,size=65536k",
+		"/dev/pts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5",
+		"/dev/shm tmpfs nosuid,nodev,noexec,mode=1777,size=65536k",
+		"/dev/mqueue mqueue nosuid,nodev,noexec",
+		"/sys sysfs ro,nosuid,nodev,noexec",
+		"/sys/fs/cgroup cgroup ro,nosuid,nodev,noexec,relatime",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("DefaultMounts:\n got %q\nwant %q", got, want)
+	}
+	if got := (fsMount{fstype: "tmpfs", flags: maskDir.flags, data: maskDir.data}).options(); got != "ro,nosuid,nodev,noexec,size=0,mode=0555" {
+		t.Errorf("mask dir: %s", got)
+	}
+}
+
+// TestDevptsData: a gid= or uid= the user namespace does not map is dropped
+// (devpts would refuse the mount), the rest kept in order.
+func TestDevptsData(t *testing.T) {
+	singleID := func(idMap string, id uint32) (bool, error) { return id == 0, nil }
+	subids := func(idMap string, id uint32) (bool, error) { return id <= 65536, nil }
+	const def = "newinstance,ptmxmode=0666,mode=0620,gid=5"
+	for _, tc := range []struct {
+		data   string
+		mapped func(string, uint32) (bool, error)
+		want   string
 	}{
-		{"proc sys", render([]fsMount{procMount, sysfsMount}), []string{
-			"/proc proc nosuid,nodev,noexec",
-			"/sys sysfs ro,nosuid,nodev,noexec",
-		}},
-		{"dev with tty gid", render(devMounts(true)), []string{
-			"/dev tmpfs nosuid,strictatime,mode=755,size=65536k",
-			"/dev/pts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5",
-			"/dev/shm tmpfs nosuid,nodev,noexec,mode=1777,size=65536k",
-			"/dev/mqueue mqueue nosuid,nodev,noexec",
-		}},
-		{"dev single id", render(devMounts(false))[1:2], []string{
-			"/dev/pts devpts nosuid,noexec,newinstance,ptmxmode=0666,mode=0620",
-		}},
-		{"mask dir", render([]fsMount{maskDir}), []string{" tmpfs ro,nosuid,nodev,noexec,size=0,mode=0555"}},
-	}
-	for _, tt := range tests {
-		if strings.Join(tt.got, "\n") != strings.Join(tt.want, "\n") {
-			t.Errorf("%s:\n got %q\nwant %q", tt.name, tt.got, tt.want)
+		{def, singleID, "newinstance,ptmxmode=0666,mode=0620"},
+		{def, subids, def},
+		{"gid=0,uid=0,mode=0620", singleID, "gid=0,uid=0,mode=0620"},
+		{"uid=1000,newinstance", singleID, "newinstance"},
+		{"", singleID, ""},
+	} {
+		if got, err := devptsData(tc.data, tc.mapped); err != nil || got != tc.want {
+			t.Errorf("devptsData(%q) = %q, %v; want %q", tc.data, got, err, tc.want)
 		}
+	}
+	if _, err := devptsData("gid=tty", singleID); err == nil {
+		t.Error("devptsData(gid=tty): want an error")
+	}
+	var asked []string
+	devptsData("uid=1,gid=2", func(idMap string, id uint32) (bool, error) {
+		asked = append(asked, fmt.Sprintf("%s %d", idMap, id))
+		return true, nil
+	})
+	if got := strings.Join(asked, "; "); got != "/proc/self/uid_map 1; /proc/self/gid_map 2" {
+		t.Errorf("devptsData asked %s", got)
 	}
 }
 
 func TestMaskedAndReadonlyPaths(t *testing.T) {
 	want := "/proc/acpi /proc/asound /proc/kcore /proc/keys /proc/latency_stats /proc/timer_list " +
 		"/proc/timer_stats /proc/sched_debug /proc/scsi /sys/firmware /sys/devices/virtual/powercap"
-	if got := strings.Join(maskedPaths, " "); got != want {
-		t.Errorf("maskedPaths = %s\nwant %s", got, want)
+	if got := strings.Join(DefaultMaskedPaths, " "); got != want {
+		t.Errorf("DefaultMaskedPaths = %s\nwant %s", got, want)
 	}
 	want = "/proc/bus /proc/fs /proc/irq /proc/sys /proc/sysrq-trigger"
-	if got := strings.Join(readonlyPaths, " "); got != want {
-		t.Errorf("readonlyPaths = %s\nwant %s", got, want)
+	if got := strings.Join(DefaultReadonlyPaths, " "); got != want {
+		t.Errorf("DefaultReadonlyPaths = %s\nwant %s", got, want)
 	}
 	if devices[0].name != "null" || devices[0].major != 1 || devices[0].minor != 3 {
 		t.Errorf("devices[0] = %+v, want null 1:3 (Setup uses it for masking)", devices[0])

@@ -5,51 +5,107 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
-// Config is what Setup and Finish need; cmd/rabbitc builds it from the flags.
+// Config is what Setup and Finish need. cmd/rabbitc builds it from the flags
+// of `rabbitc run` (DefaultMounts, then the volumes and --tmpfs) or from a
+// bundle's config.json (the runtime spec's root, mounts and linux fields).
 type Config struct {
 	// Rootfs is the absolute host path of the rootfs directory.
 	Rootfs string
-	// ReadOnly makes the rootfs read-only (--read-only); /dev, /dev/shm,
-	// /dev/mqueue, /proc and the volumes keep their own mode.
+	// ReadOnly makes the rootfs read-only (--read-only, root.readonly); the
+	// mounts keep their own mode.
 	ReadOnly bool
-	// Volumes are the -v binds, in order.
-	Volumes []Mount
-	// Tmpfs are the --tmpfs mounts, after the volumes.
-	Tmpfs []Tmpfs
+	// Mounts are the runtime spec's mounts, in order. Each destination is
+	// resolved inside the rootfs; a missing mount point is created there, a
+	// directory or an empty file after the kind of a bind's source.
+	Mounts []specs.Mount
+	// MaskedPaths and ReadonlyPaths (linux.maskedPaths, linux.readonlyPaths)
+	// are applied after the mounts; DefaultMaskedPaths and
+	// DefaultReadonlyPaths are rabbitc run's.
+	MaskedPaths, ReadonlyPaths []string
+	// Devices (linux.devices) are bound, after the default ones, from the
+	// host's node of the same path, which must be a device of that type,
+	// major and minor: mknod is not allowed in a user namespace.
+	Devices []specs.LinuxDevice
+	// RootPropagation (linux.rootfsPropagation) is the propagation of "/":
+	// shared, slave, private, unbindable or their r- forms; "" is rslave.
+	RootPropagation string
 	// EtcFiles are the generated /etc/hosts, /etc/hostname and
-	// /etc/resolv.conf (see bindFiles).
+	// /etc/resolv.conf (see bindFiles), bound once /dev is mounted.
 	EtcFiles []File
 	// HostNetwork is set with --net host: the init is not in a network
 	// namespace of its own, sysfs cannot be mounted fresh, so the host's /sys
-	// is bound read-only instead.
+	// is bound read-only instead, and no cgroup2 is mounted.
 	HostNetwork bool
 }
 
-// Fresh file systems outside /dev (see devMounts for those).
-var (
-	procMount  = fsMount{dest: "/proc", fstype: "proc", flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: procMagic}
-	sysfsMount = fsMount{dest: "/sys", fstype: "sysfs", flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: sysfsMagic}
-	// cgroupMount is the container's cgroup namespace, read-only, as docker
-	// and podman mount it: programs that read their limits find them.
-	cgroupMount = fsMount{dest: "/sys/fs/cgroup", fstype: "cgroup2", flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, magic: cgroupMagic}
-)
+// DefaultMounts returns the mounts of `rabbitc run` before the volumes, as
+// `runc spec` writes them (its /proc has no options; rabbitc's is nosuid,
+// noexec, nodev, as containerd's).
+func DefaultMounts() []specs.Mount {
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
+			Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=" + strconv.Itoa(ttyGID)}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+}
+
+// fsMagics are the statfs types checked after a fresh mount of a known
+// file system; other types are checked to be a new mount at the right place.
+var fsMagics = map[string]int64{
+	"proc":    procMagic,
+	"sysfs":   sysfsMagic,
+	"tmpfs":   tmpfsMagic,
+	"devpts":  devptsMagic,
+	"mqueue":  mqueueMagic,
+	"cgroup2": cgroupMagic,
+}
+
+// setup is one run of Setup: the root and what the mounts have done so far.
+type setup struct {
+	*root
+	cfg  Config
+	null *os.File // the verified host /dev/null
+	// devFilled: /dev is a tmpfs of the list, filled with the default devices
+	// and symlinks, and the /etc files are bound.
+	devFilled bool
+}
 
 // Setup builds the container's tree under cfg.Rootfs, in the current mount
-// namespace, before PivotRoot: "/" becomes a slave mount, the rootfs is
-// bound on itself, /proc, /dev and /sys are mounted, the /etc files and
-// volumes are bound, and the masked and read-only paths are applied.
+// namespace, before PivotRoot: "/" gets its propagation, the rootfs is bound
+// on itself, cfg.Mounts are mounted in order, the default devices, the
+// devices of cfg are bound, and the masked and read-only paths are applied.
+// The /etc files are bound right after the tmpfs on /dev (see setupDev).
 //
 // Every destination is resolved inside the rootfs. Missing mount points are
 // created there (directories 0755, empty files 0644); that is the only change
-// it makes to the rootfs on disk.
+// it makes to the rootfs on disk (and, when no tmpfs is mounted on /dev, the
+// /dev symlinks).
 func Setup(cfg Config) error {
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make / a slave mount: %w", err)
+	prop, err := parsePropagation(cfg.RootPropagation)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("make / a %s mount: %w", propagationName(prop), err)
+	}
+	if prop&unix.MS_SHARED != 0 {
+		if err := parentMountPrivate(cfg.Rootfs); err != nil {
+			return err
+		}
 	}
 	r, err := bindRootfs(cfg.Rootfs)
 	if err != nil {
@@ -61,40 +117,34 @@ func Setup(cfg Config) error {
 		return err
 	}
 	defer null.Close()
+	s := &setup{root: r, cfg: cfg, null: null}
 
-	if err := r.setupProc(); err != nil {
-		return err
-	}
-	if err := r.setupDev(null); err != nil {
-		return err
-	}
-	if err := r.setupSys(cfg.HostNetwork); err != nil {
-		return err
-	}
-	if !cfg.HostNetwork {
-		if err := r.setupCgroup(); err != nil {
+	for _, m := range cfg.Mounts {
+		if err := s.mount(m); err != nil {
 			return err
 		}
 	}
-	if err := r.bindFiles(cfg.EtcFiles); err != nil {
-		return err
-	}
-	for _, m := range cfg.Volumes {
-		if err := r.bindVolume(m, "volume destination"); err != nil {
+	if !s.devFilled {
+		if err := s.fillDevOnDisk(); err != nil {
 			return err
 		}
 	}
-	for _, t := range cfg.Tmpfs {
-		if err := r.mountTmpfs(t); err != nil {
+	for _, d := range cfg.Devices {
+		if err := s.bindSpecDevice(d); err != nil {
 			return err
 		}
 	}
-	for _, p := range maskedPaths {
+	if !s.devFilled && len(cfg.EtcFiles) > 0 {
+		// They need the fresh /dev for their temporary tmpfs (bindFiles),
+		// not a directory made in the rootfs on disk.
+		return errors.New("bind the generated /etc files: no tmpfs on /dev in the mounts (list one, as DefaultMounts does)")
+	}
+	for _, p := range cfg.MaskedPaths {
 		if err := r.maskPath(p, null); err != nil {
 			return err
 		}
 	}
-	for _, p := range readonlyPaths {
+	for _, p := range cfg.ReadonlyPaths {
 		if err := r.readonlyPath(p); err != nil {
 			return err
 		}
@@ -124,136 +174,269 @@ func bindRootfs(path string) (*root, error) {
 	return r, nil
 }
 
-// setupProc mounts a fresh procfs on /proc. The kernel refuses one (EPERM,
+// mount sets up one entry of cfg.Mounts, by its type: the file systems
+// rabbitc knows have their own step; binds and any other type go the general
+// way. Every new mount is looked up again inside the rootfs and checked to be
+// the new mount at the same place (reopenMounted) before its propagation and
+// recursive attributes are applied to it.
+func (s *setup) mount(m specs.Mount) error {
+	dest, err := mountDest(m)
+	if err != nil {
+		return err
+	}
+	o := parseMountOptions(m.Options)
+	if o.idmap || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		return fmt.Errorf("mount %s on %s: ID-mapped mounts are not supported (drop the idmap option and the mount's uid and gid mappings)", m.Type, dest)
+	}
+	var top *os.File
+	switch {
+	case o.bind || m.Type == "bind":
+		top, err = s.bindMount(m, dest, o)
+	case o.flags&unix.MS_REMOUNT != 0:
+		return fmt.Errorf("mount %s on %s: remount is only for binds (drop the option)", m.Type, dest)
+	case m.Type == "proc":
+		top, err = s.setupProc(dest, o)
+	case m.Type == "sysfs":
+		top, err = s.setupSys(dest, o)
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		if s.cfg.HostNetwork {
+			return nil // /sys is the host's, with its own /sys/fs/cgroup
+		}
+		top, err = s.setupCgroup(dest, o)
+	case m.Type == "tmpfs" && dest == "/dev" && !s.devFilled:
+		top, err = s.setupDev(m, o)
+	case m.Type == "devpts":
+		if o.data, err = devptsData(o.data, idMappedIn); err != nil {
+			return fmt.Errorf("mount devpts on %s: %w", dest, err)
+		}
+		top, err = s.mountFresh(m, dest, o)
+	default:
+		top, err = s.mountFresh(m, dest, o)
+	}
+	if err != nil || top == nil {
+		return err
+	}
+	defer top.Close()
+	return applyPropagation(top, dest, o)
+}
+
+// mountDest checks a mount's destination: absolute (as the runtime spec
+// wants it) and not "/". It is still an unsafePath.
+func mountDest(m specs.Mount) (string, error) {
+	if !path.IsAbs(m.Destination) {
+		return "", fmt.Errorf("mount %s on %q: the destination is not an absolute path", m.Type, m.Destination)
+	}
+	dest := path.Clean(m.Destination)
+	if dest == "/" {
+		return "", fmt.Errorf("mount %s on /: the destination cannot be / (the rootfs is root.path)", m.Type)
+	}
+	return dest, nil
+}
+
+// freshMount is the plan of a new file system instance for m.
+func freshMount(m specs.Mount, dest, fstype string, o mountOptions) fsMount {
+	return fsMount{dest: dest, source: m.Source, fstype: fstype, flags: o.flags, data: o.data, magic: fsMagics[fstype]}
+}
+
+// mountFresh mounts a new instance of m's file system on its destination,
+// resolved inside the root (a missing directory is created there), and
+// returns the new mount, checked.
+func (s *setup) mountFresh(m specs.Mount, dest string, o mountOptions) (*os.File, error) {
+	fm := freshMount(m, dest, m.Type, o)
+	under, err := s.openOrCreate(dest, true)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %w", err)
+	}
+	defer under.Close()
+	if err := mountOn(under, fm); err != nil {
+		return nil, err
+	}
+	return s.reopenMounted(under, dest, fm.check())
+}
+
+// setupProc mounts a fresh procfs. The kernel refuses one (EPERM,
 // mount_too_revealing) when no procfs rabbitc can see is fully visible:
 // parts of it are covered, as in containers that mask /proc/kcore or
 // /proc/sys. Setup then fails, as runc and crun do. It never binds the host's
 // /proc instead: that shows every process of the outer system, and through
 // /proc/PID/root and /proc/PID/cwd (more so with --cap-add SYS_PTRACE)
 // reaches their files.
-func (r *root) setupProc() error {
-	under, err := r.openOrCreate(procMount.dest, true)
-	if err != nil {
-		return fmt.Errorf("mount point %w", err)
+func (s *setup) setupProc(dest string, o mountOptions) (*os.File, error) {
+	top, err := s.mountFresh(specs.Mount{Type: "proc", Source: "proc"}, dest, o)
+	if errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("%w (the kernel refuses a new /proc while parts of the /proc rabbitc runs under are covered, "+
+			"as inside some containers; run rabbitc where /proc has no masked paths, "+
+			"e.g. in a container started with --security-opt systempaths=unconfined (docker) or unmask=ALL (podman))", err)
 	}
-	defer under.Close()
-	if err := mountOn(under, procMount); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return fmt.Errorf("%w (the kernel refuses a new /proc while parts of the /proc rabbitc runs under are covered, "+
-				"as inside some containers; run rabbitc where /proc has no masked paths, "+
-				"e.g. in a container started with --security-opt systempaths=unconfined (docker) or unmask=ALL (podman))", err)
-		}
-		return err
-	}
-	top, err := r.reopenMounted(under, procMount.dest, isFS(procMount.magic))
-	if err != nil {
-		return err
-	}
-	return top.Close()
+	return top, err
 }
 
-// setupSys mounts a fresh read-only sysfs on /sys. With the host's network
-// namespace (not ours, so the kernel refuses sysfs), or when refused anyway,
-// it binds the host's /sys recursively and makes it read-only.
-func (r *root) setupSys(hostNetwork bool) error {
-	under, err := r.openOrCreate(sysfsMount.dest, true)
+// setupSys mounts a fresh sysfs. With the host's network namespace (not
+// ours, so the kernel refuses sysfs), or when refused anyway, it binds the
+// host's /sys recursively instead, with the options' flags (ro) made
+// recursive.
+func (s *setup) setupSys(dest string, o mountOptions) (*os.File, error) {
+	under, err := s.openOrCreate(dest, true)
 	if err != nil {
-		return fmt.Errorf("mount point %w", err)
+		return nil, fmt.Errorf("mount point %w", err)
 	}
 	defer under.Close()
-	if !hostNetwork {
-		err = mountOn(under, sysfsMount)
+	fm := freshMount(specs.Mount{Source: "sysfs"}, dest, "sysfs", o)
+	if !s.cfg.HostNetwork {
+		err = mountOn(under, fm)
 		if err == nil {
-			top, err := r.reopenMounted(under, sysfsMount.dest, isFS(sysfsMount.magic))
-			if err != nil {
-				return err
-			}
-			return top.Close()
+			return s.reopenMounted(under, dest, fm.check())
 		}
 		if !errors.Is(err, unix.EPERM) {
-			return err
+			return nil, err
 		}
 	}
-	if err2 := bindHost("/sys", under); err2 != nil {
+	if err2 := bindHost("/sys", under, dest); err2 != nil {
 		if err != nil {
-			return fmt.Errorf("%w; %w", err, err2)
+			return nil, fmt.Errorf("%w; %w", err, err2)
 		}
-		return err2
+		return nil, err2
 	}
-	top, err := r.reopenMounted(under, sysfsMount.dest, isFS(sysfsMount.magic))
+	top, err := s.reopenMounted(under, dest, fm.check())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer top.Close()
-	return remountReadOnly(top, sysfsMount.dest, true)
+	if err := remountBind(top, dest, o.flags, true); err != nil {
+		top.Close()
+		return nil, err
+	}
+	return top, nil
 }
 
-// setupCgroup mounts cgroup2 read-only on /sys/fs/cgroup of the fresh
-// sysfs. A kernel that refuses it (no cgroup namespace, or one that lets
-// no cgroup2 be mounted in a user namespace) leaves the directory empty, as
-// before rabbitc mounted it: nothing depends on it but programs that look
-// for their limits, and rabbitc sets none. (With --net host, /sys is the
-// host's, with its own /sys/fs/cgroup.)
-func (r *root) setupCgroup() error {
-	under, err := r.open(cgroupMount.dest)
+// setupCgroup mounts the container's cgroup namespace (cgroup2, whatever
+// the list's type says: the v1 hierarchies cannot be mounted in a user
+// namespace), read-only with "ro" as docker and podman mount it: programs
+// that read their limits find them. A missing mount point (inside a sysfs
+// nothing can be created) or a kernel that refuses the mount (no cgroup
+// namespace, or one that lets no cgroup2 be mounted in a user namespace)
+// leaves the directory as it was: nothing depends on it but programs that
+// look for their limits, and rabbitc sets none.
+func (s *setup) setupCgroup(dest string, o mountOptions) (*os.File, error) {
+	under, err := s.open(dest)
 	if err != nil {
-		return nil // not in this sysfs: nothing to mount on
+		return nil, nil
 	}
 	defer under.Close()
-	if err := mountOn(under, cgroupMount); err != nil {
+	fm := freshMount(specs.Mount{Source: "cgroup2"}, dest, "cgroup2", o)
+	if err := mountOn(under, fm); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EBUSY) {
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, err
 	}
-	top, err := r.reopenMounted(under, cgroupMount.dest, isFS(cgroupMount.magic))
-	if err != nil {
-		return err
-	}
-	return top.Close()
+	return s.reopenMounted(under, dest, fm.check())
 }
 
 // bindHost binds the host's directory hostPath (/sys) recursively on
-// the handle under, which is the same path inside the container.
-func bindHost(hostPath string, under *os.File) error {
+// the handle under, at dest inside the container.
+func bindHost(hostPath string, under *os.File, dest string) error {
 	src, err := os.OpenFile(hostPath, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("bind the host's %s: %w", hostPath, bareErr(err))
 	}
 	defer src.Close()
-	return bindOn(src, under, true, "the host's "+hostPath, hostPath)
+	return bindOn(src, under, true, "the host's "+hostPath, dest)
 }
 
-// bindVolume binds m.Source (a host path the user chose; symlinks in it are
-// followed on the host) on m.Dest resolved inside the rootfs; role names the
-// destination in errors.
-func (r *root) bindVolume(m Mount, role string) error {
+// bindMount binds m.Source (a host path; symlinks in it are followed on the
+// host) on dest resolved inside the rootfs, recursively with rbind, then
+// remounts it with the flags the options ask for (ro, nosuid...). A bind of
+// the host's /sys on /sys (`runc spec --rootless`) is one of these.
+func (s *setup) bindMount(m specs.Mount, dest string, o mountOptions) (*os.File, error) {
+	if !path.IsAbs(m.Source) {
+		return nil, fmt.Errorf("bind %q on %s: the source is not an absolute path", m.Source, dest)
+	}
 	src, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("bind %s on %s: open source: %w", m.Source, m.Dest, bareErr(err))
+		return nil, fmt.Errorf("bind %s on %s: open source: %w", m.Source, dest, bareErr(err))
 	}
 	defer src.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", m.Source, err)
+		return nil, fmt.Errorf("stat %s: %w", m.Source, err)
 	}
-	h, err := r.openOrCreate(m.Dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	h, err := s.openOrCreate(dest, st.Mode&unix.S_IFMT == unix.S_IFDIR)
 	if err != nil {
-		return fmt.Errorf("%s %w", role, err)
+		return nil, fmt.Errorf("mount point %w", err)
 	}
 	defer h.Close()
-	if err := bindOn(src, h, true, m.Source, m.Dest); err != nil {
-		return err
+	if err := bindOn(src, h, o.rec, m.Source, dest); err != nil {
+		return nil, err
 	}
-	if !m.ReadOnly {
+	top, err := s.reopenMounted(h, dest, sameInode(src))
+	if err != nil {
+		return nil, err
+	}
+	if err := remountBind(top, dest, o.flags, o.rec); err != nil {
+		top.Close()
+		return nil, err
+	}
+	return top, nil
+}
+
+// applyPropagation applies the propagation words (private, rshared...) and
+// the recursive attributes (rro, rnosuid...) of a mount's options to the
+// new mount top.
+func applyPropagation(top *os.File, dest string, o mountOptions) error {
+	for _, p := range o.propagation {
+		if err := unix.Mount("", fdPath(top), "", p, ""); err != nil {
+			return fmt.Errorf("make %s a %s mount: %w", dest, propagationName(p), err)
+		}
+	}
+	if o.attrSet == 0 && o.attrClr == 0 {
 		return nil
 	}
-	top, err := r.reopenMounted(h, m.Dest, sameInode(src))
-	if err != nil {
-		return err
+	attr := unix.MountAttr{Attr_set: o.attrSet, Attr_clr: o.attrClr}
+	if err := unix.MountSetattr(int(top.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("mount %s: recursive options (rro, rnosuid...): %w (they need Linux 5.12 or later)", dest, err)
+		}
+		return fmt.Errorf("mount %s: recursive options (rro, rnosuid...): %w", dest, err)
 	}
-	defer top.Close()
-	return remountReadOnly(top, m.Dest, true)
+	return nil
+}
+
+// propagationName names a propagation flag for errors.
+func propagationName(p uintptr) string {
+	for name, f := range propagationFlags {
+		if f == p {
+			return name
+		}
+	}
+	return fmt.Sprintf("%#x", p)
+}
+
+// parentMountPrivate makes the mount that holds the rootfs private when it
+// is shared, as runc does for a shared root propagation: pivot_root refuses
+// a new root whose parent mount is shared, and the rootfs bound on itself
+// would be shared too. The rootfs is a host path cmd/rabbitc chose.
+func parentMountPrivate(rootfs string) error {
+	real, err := filepath.EvalSymlinks(rootfs)
+	if err != nil {
+		return fmt.Errorf("open rootfs %s: %w", rootfs, bareErr(err))
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.ParentsFilter(real))
+	if err != nil {
+		return fmt.Errorf("find the mount of rootfs %s: %w", rootfs, err)
+	}
+	var parent *mountinfo.Info
+	for _, m := range ms {
+		if parent == nil || len(m.Mountpoint) > len(parent.Mountpoint) {
+			parent = m
+		}
+	}
+	if parent == nil || !strings.Contains(parent.Optional, "shared:") {
+		return nil
+	}
+	if err := unix.Mount("", parent.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s (the mount of rootfs %s) private: %w", parent.Mountpoint, rootfs, err)
+	}
+	return nil
 }
 
 // File is a file made for the container: Content, bound on Dest (resolved

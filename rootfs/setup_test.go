@@ -30,16 +30,9 @@ func TestSetup(t *testing.T) {
 				mustMkdir(t, d)
 				mustWrite(t, d+"/hello.txt", "hello\n")
 			}
-			cfg := Config{
-				Rootfs:      tr.rootfs,
-				ReadOnly:    tt.readOnly,
-				EtcFiles:    tr.etcFiles(),
-				HostNetwork: tt.hostNet,
-				Volumes: []Mount{
-					{Source: rw, Dest: "/data/rw"},
-					{Source: ro, Dest: "/data/ro", ReadOnly: true},
-				},
-			}
+			cfg := tr.config(volume(rw, "/data/rw", false), volume(ro, "/data/ro", true))
+			cfg.ReadOnly = tt.readOnly
+			cfg.HostNetwork = tt.hostNet
 			run(t, "full", childArgs{Config: cfg, Marker: tr.marker}, tt.newNet)
 
 			if _, err := os.Stat(rw + "/written-inside"); err != nil {
@@ -74,11 +67,7 @@ func TestSetupNested(t *testing.T) {
 	tr := newTree(t, true)
 	locked := filepath.Join(tr.base, "locked")
 	mustMkdir(t, locked)
-	cfg := Config{
-		Rootfs:   tr.rootfs,
-		EtcFiles: tr.etcFiles(),
-		Volumes:  []Mount{{Source: locked, Dest: "/locked", ReadOnly: true}},
-	}
+	cfg := tr.config(volume(locked, "/locked", true))
 	out := run(t, "nested", childArgs{
 		Config:       cfg,
 		Marker:       tr.marker,
@@ -100,7 +89,7 @@ func TestSetupProcCovered(t *testing.T) {
 	src := filepath.Join(tr.base, "src")
 	mustMkdir(t, src)
 	out := run(t, "nested", childArgs{
-		Config:    Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()},
+		Config:    tr.config(),
 		CoverProc: true,
 		Nested:    "proc-refused",
 		NestedSrc: src,
@@ -116,6 +105,6 @@ func TestSetupProcCovered(t *testing.T) {
 // belong to the tty group.
 func TestSetupSubids(t *testing.T) {
 	tr := newTree(t, true)
-	cfg := Config{Rootfs: tr.rootfs, EtcFiles: tr.etcFiles()}
+	cfg := tr.config()
 	runWith(t, "full", childArgs{Config: cfg, Marker: tr.marker, TTYGroup: true}, true, true)
 }

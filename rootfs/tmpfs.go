@@ -6,16 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
-
-// Tmpfs is one --tmpfs mount: a fresh tmpfs on Dest (an unsafePath inside
-// the container), mounted after the volumes.
-type Tmpfs struct {
-	Dest  string
-	Flags uintptr // MS_* flags
-	Data  string  // size=, mode=
-}
 
 // tmpfsFlags are the flag options of --tmpfs: each sets or clears one flag.
 var tmpfsFlags = map[string]struct {
@@ -30,13 +23,15 @@ var tmpfsFlags = map[string]struct {
 
 const tmpfsSyntax = "DST[:OPTIONS], OPTIONS of rw, ro, exec, noexec, suid, nosuid, dev, nodev, size=N[k|m|g], mode=OCTAL"
 
-// ParseTmpfs parses the value of --tmpfs, "DST[:OPTIONS]" as in docker run:
-// DST absolute and not "/", OPTIONS comma-separated. The default, as
-// docker's, is rw,noexec,nosuid,nodev, with the kernel's size (half the
-// memory) unless size= says otherwise.
-func ParseTmpfs(s string) (Tmpfs, error) {
-	bad := func(why string) (Tmpfs, error) {
-		return Tmpfs{}, fmt.Errorf("tmpfs %q: %s (syntax %s)", s, why, tmpfsSyntax)
+// ParseTmpfs parses the value of --tmpfs, "DST[:OPTIONS]" as in docker run,
+// into a tmpfs mount: DST absolute and not "/", OPTIONS comma-separated. The
+// default, as docker's, is rw,noexec,nosuid,nodev, with the kernel's size
+// (half the memory) unless size= says otherwise. The mount's options are
+// the resulting flags (rw or ro, then nosuid, nodev, noexec as set) and the
+// size= and mode= given.
+func ParseTmpfs(s string) (specs.Mount, error) {
+	bad := func(why string) (specs.Mount, error) {
+		return specs.Mount{}, fmt.Errorf("tmpfs %q: %s (syntax %s)", s, why, tmpfsSyntax)
 	}
 	if strings.IndexByte(s, 0) >= 0 {
 		return bad("contains a NUL byte")
@@ -45,10 +40,11 @@ func ParseTmpfs(s string) (Tmpfs, error) {
 	if !filepath.IsAbs(dst) {
 		return bad(fmt.Sprintf("destination %q is not an absolute path", dst))
 	}
-	t := Tmpfs{Dest: filepath.Clean(dst), Flags: unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV}
-	if t.Dest == "/" {
+	dst = filepath.Clean(dst)
+	if dst == "/" {
 		return bad("destination cannot be /")
 	}
+	flags := uintptr(unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV)
 	var data []string
 	for _, o := range strings.Split(opts, ",") {
 		k, v, hasValue := strings.Cut(o, "=")
@@ -56,9 +52,9 @@ func ParseTmpfs(s string) (Tmpfs, error) {
 		case o == "" && opts == "":
 		case tmpfsFlags[o].flag != 0:
 			if f := tmpfsFlags[o]; f.set {
-				t.Flags |= f.flag
+				flags |= f.flag
 			} else {
-				t.Flags &^= f.flag
+				flags &^= f.flag
 			}
 		case k == "size" && hasValue && validSize(v):
 			data = append(data, o)
@@ -68,8 +64,21 @@ func ParseTmpfs(s string) (Tmpfs, error) {
 			return bad(fmt.Sprintf("unknown option %q", o))
 		}
 	}
-	t.Data = strings.Join(data, ",")
-	return t, nil
+	return specs.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs", Options: append(tmpfsOptions(flags), data...)}, nil
+}
+
+// tmpfsOptions renders the flags of --tmpfs as option words.
+func tmpfsOptions(flags uintptr) []string {
+	opts := []string{"rw"}
+	if flags&unix.MS_RDONLY != 0 {
+		opts[0] = "ro"
+	}
+	for _, w := range []string{"nosuid", "nodev", "noexec"} {
+		if flags&mountFlags[w].flag != 0 {
+			opts = append(opts, w)
+		}
+	}
+	return opts
 }
 
 // validSize accepts tmpfs's size= forms: a number of bytes with an optional
@@ -86,23 +95,4 @@ func validSize(v string) bool {
 func validMode(v string) bool {
 	m, err := strconv.ParseUint(v, 8, 32)
 	return err == nil && m <= 0o7777
-}
-
-// mountTmpfs mounts t on its destination, resolved inside the root (a
-// missing directory is created there), and checks the new mount.
-func (r *root) mountTmpfs(t Tmpfs) error {
-	h, err := r.openOrCreate(t.Dest, true)
-	if err != nil {
-		return fmt.Errorf("tmpfs destination %w", err)
-	}
-	defer h.Close()
-	m := fsMount{dest: t.Dest, fstype: "tmpfs", flags: t.Flags, data: t.Data, magic: tmpfsMagic}
-	if err := mountOn(h, m); err != nil {
-		return err
-	}
-	top, err := r.reopenMounted(h, t.Dest, isFS(tmpfsMagic))
-	if err != nil {
-		return err
-	}
-	return top.Close()
 }

@@ -31,7 +31,8 @@ func TestParseTmpfs(t *testing.T) {
 			t.Errorf("%q: %v", tc.in, err)
 			continue
 		}
-		if got.Dest != tc.dest || got.Flags != tc.flags || got.Data != tc.data {
+		o := parseMountOptions(got.Options)
+		if got.Destination != tc.dest || got.Type != "tmpfs" || got.Source != "tmpfs" || o.flags != tc.flags || o.data != tc.data || o.bind {
 			t.Errorf("%q = %+v, want dest %s flags %#x data %q", tc.in, got, tc.dest, tc.flags, tc.data)
 		}
 	}
@@ -62,13 +63,17 @@ func FuzzParseTmpfs(f *testing.F) {
 			}
 			return
 		}
-		if !strings.HasPrefix(got.Dest, "/") || got.Dest == "/" || filepath.Clean(got.Dest) != got.Dest {
-			t.Fatalf("%q: dest %q", s, got.Dest)
+		if !strings.HasPrefix(got.Destination, "/") || got.Destination == "/" || filepath.Clean(got.Destination) != got.Destination {
+			t.Fatalf("%q: dest %q", s, got.Destination)
 		}
-		for _, d := range strings.Split(got.Data, ",") {
+		o := parseMountOptions(got.Options)
+		for _, d := range strings.Split(o.data, ",") {
 			if d != "" && !strings.HasPrefix(d, "size=") && !strings.HasPrefix(d, "mode=") {
-				t.Fatalf("%q: data %q", s, got.Data)
+				t.Fatalf("%q: data %q", s, o.data)
 			}
+		}
+		if o.bind || len(o.propagation) > 0 || o.attrSet|o.attrClr != 0 {
+			t.Fatalf("%q: options %q", s, got.Options)
 		}
 	})
 }

@@ -4,27 +4,19 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-)
 
-// Mount is one bind mount from the host into the container.
-type Mount struct {
-	// Source is an absolute host path. cmd/rabbitc checks that it exists.
-	Source string
-	// Dest is an unsafePath inside the container (absolute); Setup resolves
-	// it inside the rootfs.
-	Dest string
-	// ReadOnly remounts the bind read-only.
-	ReadOnly bool
-}
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
 
 const volumeSyntax = "SRC:DST[:ro|:rw]"
 
-// ParseVolume parses the value of -v/--volume, "SRC:DST[:ro|:rw]". A relative
-// SRC is made absolute against cwd; DST must be absolute and may not be "/".
-// Both are cleaned. It touches no file.
-func ParseVolume(s, cwd string) (Mount, error) {
-	bad := func(why string) (Mount, error) {
-		return Mount{}, fmt.Errorf("volume %q: %s (syntax %s)", s, why, volumeSyntax)
+// ParseVolume parses the value of -v/--volume, "SRC:DST[:ro|:rw]", into a
+// recursive bind (options rbind, and ro with :ro). A relative SRC is made
+// absolute against cwd; DST must be absolute and may not be "/". Both are
+// cleaned. It touches no file; cmd/rabbitc checks that the source exists.
+func ParseVolume(s, cwd string) (specs.Mount, error) {
+	bad := func(why string) (specs.Mount, error) {
+		return specs.Mount{}, fmt.Errorf("volume %q: %s (syntax %s)", s, why, volumeSyntax)
 	}
 	if strings.IndexByte(s, 0) >= 0 {
 		return bad("contains a NUL byte")
@@ -34,11 +26,11 @@ func ParseVolume(s, cwd string) (Mount, error) {
 		return bad("want 2 or 3 fields separated by ':'")
 	}
 	src, dst := parts[0], parts[1]
-	m := Mount{}
+	m := specs.Mount{Type: "bind", Options: []string{"rbind"}}
 	if len(parts) == 3 {
 		switch parts[2] {
 		case "ro":
-			m.ReadOnly = true
+			m.Options = append(m.Options, "ro")
 		case "rw":
 		default:
 			return bad(fmt.Sprintf("mode %q is not ro or rw", parts[2]))
@@ -63,8 +55,8 @@ func ParseVolume(s, cwd string) (Mount, error) {
 		return bad(fmt.Sprintf("destination %q is not an absolute path", dst))
 	}
 	m.Source = filepath.Clean(src)
-	m.Dest = filepath.Clean(dst)
-	if m.Dest == "/" {
+	m.Destination = filepath.Clean(dst)
+	if m.Destination == "/" {
 		return bad("destination cannot be /")
 	}
 	return m, nil

@@ -2,22 +2,25 @@ package rootfs
 
 import (
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestParseVolume(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    Mount
+		want    specs.Mount
 		wantErr string
 	}{
-		{in: "/src:/dst", want: Mount{Source: "/src", Dest: "/dst"}},
-		{in: "/src:/dst:ro", want: Mount{Source: "/src", Dest: "/dst", ReadOnly: true}},
-		{in: "/src:/dst:rw", want: Mount{Source: "/src", Dest: "/dst"}},
-		{in: "data:/data", want: Mount{Source: "/home/u/data", Dest: "/data"}},
-		{in: "./a/../b:/x/./y/", want: Mount{Source: "/home/u/b", Dest: "/x/y"}},
-		{in: "/s:/a/../../etc", want: Mount{Source: "/s", Dest: "/etc"}},
+		{in: "/src:/dst", want: specs.Mount{Type: "bind", Source: "/src", Destination: "/dst", Options: []string{"rbind"}}},
+		{in: "/src:/dst:ro", want: specs.Mount{Type: "bind", Source: "/src", Destination: "/dst", Options: []string{"rbind", "ro"}}},
+		{in: "/src:/dst:rw", want: specs.Mount{Type: "bind", Source: "/src", Destination: "/dst", Options: []string{"rbind"}}},
+		{in: "data:/data", want: specs.Mount{Type: "bind", Source: "/home/u/data", Destination: "/data", Options: []string{"rbind"}}},
+		{in: "./a/../b:/x/./y/", want: specs.Mount{Type: "bind", Source: "/home/u/b", Destination: "/x/y", Options: []string{"rbind"}}},
+		{in: "/s:/a/../../etc", want: specs.Mount{Type: "bind", Source: "/s", Destination: "/etc", Options: []string{"rbind"}}},
 		{in: "/src", wantErr: `volume "/src": want 2 or 3 fields separated by ':' (syntax SRC:DST[:ro|:rw])`},
 		{in: "/a:/b:ro:x", wantErr: "want 2 or 3 fields"},
 		{in: "/a:/b:", wantErr: `mode "" is not ro or rw`},
@@ -38,7 +41,7 @@ func TestParseVolume(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want {
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseVolume(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
@@ -69,12 +72,12 @@ func FuzzParseVolume(f *testing.F) {
 			}
 			return
 		}
-		for _, p := range []string{m.Source, m.Dest} {
+		for _, p := range []string{m.Source, m.Destination} {
 			if !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.IndexByte(p, 0) >= 0 {
 				t.Fatalf("ParseVolume(%q, %q) = %+v: path %q not absolute and clean", s, cwd, m, p)
 			}
 		}
-		if m.Dest == "/" {
+		if m.Destination == "/" {
 			t.Fatalf("ParseVolume(%q) accepted / as destination", s)
 		}
 	})
