@@ -2,6 +2,8 @@ package rootfs
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -164,4 +166,22 @@ func parsePropagation(s string) (uintptr, error) {
 		return 0, fmt.Errorf("root propagation %q: not one of shared, slave, private, unbindable and their r- forms", s)
 	}
 	return p, nil
+}
+
+// MountOptionNames are the mount options Setup knows, sorted (the runtime
+// spec's features document); others go to the file system as data.
+func MountOptionNames() []string {
+	var out []string
+	for name := range mountFlags {
+		out = append(out, name)
+	}
+	for name := range propagationFlags {
+		out = append(out, name)
+	}
+	for name := range recursiveAttrs {
+		out = append(out, name)
+	}
+	out = append(out, "bind", "rbind", "tmpcopyup")
+	sort.Strings(out)
+	return slices.Compact(out)
 }

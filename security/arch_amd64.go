@@ -15,4 +15,5 @@ const (
 	// it, so 32-bit binaries run as under docker.
 	compatArch     = unix.AUDIT_ARCH_I386
 	compatArchName = "SCMP_ARCH_X86"
+	nativeArchName = "SCMP_ARCH_X86_64"
 )

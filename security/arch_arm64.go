@@ -13,6 +13,7 @@ const (
 	// (AArch32), whose syscalls it kills.
 	compatArch     = 0
 	compatArchName = ""
+	nativeArchName = "SCMP_ARCH_AARCH64"
 	// maxCompatSyscallNr goes with compatSyscallNumber: no table.
 	maxCompatSyscallNr = 0
 )

@@ -158,3 +158,56 @@ func firstLine(err error) string {
 	}
 	return s
 }
+
+// IDMap is one line of a uid or gid map: Size ids from ContainerID inside
+// onto HostID in the parent namespace (the runtime spec's LinuxIDMapping).
+type IDMap struct{ ContainerID, HostID, Size uint32 }
+
+// WriteGivenMaps writes the maps an OCI config gives for the user namespace
+// of pid. It writes them itself where the kernel lets it (rabbitc has
+// CAP_SETUID and CAP_SETGID over the namespace's parent: real root, or
+// root in an engine's user namespace), else through newuidmap and
+// newgidmap, which allow what /etc/subuid and /etc/subgid give the user.
+func WriteGivenMaps(pid int, uids, gids []IDMap) error {
+	if len(uids) == 0 || len(gids) == 0 {
+		return errors.New("a new user namespace needs linux.uidMappings and linux.gidMappings in config.json")
+	}
+	base := "/proc/" + strconv.Itoa(pid) + "/"
+	format := func(m []IDMap) string {
+		var b strings.Builder
+		for _, l := range m {
+			fmt.Fprintf(&b, "%d %d %d\n", l.ContainerID, l.HostID, l.Size)
+		}
+		return b.String()
+	}
+	errU := os.WriteFile(base+"uid_map", []byte(format(uids)), 0)
+	errG := error(nil)
+	if errU == nil {
+		errG = os.WriteFile(base+"gid_map", []byte(format(gids)), 0)
+	}
+	if errU == nil && errG == nil {
+		return nil
+	}
+	args := func(m []IDMap) []string {
+		a := []string{strconv.Itoa(pid)}
+		for _, l := range m {
+			a = append(a, strconv.FormatUint(uint64(l.ContainerID), 10), strconv.FormatUint(uint64(l.HostID), 10), strconv.FormatUint(uint64(l.Size), 10))
+		}
+		return a
+	}
+	cfg := CurrentConfig()
+	if errU != nil {
+		tool, err := exec.LookPath("newuidmap")
+		if err != nil {
+			return fmt.Errorf("write %suid_map: %w, and newuidmap is not in $PATH (install the uidmap package)", base, errU)
+		}
+		if err := runMapTool(tool, args(uids), "/etc/subuid", cfg); err != nil {
+			return err
+		}
+	}
+	tool, err := exec.LookPath("newgidmap")
+	if err != nil {
+		return fmt.Errorf("write %sgid_map: %w, and newgidmap is not in $PATH (install the uidmap package)", base, errG)
+	}
+	return runMapTool(tool, args(gids), "/etc/subgid", cfg)
+}

@@ -40,6 +40,11 @@ type execOptions struct {
 	envFiles    []string
 	workdir     string
 	user        string
+
+	// The OCI exec's (ociexec.go).
+	consoleSocket string // the pty master goes there
+	pidFile       string
+	keepStdio     bool // -d keeps rabbitc's stdio (the engine's) for the command
 }
 
 // execSpec is what the exec stage gets: the command, and the settings of
@@ -49,6 +54,7 @@ type execSpec struct {
 	Env      []string
 	Cwd      string
 	User     string
+	Groups   []uint32 `json:",omitempty"` // the runtime spec's additionalGids
 	Tty      bool
 	Security security.Config     // with the seccomp program compiled, or
 	FilterFD bool                // the program comes on filterFD instead
@@ -118,10 +124,6 @@ type execer struct {
 }
 
 func execContainer(o *execOptions, id string, args []string) error {
-	x := &execer{opts: o, trace: newTracer(time.Now())}
-	if !nsenter.Linked() {
-		return fmt.Errorf("exec: this rabbitc was built without its entry point (build it with make build, or go build -ldflags '%s')", nsenter.BuildFlag)
-	}
 	if err := o.check(); err != nil {
 		return err
 	}
@@ -129,16 +131,37 @@ func execContainer(o *execOptions, id string, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer init.Close()
+	return execIn(o, execTarget{dir: st.dir, init: init, flags: flags}, func(hasFilter bool) (*execSpec, error) {
+		return newExecSpec(st.dir, o, args, hasFilter)
+	})
+}
+
+// execTarget is the container an exec joins: its state directory (the
+// seccomp program), a pidfd of its init and the namespaces to join.
+type execTarget struct {
+	dir   string
+	init  *userns.Pidfd
+	flags uintptr
+}
+
+// execIn runs a command in the target container; makeSpec makes the
+// stage's spec (hasFilter: the stage gets the container's seccomp program
+// on filterFD).
+func execIn(o *execOptions, t execTarget, makeSpec func(hasFilter bool) (*execSpec, error)) error {
+	defer t.init.Close()
+	x := &execer{opts: o, trace: newTracer(time.Now())}
+	if !nsenter.Linked() {
+		return fmt.Errorf("exec: this rabbitc was built without its entry point (build it with make build, or go build -ldflags '%s')", nsenter.BuildFlag)
+	}
 	x.trace.mark("exec:found")
-	filter, err := openFilter(st.dir)
+	filter, err := openFilter(t.dir)
 	if err != nil {
 		return err
 	}
 	if filter != nil {
 		defer filter.Close()
 	}
-	if err := x.start(init, flags, filter); err != nil {
+	if err := x.start(t.init, t.flags, filter); err != nil {
 		return err
 	}
 	defer x.ch.Close()
@@ -151,7 +174,7 @@ func execContainer(o *execOptions, id string, args []string) error {
 		go signal.Notify(sigc, forwarded...)
 	}
 	// The spec is made while the stage's runtime starts.
-	s, err := newExecSpec(st, o, args, filter != nil)
+	s, err := makeSpec(filter != nil)
 	if err != nil {
 		return x.abort(err)
 	}
@@ -199,7 +222,13 @@ func (x *execer) attach(sigc <-chan os.Signal) error {
 	}
 	x.cmd = cmd
 	defer cmd.Close()
-	if master != nil {
+	if master != nil && x.opts.consoleSocket != "" {
+		err := sendConsole(x.opts.consoleSocket, master)
+		master.Close()
+		if err != nil {
+			return x.abort(err)
+		}
+	} else if master != nil {
 		if x.console, err = startConsole(master, x.opts.interactive); err != nil {
 			master.Close()
 			return x.abort(err)
@@ -210,6 +239,13 @@ func (x *execer) attach(sigc <-chan os.Signal) error {
 		return x.abort(err)
 	}
 	x.trace.mark("exec:started")
+	if x.opts.pidFile != "" {
+		// The stage's pid: it is what the engine's subreaper gets once
+		// rabbitc exec returns, and it exits with the command's status.
+		if err := writePidFile(x.opts.pidFile, x.stage.Process.Pid); err != nil {
+			return err
+		}
+	}
 	if x.opts.detach {
 		return nil // the stage goes on waiting for the command, in its own session
 	}
@@ -279,8 +315,12 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr, filter *os.File) error
 	}
 	var ends []*os.File
 	if x.opts.detach {
-		// Stdio /dev/null; a session of its own, which outlives rabbitc exec.
+		// Stdio /dev/null (an engine's own with the OCI exec); a session of
+		// its own, which outlives rabbitc exec.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if x.opts.keepStdio {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		}
 	} else {
 		// Its own process group: a ^C on the terminal reaches rabbitc, which
 		// forwards it to the command, and not the waiting parent.
@@ -308,12 +348,13 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr, filter *os.File) error
 // newExecSpec makes the stage's spec from the container's config.json and
 // the flags; the stage reads the compiled seccomp program on filterFD when
 // hasFilter and config.json lacks it.
-func newExecSpec(st state, o *execOptions, args []string, hasFilter bool) (*execSpec, error) {
-	s, err := readConfig(st)
+func newExecSpec(dir string, o *execOptions, args []string, hasFilter bool) (*execSpec, error) {
+	s, err := readConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	env := s.Env
+	p := s.OCI.Process
+	env := p.Env
 	if o.tty && !hasEnv(env, "TERM") {
 		env = append(env, "TERM="+hostTerm())
 	}
@@ -324,21 +365,27 @@ func newExecSpec(st state, o *execOptions, args []string, hasFilter bool) (*exec
 	if env, err = applyEnvFlags(env, append(lines, o.env...)); err != nil {
 		return nil, err
 	}
-	es := &execSpec{Args: args, Env: env, Cwd: s.Cwd, User: s.User, Tty: o.tty, Security: s.Security, Rlimits: s.Rlimits}
+	sec := s.securityConfig()
+	sec.Seccomp = nil // the program is compiled, or comes on filterFD
+	es := &execSpec{Args: args, Env: env, Cwd: p.Cwd, User: s.userSpec(), Groups: p.User.AdditionalGids, Tty: o.tty,
+		Security: sec, Rlimits: p.Rlimits}
 	if o.workdir != "" {
 		es.Cwd = o.workdir
 	}
 	if o.user != "" {
 		es.User = o.user
 	}
-	if es.Security.Filter == nil && hasFilter {
+	if hasFilter {
+		es.Security.Filter = nil
 		es.FilterFD = true
 		return es, nil
 	}
 	// Unconfined, or a state without the program: compiled here.
+	es.Security.Seccomp = s.linux().Seccomp
 	if err := es.Security.Compile(); err != nil {
 		return nil, err
 	}
+	es.Security.Seccomp = nil
 	return es, nil
 }
 
@@ -468,6 +515,9 @@ func resolveCommand(s *execSpec) (*execCommand, int, error) {
 	cred, err := resolveUser(s.User)
 	if err != nil {
 		return nil, 0, err
+	}
+	for _, g := range s.Groups {
+		cred.groups = append(cred.groups, int(g))
 	}
 	env := s.Env
 	if !hasEnv(env, "HOME") {

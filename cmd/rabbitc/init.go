@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/rabbitc/rabbitc/netns"
@@ -37,16 +38,25 @@ func containerMain(ch *userns.Channel) int {
 		return 125
 	}
 	tr.mark("init:spec")
-	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-		return fail(fmt.Errorf("sethostname %s: %w", s.Hostname, err), 0)
-	}
-	if err := rootfs.Setup(s.Rootfs); err != nil {
+	proc, rcfg := s.OCI.Process, s.rootfsConfig()
+	if err := s.ociPrepare(); err != nil {
 		return fail(err, 0)
 	}
-	if err := rootfs.PivotRoot(s.Rootfs.Rootfs); err != nil {
+	if s.OCI.Hostname != "" || s.hasNamespace(specs.UTSNamespace) {
+		if err := unix.Sethostname([]byte(s.OCI.Hostname)); err != nil {
+			return fail(fmt.Errorf("sethostname %s: %w", s.OCI.Hostname, err), 0)
+		}
+	}
+	if err := rootfs.Setup(rcfg); err != nil {
 		return fail(err, 0)
 	}
-	if err := rootfs.Finish(s.Rootfs); err != nil {
+	if err := s.runHooks("createContainer"); err != nil {
+		return fail(err, 0)
+	}
+	if err := rootfs.PivotRoot(rcfg.Rootfs); err != nil {
+		return fail(err, 0)
+	}
+	if err := rootfs.Finish(rcfg); err != nil {
 		return fail(err, 0)
 	}
 	tr.mark("init:rootfs")
@@ -57,35 +67,39 @@ func containerMain(ch *userns.Channel) int {
 			return fail(err, 0)
 		}
 	}
-	cred, err := resolveUser(s.User)
+	cred, err := s.credential()
 	if err != nil {
 		return fail(err, 0)
 	}
-	env := s.Env
+	env := proc.Env
 	if !hasEnv(env, "HOME") {
 		env = append(env, "HOME="+cred.home)
 	}
-	if err := enterWorkdir(s.Cwd, cred, true); err != nil {
+	if err := enterWorkdir(proc.Cwd, cred, true); err != nil {
 		return fail(err, 0)
 	}
-	path, code, err := findProgram(s.Args[0], envValue(env, "PATH"))
+	path, code, err := findProgram(proc.Args[0], envValue(env, "PATH"))
 	if err != nil {
 		return fail(err, code)
 	}
-	master, err := setupStdio(s.Tty, cred, true)
+	master, err := setupStdio(proc.Terminal, cred, true)
 	if err != nil {
 		return fail(err, 0)
 	}
-	if err := security.PrepareCaps(s.Security); err != nil {
+	sec := s.securityConfig()
+	if err := security.PrepareCaps(sec); err != nil {
 		return fail(err, 0)
 	}
 	if err := cred.apply(); err != nil {
 		return fail(err, 0)
 	}
 	// setuid cleared the parent-death signal; without it a killed sandbox
-	// would leave the payload running.
-	if err := userns.SetPdeathsig(syscall.SIGKILL, 0); err != nil {
-		return fail(err, 0)
+	// would leave the payload running. Not for an OCI container, which
+	// outlives rabbitc create: its engine waits for it.
+	if !s.OCIMode {
+		if err := userns.SetPdeathsig(syscall.SIGKILL, 0); err != nil {
+			return fail(err, 0)
+		}
 	}
 	// Nothing but 0-2 reaches the payload (CVE-2024-21626): everything else,
 	// the sync channel included, closes on exec.
@@ -104,7 +118,22 @@ func containerMain(ch *userns.Channel) int {
 		return fail(err, 0)
 	}
 	if start.Filter != nil {
-		s.Security.Filter, s.Security.FilterFlags = start.Filter, start.FilterFlags
+		sec.Filter, sec.FilterFlags = start.Filter, start.FilterFlags
+	}
+	if s.OCIMode {
+		// create returns here; start opens the fifo. Errors from now on
+		// have nobody on the channel: they go to the process's stderr.
+		ch.Close()
+		fail = func(err error, code int) int {
+			fmt.Fprintf(os.Stderr, "rabbitc: init: %v\n", err)
+			return max(code, 1)
+		}
+		if err := waitExecFifo(); err != nil {
+			return fail(err, 0)
+		}
+		if err := s.runHooks("startContainer"); err != nil {
+			return fail(err, 0)
+		}
 	}
 	if s.Net.Mode == netns.ModeSlirp {
 		if err := netns.CheckTap(); err != nil {
@@ -113,25 +142,89 @@ func containerMain(ch *userns.Channel) int {
 	}
 	// After every descriptor init opens (a low nofile would refuse them), and
 	// before seccomp (a profile may deny prlimit64).
-	if err := applyRlimits(s.Rlimits); err != nil {
+	if err := applyRlimits(proc.Rlimits); err != nil {
 		return fail(err, 0)
 	}
 	tr.mark("init:started")
 	// Last: keyring, capabilities, no_new_privs, seccomp.
-	if err := security.Finalize(s.Security); err != nil {
+	if err := security.Finalize(sec); err != nil {
 		return fail(err, 0)
 	}
 	tr.mark("init:exec")
+	if err := passExtraFDs(s.ExtraFDs); err != nil {
+		return fail(err, 0)
+	}
 	if reaper != nil {
-		err = userns.ExecFile(reaper, append([]string{"rabbitc-init", "init", "reaper", path}, s.Args...), env)
+		err = userns.ExecFile(reaper, append([]string{"rabbitc-init", "init", "reaper", path}, proc.Args...), env)
 		return fail(fmt.Errorf("exec the init (--init): %w", err), 0)
 	}
-	err = unix.Exec(path, s.Args, env)
+	err = unix.Exec(path, proc.Args, env)
 	code = 126
 	if errors.Is(err, unix.ENOENT) {
 		code = 127
 	}
-	return fail(fmt.Errorf("exec %s: %w", s.Args[0], err), code)
+	return fail(fmt.Errorf("exec %s: %w", proc.Args[0], err), code)
+}
+
+// ociPrepare is what an OCI container's init does before the root: the
+// namespaces are all the clone's (ociInitMain), so only the loopback of a
+// new network namespace is left to bring up, as runc and crun do.
+func (s *spec) ociPrepare() error {
+	if !s.OCIMode {
+		return nil
+	}
+	for _, ns := range s.linux().Namespaces {
+		if ns.Type == specs.NetworkNamespace && ns.Path == "" {
+			return netns.SetupLoopback()
+		}
+	}
+	return nil
+}
+
+// runHooks runs the OCI config's hooks of one kind in init (createContainer
+// before pivot_root, startContainer after).
+func (s *spec) runHooks(kind string) error {
+	h := s.OCI.Hooks
+	if !s.OCIMode || h == nil {
+		return nil
+	}
+	hooks := h.CreateContainer
+	if kind == "startContainer" {
+		hooks = h.StartContainer
+	}
+	return runHooks(kind, hooks, s.HookState)
+}
+
+// waitExecFifo blocks until rabbitc start opens exec.fifo for reading
+// (inherited on fifoFD), and tells it init goes on.
+func waitExecFifo() error {
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(fifoFD), os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec.fifo: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte{0}); err != nil {
+		return fmt.Errorf("write exec.fifo: %w", err)
+	}
+	return nil
+}
+
+// passExtraFDs moves the n preserved descriptors, inherited after the
+// fifo, to 3, 4, ... for the process, as runc passes them; nothing else
+// above 2 reaches it (everything is close-on-exec already).
+func passExtraFDs(n int) error {
+	for i := 0; i < n; i++ {
+		if err := unix.Dup3(fifoFD+1+i, 3+i, 0); err != nil {
+			return fmt.Errorf("pass descriptor %d: %w", 3+i, err)
+		}
+	}
+	return nil
+}
+
+// ociInitMain is init of an OCI container: the clone made every new
+// namespace; it is init as usual, with the OCI steps (spec.OCIMode).
+func ociInitMain(ch *userns.Channel) int {
+	return containerMain(ch)
 }
 
 // directMain is init when rabbitc started it without a sandbox, in new user
@@ -234,6 +327,36 @@ func (c *credential) apply() error {
 		}
 	}
 	return nil
+}
+
+// userSpec is who the process runs as, in -u's form: run's -u as given,
+// or the runtime spec's numeric ids.
+func (s *spec) userSpec() string {
+	if s.User != "" {
+		return s.User
+	}
+	u := s.OCI.Process.User
+	if u.UID == 0 && u.GID == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(u.UID), 10) + ":" + strconv.FormatUint(uint64(u.GID), 10)
+}
+
+// credential resolves the process's user (userSpec) inside the pivoted
+// root, with the runtime spec's additional groups, and sets its umask.
+func (s *spec) credential() (*credential, error) {
+	c, err := resolveUser(s.userSpec())
+	if err != nil {
+		return nil, err
+	}
+	u := s.OCI.Process.User
+	for _, g := range u.AdditionalGids {
+		c.groups = append(c.groups, int(g))
+	}
+	if u.Umask != nil {
+		unix.Umask(int(*u.Umask))
+	}
+	return c, nil
 }
 
 // resolveUser turns -u into ids, reading the container's /etc/passwd and

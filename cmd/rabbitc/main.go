@@ -81,6 +81,8 @@ func closeInherited() {
 func cliMain(args []string) int {
 	var root *cobra.Command
 	switch {
+	case isOCICommandLine(args):
+		return ociMain(args)
 	case len(args) > 0 && args[0] == "exec":
 		root = newExecRoot()
 	case len(args) > 0 && args[0] == "run":
@@ -123,6 +125,7 @@ func newRootCommand() *cobra.Command {
 			"Without a subcommand, rabbitc --rootfs=DIR [--cmd=PROG] is the same as rabbitc run.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 		Args:          cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.rootfs == "" && len(args) == 0 {
@@ -134,6 +137,7 @@ func newRootCommand() *cobra.Command {
 			return runContainer(o, args)
 		},
 	}
+	root.SetVersionTemplate(versionText())
 	root.Flags().SetInterspersed(false)
 	addRunFlags(root.Flags(), o)
 	root.SetFlagErrorFunc(flagError)

@@ -270,7 +270,7 @@ func (r *runner) prepareBesideMaps() (*netns.Features, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.config, err = json.Marshal(s); err != nil { // now, while nothing waits for it
+	if r.config, err = json.Marshal(s.forInit()); err != nil { // now, while nothing waits for it
 		return nil, err
 	}
 	r.trace.mark("prepared")
@@ -315,7 +315,7 @@ func (r *runner) sendInit() error {
 	if r.filterAtStart() {
 		// Compiled while init sets up the root: init needs the program only
 		// after Start, and here it costs nothing in front of the maps.
-		sec := &r.spec.Security
+		sec := r.spec.securityConfig()
 		if err := sec.Compile(); err != nil {
 			return err
 		}
@@ -411,11 +411,14 @@ func (r *runner) recordState() error {
 		}
 		st.InitTime = 0
 	}
-	var filter *security.Config // compiled after r.config was made
-	if r.filterAtStart() {
-		filter = &r.spec.Security
+	config := r.config
+	if r.spec.forInit() != r.spec { // init's lacks the seccomp profile, the state's has it
+		var err error
+		if config, err = json.Marshal(r.spec); err != nil {
+			return err
+		}
 	}
-	if err := createState(r.spec, r.config, filter, st); err != nil {
+	if err := createState(r.spec, config, r.filter(), st); err != nil {
 		if r.detached {
 			return err
 		}
@@ -501,9 +504,11 @@ func (r *runner) prepare() (*netns.Features, error) {
 		}
 	}
 	if !r.filterAtStart() {
-		if err := s.Security.Compile(); err != nil {
+		sec := s.securityConfig()
+		if err := sec.Compile(); err != nil {
 			return nil, err
 		}
+		s.Filter, s.FilterFlags = sec.Filter, sec.FilterFlags
 	}
 	gcStates(filepath.Dir(s.StateDir))
 	return feat, nil
@@ -516,8 +521,15 @@ func (r *runner) prepare() (*netns.Features, error) {
 // filter before it drops its capabilities, before Start. A profile file is
 // compiled at once anyway, so that a bad one fails before anything starts.
 func (r *runner) filterAtStart() bool {
-	sec := &r.spec.Security
-	return sec.NoNewPrivs && sec.Filter == nil
+	return r.spec.OCI.Process.NoNewPrivileges && r.spec.Filter == nil
+}
+
+// filter is the compiled seccomp program, for the state (filterFile).
+func (r *runner) filter() *security.Config {
+	if r.startMsg != nil {
+		return &security.Config{Filter: r.startMsg.Filter, FilterFlags: r.startMsg.FilterFlags}
+	}
+	return &security.Config{Filter: r.spec.Filter, FilterFlags: r.spec.FilterFlags}
 }
 
 // startChild starts the stage below rabbitc in a new user namespace: the
@@ -595,7 +607,7 @@ func (r *runner) stdio(cmd *exec.Cmd) ([]*os.File, error) {
 	if r.detached {
 		return r.logStdio(cmd)
 	}
-	return wireStdio(cmd, r.spec.Tty, r.opts.interactive, &r.outputs)
+	return wireStdio(cmd, r.spec.OCI.Process.Terminal, r.opts.interactive, &r.outputs)
 }
 
 // wireStdio wires the standard streams of a stage whose command runs in the

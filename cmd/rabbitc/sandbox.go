@@ -36,6 +36,8 @@ func initMain(stage string) int {
 		return containerMain(ch)
 	case "direct":
 		return directMain(ch)
+	case "oci":
+		return ociInitMain(ch)
 	case "watchdog":
 		return watchdogMain()
 	case "reaper":

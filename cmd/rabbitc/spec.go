@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -18,26 +19,125 @@ import (
 	"github.com/rabbitc/rabbitc/security"
 )
 
-// spec is everything the stages need, built from the flags by newSpec. It
-// travels to the sandbox and to init over the sync channel as JSON; code
-// below the CLI never sees a flag.
+// spec is the container: an OCI runtime spec (what `run` makes of its
+// flags, and what the OCI verbs read from a bundle's config.json) and the
+// few things only rabbitc's own run adds to it (a monitor's network, ports,
+// the --init reaper, the generated /etc files). It travels to the sandbox
+// and to init over the sync channel as JSON, and is the state's
+// config.json; code below the CLI never sees a flag. The stages take their
+// rootfs and security settings from the OCI part alone (rootfsConfig,
+// securityConfig): one path for both faces.
 type spec struct {
 	ID       string
 	StateDir string
-	Args     []string // the payload's argv; Args[0] is resolved inside the rootfs
-	Env      []string
-	Cwd      string
-	User     string // UID[:GID] or NAME[:GROUP], resolved inside the rootfs
-	Hostname string
-	Tty      bool
-	Rootfs   rootfs.Config
-	Net      netns.Config
-	Publish  []portfwd.Spec
-	Security security.Config
-	Init     bool `json:",omitempty"` // --init: a reaper as PID 1, the payload its child
-	// Rlimits are the --ulimit limits, in the runtime-spec's form (the spec
-	// moves to it) and already checked against rabbitc's own hard limits.
-	Rlimits []specs.POSIXRlimit `json:",omitempty"`
+	OCI      *specs.Spec
+
+	// User is -u as given (UID[:GID] or NAME[:GROUP]), resolved inside the
+	// rootfs: the runtime spec has numeric ids only. "" takes
+	// OCI.Process.User.
+	User     string         `json:",omitempty"`
+	Net      netns.Config   // the network the monitor makes (slirp4netns, host, none)
+	Publish  []portfwd.Spec `json:",omitempty"`
+	Init     bool           `json:",omitempty"` // --init: a reaper as PID 1, the payload its child
+	EtcFiles []rootfs.File  `json:",omitempty"` // /etc/hosts, /etc/hostname, /etc/resolv.conf (etcFiles)
+	// SeccompDefault asks for rabbitc's default profile (docker's for the
+	// container's bounding set, and rabbitc's hardening rules), which the
+	// parent resolves and compiles off the start-up's path
+	// (security.Config.Default). OCI.Linux.Seccomp is then nil: the profile
+	// is never encoded for init (decoding docker's default costs 0.4 ms).
+	SeccompDefault bool `json:",omitempty"`
+	// Filter is the compiled seccomp program when it was compiled before
+	// init got the spec (a --security-opt seccomp=FILE profile).
+	Filter      []byte  `json:",omitempty"`
+	FilterFlags uintptr `json:",omitempty"`
+
+	// OCIMode is a container of the OCI verbs (create): init waits on
+	// exec.fifo for start, runs the hooks, and passes ExtraFDs descriptors
+	// (--preserve-fds, LISTEN_FDS) on to the process as 3, 4, ...
+	OCIMode   bool   `json:",omitempty"`
+	ExtraFDs  int    `json:",omitempty"`
+	HookState []byte `json:",omitempty"` // the state hooks read on their stdin
+}
+
+// rootfsConfig is what rootfs.Setup needs, from the OCI spec.
+func (s *spec) rootfsConfig() rootfs.Config {
+	o, l := s.OCI, s.linux()
+	return rootfs.Config{
+		Rootfs:          o.Root.Path,
+		ReadOnly:        o.Root.Readonly,
+		Mounts:          o.Mounts,
+		MaskedPaths:     l.MaskedPaths,
+		ReadonlyPaths:   l.ReadonlyPaths,
+		Devices:         l.Devices,
+		RootPropagation: l.RootfsPropagation,
+		EtcFiles:        s.EtcFiles,
+		HostNetwork:     !s.hasNamespace(specs.NetworkNamespace),
+	}
+}
+
+// securityConfig is what the security package needs, from the OCI spec.
+func (s *spec) securityConfig() security.Config {
+	p := s.OCI.Process
+	return security.Config{
+		Capabilities: p.Capabilities,
+		NoNewPrivs:   p.NoNewPrivileges,
+		Seccomp:      s.linux().Seccomp,
+		Default:      s.SeccompDefault,
+		Filter:       s.Filter,
+		FilterFlags:  s.FilterFlags,
+	}
+}
+
+func (s *spec) linux() *specs.Linux {
+	if s.OCI.Linux == nil {
+		return &specs.Linux{}
+	}
+	return s.OCI.Linux
+}
+
+// hasNamespace tells whether the container has a namespace of kind t.
+func (s *spec) hasNamespace(t specs.LinuxNamespaceType) bool {
+	for _, ns := range s.linux().Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// forInit is the spec as init gets it: without the seccomp profile, which
+// init never reads (the parent compiles it; init loads the program it gets
+// with Start, or Filter).
+func (s *spec) forInit() *spec {
+	if s.OCI.Linux == nil || s.OCI.Linux.Seccomp == nil {
+		return s
+	}
+	c, o, l := *s, *s.OCI, *s.OCI.Linux
+	l.Seccomp = nil
+	o.Linux = &l
+	c.OCI = &o
+	return &c
+}
+
+// newOCISpec is the runtime spec of `rabbitc run` before its flags: runc's
+// `runc spec` defaults (mounts, masked and read-only paths), every
+// namespace new, and no_new_privs as docker's default.
+func newOCISpec() *specs.Spec {
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Cwd: "/", NoNewPrivileges: true},
+		Root:    &specs.Root{},
+		Mounts:  rootfs.DefaultMounts(),
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.UserNamespace}, {Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}, {Type: specs.CgroupNamespace},
+				{Type: specs.NetworkNamespace},
+			},
+			MaskedPaths:   rootfs.DefaultMaskedPaths,
+			ReadonlyPaths: rootfs.DefaultReadonlyPaths,
+		},
+	}
 }
 
 // startSpec is what init gets with Start: what it needs only for its last
@@ -94,7 +194,6 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	if o.detach && (o.tty || o.interactive) {
 		return nil, errors.New("-d with -t or -i: a detached container has no terminal to attach to (run it with -d alone, then rabbitc exec -it ID sh)")
 	}
-	s := &spec{}
 	if o.rootfs == "" {
 		return nil, errors.New("--rootfs is required (a directory holding the container's root filesystem)")
 	}
@@ -111,11 +210,71 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	case !st.IsDir():
 		return nil, fmt.Errorf("rootfs %s: not a directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
 	}
-	s.Rootfs.Rootfs = root
-	s.Rootfs.ReadOnly = o.readOnly
+	s := &spec{OCI: newOCISpec()}
+	proc := s.OCI.Process
+	s.OCI.Root.Path, s.OCI.Root.Readonly = root, o.readOnly
+	proc.Args = payloadArgs(o.cmd, args)
 
-	s.Args = payloadArgs(o.cmd, args)
+	secOpts, err := s.parseNetwork(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.parseMounts(o); err != nil {
+		return nil, err
+	}
 
+	if o.workdir != "" && !strings.HasPrefix(o.workdir, "/") {
+		return nil, fmt.Errorf("--workdir %s: not an absolute path", o.workdir)
+	}
+	if o.workdir != "" {
+		proc.Cwd = o.workdir
+	}
+	if o.user != "" {
+		if err := checkUser(o.user); err != nil {
+			return nil, err
+		}
+	}
+	s.User = o.user
+
+	s.ID = o.id
+	if s.ID == "" {
+		s.ID = newID()
+	}
+	s.OCI.Hostname = o.hostname
+	if s.OCI.Hostname == "" {
+		s.OCI.Hostname = s.ID[:12]
+	}
+	if err := checkHostname(s.OCI.Hostname); err != nil {
+		return nil, err
+	}
+	s.EtcFiles = etcFiles(s)
+	if err := s.parseSecurity(o, secOpts); err != nil {
+		return nil, err
+	}
+	if proc.Rlimits, err = parseUlimits(o.ulimits); err != nil {
+		return nil, err
+	}
+	proc.Terminal = o.tty
+	s.Init = o.init
+	flags, err := readEnvFiles(o.envFiles)
+	if err != nil {
+		return nil, err
+	}
+	if proc.Env, err = buildEnv(append(flags, o.env...), s.OCI.Hostname, o.tty); err != nil {
+		return nil, err
+	}
+	if err := checkCommand(s, o.rootfs); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseNetwork takes --net, --mtu, --allow-host-loopback, the slirp4netns
+// --security-opt values, --add-host and --publish, and returns the other
+// --security-opt values. With --net host the container has no network
+// namespace of its own.
+func (s *spec) parseNetwork(o *runOptions) ([]string, error) {
+	var err error
 	if s.Net.Mode, err = netns.ParseMode(o.net); err != nil {
 		return nil, err
 	}
@@ -138,7 +297,10 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		}
 		s.Net.ExtraHosts = append(s.Net.ExtraHosts, e)
 	}
-	s.Rootfs.HostNetwork = s.Net.Mode == netns.ModeHost
+	if s.Net.Mode == netns.ModeHost {
+		l := s.OCI.Linux
+		l.Namespaces = slices.DeleteFunc(l.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace })
+	}
 
 	for _, p := range o.publish {
 		ps, err := portfwd.ParseSpec(p)
@@ -151,87 +313,60 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		return nil, fmt.Errorf("--publish needs --net slirp4netns (with --net %s the container's ports are %s)", s.Net.Mode,
 			map[string]string{netns.ModeHost: "already the host's", netns.ModeNone: "unreachable"}[s.Net.Mode])
 	}
-	if err := portfwd.CheckConflicts(s.Publish); err != nil {
-		return nil, err
-	}
+	return secOpts, portfwd.CheckConflicts(s.Publish)
+}
 
+// parseMounts adds -v and --tmpfs to the default mounts, in that order.
+func (s *spec) parseMounts(o *runOptions) error {
 	cwd, err := os.Getwd()
 	if err != nil {
-		return nil, fmt.Errorf("getwd: %w", err)
+		return fmt.Errorf("getwd: %w", err)
 	}
 	for _, v := range o.volumes {
 		m, err := rootfs.ParseVolume(v, cwd)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := os.Stat(m.Source); err != nil {
-			return nil, fmt.Errorf("volume %s: source %s: %w (create it first)", v, m.Source, errors.Unwrap(err))
+			return fmt.Errorf("volume %s: source %s: %w (create it first)", v, m.Source, errors.Unwrap(err))
 		}
-		s.Rootfs.Volumes = append(s.Rootfs.Volumes, m)
+		s.OCI.Mounts = append(s.OCI.Mounts, m)
 	}
 	for _, v := range o.tmpfs {
-		t, err := rootfs.ParseTmpfs(v)
+		m, err := rootfs.ParseTmpfs(v)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.Rootfs.Tmpfs = append(s.Rootfs.Tmpfs, t)
+		s.OCI.Mounts = append(s.OCI.Mounts, m)
 	}
+	return nil
+}
 
-	if o.workdir != "" && !strings.HasPrefix(o.workdir, "/") {
-		return nil, fmt.Errorf("--workdir %s: not an absolute path", o.workdir)
-	}
-	s.Cwd = o.workdir
-	if o.user != "" {
-		if err := checkUser(o.user); err != nil {
-			return nil, err
-		}
-	}
-	s.User = o.user
-
-	s.ID = o.id
-	if s.ID == "" {
-		s.ID = newID()
-	}
-	s.Hostname = o.hostname
-	if s.Hostname == "" {
-		s.Hostname = s.ID[:12]
-	}
-	if err := checkHostname(s.Hostname); err != nil {
-		return nil, err
-	}
-	s.Rootfs.EtcFiles = etcFiles(s)
-	if s.Security, err = security.ParseConfig(o.capAdd, o.capDrop, secOpts); err != nil {
-		return nil, err
-	}
-	if s.Rlimits, err = parseUlimits(o.ulimits); err != nil {
-		return nil, err
-	}
-	s.Tty = o.tty
-	s.Init = o.init
-	flags, err := readEnvFiles(o.envFiles)
+// parseSecurity takes --cap-add, --cap-drop and --security-opt into the
+// process's capabilities and no_new_privs and the seccomp profile. A
+// profile file is compiled at once (a bad one fails before anything
+// starts); the default one later, off the start-up's path.
+func (s *spec) parseSecurity(o *runOptions, secOpts []string) error {
+	sec, err := security.ParseFlags(o.capAdd, o.capDrop, secOpts)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	env, err := buildEnv(append(flags, o.env...), s.Hostname, s.Tty)
-	if err != nil {
-		return nil, err
-	}
-	s.Env = env
-	if err := checkCommand(s, o.rootfs); err != nil {
-		return nil, err
-	}
-	return s, nil
+	s.OCI.Process.Capabilities, s.OCI.Process.NoNewPrivileges = sec.Capabilities, sec.NoNewPrivs
+	s.OCI.Linux.Seccomp, s.SeccompDefault = sec.Seccomp, sec.Default
+	s.Filter, s.FilterFlags = sec.Filter, sec.FilterFlags
+	return nil
 }
 
 // checkCommand refuses, before any process starts or anything is created in
 // the rootfs, a command that the rootfs on disk shows cannot run
 // (rootfs.CheckCommand), with docker's 127 or 126.
 func checkCommand(s *spec, rootfsFlag string) error {
-	pathEnv := envValue(s.Env, "PATH")
+	pathEnv := envValue(s.OCI.Process.Env, "PATH")
 	if pathEnv == "" {
 		pathEnv = defaultPath // as findProgram
 	}
-	code, err := rootfs.CheckCommand(s.Rootfs, s.Args[0], s.Cwd, pathEnv)
+	p := s.OCI.Process
+	code, err := rootfs.CheckCommand(s.rootfsConfig(), p.Args[0], p.Cwd, pathEnv)
 	if err == nil {
 		return nil
 	}

@@ -113,8 +113,8 @@ func planState(s *spec) error {
 // hostname, hosts and resolv.conf.
 func etcFiles(s *spec) []rootfs.File {
 	return []rootfs.File{
-		{Dest: "/etc/hostname", Content: []byte(s.Hostname + "\n")},
-		{Dest: "/etc/hosts", Content: netns.Hosts(s.Net, s.Hostname)},
+		{Dest: "/etc/hostname", Content: []byte(s.OCI.Hostname + "\n")},
+		{Dest: "/etc/hosts", Content: netns.Hosts(s.Net, s.OCI.Hostname)},
 		{Dest: "/etc/resolv.conf", Content: netns.ResolvConf(s.Net)},
 	}
 }
@@ -132,7 +132,7 @@ func createState(s *spec, config []byte, filter *security.Config, st *state) err
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
 	}
-	st.ID, st.Rootfs, st.Args, st.Created = s.ID, s.Rootfs.Rootfs, s.Args, time.Now().UTC()
+	st.ID, st.Rootfs, st.Args, st.Created = s.ID, s.OCI.Root.Path, s.OCI.Process.Args, time.Now().UTC()
 	st.ParentPid, st.ParentTime, st.Status = os.Getpid(), procStartTime(os.Getpid()), statusRunning
 	// config.json first: a reader that finds state.json finds it too.
 	err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o600)
@@ -150,14 +150,14 @@ func createState(s *spec, config []byte, filter *security.Config, st *state) err
 }
 
 // readConfig reads the spec of a container from its config.json.
-func readConfig(st state) (*spec, error) {
-	b, err := os.ReadFile(filepath.Join(st.dir, "config.json"))
+func readConfig(dir string) (*spec, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("read the container's config: %w", err)
 	}
 	var s spec
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("read the container's config %s: %w", filepath.Join(st.dir, "config.json"), err)
+		return nil, fmt.Errorf("read the container's config %s: %w", filepath.Join(dir, "config.json"), err)
 	}
 	return &s, nil
 }
