@@ -23,7 +23,8 @@ import (
 //     at least --root, so an engine always gets the OCI verbs;
 //   - a verb only the OCI side has: create, start, state, delete, list,
 //     features, spec;
-//   - run with --bundle/-b; exec with --process/-p; kill with --all/-a or
+//   - run with --bundle/-b; exec with --process/-p, --pid-file,
+//     --console-socket or --cwd (flags docker's exec lacks); kill with --all/-a or
 //     a second argument (`kill ID SIGNAL`; docker's form is `kill -s SIG
 //     ID...`); ps with an argument (`ps ID`; docker's lists containers).
 //
@@ -67,7 +68,7 @@ func isOCICommandLine(args []string) bool {
 	case "run":
 		return has("--bundle", "-b")
 	case "exec":
-		return has("--process", "-p")
+		return has("--process", "-p", "--pid-file", "--console-socket", "--cwd")
 	case "kill":
 		return has("--all", "-a") || positionals(rest, "-s", "--signal") == 2
 	case "ps":

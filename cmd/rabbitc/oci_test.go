@@ -28,6 +28,7 @@ func TestIsOCICommandLine(t *testing.T) {
 		{"run -b b -d id", true},
 		{"exec --process p.json id", true},
 		{"exec -p p.json id", true},
+		{"exec --detach --pid-file f id sh", true},
 		{"kill id KILL", true},
 		{"kill --all id", true},
 		{"kill -a id 9", true},
