@@ -101,23 +101,23 @@ type ociContainer struct {
 
 // createOCI creates the container: init is left blocked on exec.fifo, with
 // the root set up, until start. Any failure leaves nothing behind.
-func createOCI(g *ociGlobals, o *ociCreateOptions, id string) (c *ociContainer, err error) {
-	c = &ociContainer{g: g, o: o}
-	defer func() {
-		if err != nil {
-			c.abort()
-		}
-	}()
-	if err := c.prepare(id); err != nil {
+func createOCI(g *ociGlobals, o *ociCreateOptions, id string) (*ociContainer, error) {
+	c := &ociContainer{g: g, o: o}
+	err := c.prepare(id)
+	if err == nil {
+		err = c.spawn()
+	}
+	if err == nil {
+		err = c.setUp()
+	}
+	if err == nil {
+		err = c.record()
+	}
+	if err != nil {
+		c.abort()
 		return nil, err
 	}
-	if err := c.spawn(); err != nil {
-		return nil, err
-	}
-	if err := c.setUp(); err != nil {
-		return nil, err
-	}
-	return c, c.record()
+	return c, nil
 }
 
 // abort undoes what create did, last first: init is killed and the state
@@ -150,6 +150,7 @@ func (c *ociContainer) prepare(id string) error {
 	if err != nil {
 		return err
 	}
+	gcOCI(root)
 	dir := filepath.Join(root, id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -158,6 +159,12 @@ func (c *ociContainer) prepare(id string) error {
 		return fmt.Errorf("create state directory %s: %w", dir, err)
 	}
 	c.undo = append(c.undo, func() { os.RemoveAll(dir) })
+	// Should create be killed before it writes the state, the next create
+	// or list removes the directory (gcOCI): the creator is gone.
+	me := fmt.Sprintf("%d %d", os.Getpid(), procStartTime(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, creatorFile), []byte(me), 0o600); err != nil {
+		return fmt.Errorf("create state directory %s: %w", dir, err)
+	}
 	c.spec = &spec{ID: id, StateDir: dir, OCI: cfg, OCIMode: true, Net: netns.Config{Mode: netns.ModeNone}}
 	c.state = &ociState{State: specs.State{Version: ociVersion, ID: id, Status: specs.StateCreating, Bundle: bundle,
 		Annotations: cfg.Annotations}, Rootfs: cfg.Root.Path, Created: time.Now().UTC(), Owner: currentOwner(), dir: dir,
@@ -493,6 +500,8 @@ func runHooks(kind string, hooks []specs.Hook, state []byte) error {
 		}
 		cmd.Env = h.Env
 		cmd.Stdin = strings.NewReader(string(state))
+		// A hook never outlives the rabbitc that runs it (killed, or timed out).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -510,7 +519,7 @@ func runHooks(kind string, hooks []specs.Hook, state []byte) error {
 				return fmt.Errorf("%s hook %s: %v: %s", kind, h.Path, err, strings.TrimSpace(out.String()))
 			}
 		case <-timeout:
-			cmd.Process.Kill()
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 			return fmt.Errorf("%s hook %s: timed out after %d s", kind, h.Path, *h.Timeout)
 		}

@@ -29,7 +29,29 @@ var ociVersion = specs.Version
 const (
 	ociStateFile = "ocistate.json"
 	execFifo     = "exec.fifo"
+	creatorFile  = "creator" // "PID STARTTIME" of the create that makes the directory
 )
+
+// gcOCI removes the directories of creates that died before they wrote the
+// state (kill -9): their init died with the sync channel.
+func gcOCI(root string) {
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		dir := filepath.Join(root, e.Name())
+		if fileExists(filepath.Join(dir, ociStateFile)) {
+			continue
+		}
+		var pid int
+		var start uint64
+		b, err := os.ReadFile(filepath.Join(dir, creatorFile))
+		if err != nil {
+			continue // not ours, or being made this instant
+		}
+		if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &start); err == nil && !procAlive(pid, start) {
+			os.RemoveAll(dir)
+		}
+	}
+}
 
 // ociState is ocistate.json: the runtime spec's state, and what rabbitc
 // needs to find init again.

@@ -223,6 +223,7 @@ func newOCIList(g *ociGlobals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			gcOCI(root)
 			ents, _ := os.ReadDir(root)
 			var sts []*ociState
 			for _, e := range ents {

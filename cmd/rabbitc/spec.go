@@ -371,7 +371,7 @@ func checkCommand(s *spec, rootfsFlag string) error {
 		return nil
 	}
 	hint := ""
-	if code == 127 {
+	if code == 127 && !s.OCIMode {
 		hint = " (is --rootfs a container's root filesystem?)"
 	}
 	return &codeError{code: code, err: fmt.Errorf("%w in rootfs %s%s", err, rootfsFlag, hint)}
