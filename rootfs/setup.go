@@ -31,6 +31,10 @@ type Config struct {
 	// are applied after the mounts; DefaultMaskedPaths and
 	// DefaultReadonlyPaths are rabbitc run's.
 	MaskedPaths, ReadonlyPaths []string
+	// Sysctl are linux.sysctl, written under the container's /proc/sys
+	// before the read-only paths (/proc/sys among them) are applied.
+	// CheckSysctl says which the container may set.
+	Sysctl map[string]string
 	// Devices (linux.devices) are bound, after the default ones, from the
 	// host's node of the same path, which must be a device of that type,
 	// major and minor: mknod is not allowed in a user namespace.
@@ -138,6 +142,9 @@ func Setup(cfg Config) error {
 		// They need the fresh /dev for their temporary tmpfs (bindFiles),
 		// not a directory made in the rootfs on disk.
 		return errors.New("bind the generated /etc files: no tmpfs on /dev in the mounts (list one, as DefaultMounts does)")
+	}
+	if err := r.writeSysctls(cfg.Sysctl); err != nil {
+		return err
 	}
 	for _, p := range cfg.MaskedPaths {
 		if err := r.maskPath(p, null); err != nil {

@@ -539,3 +539,26 @@ func TestOCIInOthersUserNamespace(t *testing.T) {
 		t.Errorf("run as root: %s", r)
 	}
 }
+
+// The process settings of config.json: sysctls of the container's own
+// namespaces (others refused), oomScoreAdj, rlimits, umask, hostname.
+func TestOCIProcessSettings(t *testing.T) {
+	e := newOCIEnv(t)
+	b := e.bundle([]string{"sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/self/oom_score_adj; ulimit -n; umask; hostname"}, func(c map[string]any) {
+		c["linux"].(map[string]any)["sysctl"] = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456"}
+		p := c["process"].(map[string]any)
+		p["oomScoreAdj"] = 500
+		p["rlimits"] = []any{map[string]any{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}}
+		p["user"] = map[string]any{"uid": 0, "gid": 0, "umask": 0o027}
+		c["hostname"] = "oci-host"
+	})
+	r := e.rc("run", "--bundle", b, "s1")
+	wantCode(t, r, 0)
+	if got := strings.Fields(r.out()); strings.Join(got, " ") != "1 123456 500 512 0027 oci-host" {
+		t.Errorf("settings seen by the process: %q, want 1 123456 500 512 0027 oci-host", r.out())
+	}
+	bad := e.bundle([]string{"true"}, func(c map[string]any) {
+		c["linux"].(map[string]any)["sysctl"] = map[string]string{"vm.swappiness": "10"}
+	})
+	wantOneErrorLine(t, e.rc("create", "--bundle", bad, "s2"), 1, "vm.swappiness", "namespace")
+}

@@ -166,12 +166,18 @@ func containerMain(ch *userns.Channel) int {
 	return fail(fmt.Errorf("exec %s: %w", proc.Args[0], err), code)
 }
 
-// ociPrepare is what an OCI container's init does before the root: the
-// namespaces are all the clone's (ociInitMain), so only the loopback of a
-// new network namespace is left to bring up, as runc and crun do.
+// ociPrepare is what an OCI container's init does before the root: its
+// oom_score_adj and, since the namespaces are all the clone's
+// (ociInitMain), the loopback of a new network namespace, brought up as
+// runc and crun do.
 func (s *spec) ociPrepare() error {
 	if !s.OCIMode {
 		return nil
+	}
+	if adj := s.OCI.Process.OOMScoreAdj; adj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
+			return fmt.Errorf("set process.oomScoreAdj %d: %w (lowering it needs CAP_SYS_RESOURCE)", *adj, err)
+		}
 	}
 	for _, ns := range s.linux().Namespaces {
 		if ns.Type == specs.NetworkNamespace && ns.Path == "" {

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/rootfs"
 	"github.com/rabbitc/rabbitc/security"
 	"github.com/rabbitc/rabbitc/userns"
 )
@@ -172,6 +173,12 @@ func (c *ociContainer) prepare(id string) error {
 	sec := c.spec.securityConfig()
 	if err := sec.Check(); err != nil {
 		return err
+	}
+	for k := range c.spec.linux().Sysctl {
+		s := c.spec
+		if err := rootfs.CheckSysctl(k, s.hasNamespace(specs.IPCNamespace), s.hasNamespace(specs.UTSNamespace), s.hasNamespace(specs.NetworkNamespace)); err != nil {
+			return err
+		}
 	}
 	return checkCommand(c.spec, cfg.Root.Path)
 }

@@ -70,6 +70,7 @@ func (s *spec) rootfsConfig() rootfs.Config {
 		ReadonlyPaths:   l.ReadonlyPaths,
 		Devices:         l.Devices,
 		RootPropagation: l.RootfsPropagation,
+		Sysctl:          l.Sysctl,
 		EtcFiles:        s.EtcFiles,
 		HostNetwork:     !s.hasNamespace(specs.NetworkNamespace),
 	}
