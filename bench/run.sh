@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
 #   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
 #   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
-#   BENCH_ONLY=start,firstbyte,forward,exec   phases to run (default all)
+#   BENCH_ONLY=start,firstbyte,forward,exec,oci   phases to run (default all)
 #   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
 #   BENCH_KEEP=1         keep the scratch directory
 set -euo pipefail
@@ -34,7 +34,7 @@ user_stage() {
 	mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 	local args=(-rabbitc "$work/bin/rabbitc" -httpd "$work/bin/httpd" -rootfs "$work/rootfs"
 		-podman-rootfs "$work/rootfs-podman" -work "$work/scratch" -out "$work/results"
-		-only "${BENCH_ONLY:-start,firstbyte,forward,exec}")
+		-only "${BENCH_ONLY:-start,firstbyte,forward,exec,oci}")
 	if [ "${BENCH_QUICK:-0}" = 1 ]; then
 		args+=(-quick -rounds "${BENCH_ROUNDS:-3}" -load-rounds "${BENCH_LOAD_ROUNDS:-3}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
 	else

@@ -37,6 +37,7 @@ func bars() []bar {
 		bar{"start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25},
 		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},
 		bar{"exec into a running container ≤ 1.0× crun rootless", execGroup, "exec to exit", "crun rootless", true, 1.0},
+		bar{"OCI create + start of a bundle ≤ 1.0× crun rootless (issue 14)", ociGroup, "create + start", "crun rootless", true, 1.0},
 	)
 	rk := "RootlessKit builtin"
 	for _, dir := range []string{"host→container", "container→host"} {
@@ -329,7 +330,7 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio, paired)
 	}
 	writeTraceText(w, e)
-	fmt.Fprintf(w, "\n== bars (issues 4 and 13)\n")
+	fmt.Fprintf(w, "\n== bars (issues 4, 13 and 14)\n")
 	for _, b := range bs {
 		status, why, _ := strings.Cut(b.status, ": ")
 		fmt.Fprintf(w, "  %-7s %-72s %s\n", status, b.text, ratioText(b.ratio))
