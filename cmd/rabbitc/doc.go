@@ -1,10 +1,21 @@
 // Command rabbitc runs a rootless container from a rootfs directory.
 //
-// This package owns the command line (cobra), the spec built from the flags
+// This package owns the command lines (cobra), the spec built from the flags
 // (all validation happens in newSpec; the stages never see a flag), the
 // order of the parent's steps and their undo, the exit code and the single
 // error line. The work of each step lives in its package: userns, rootfs,
 // netns, portfwd, security.
+//
+// One container model: spec (spec.go) is an OCI runtime spec plus the few
+// things only rabbitc's own run adds (its network, published ports, --init,
+// the generated /etc files). `rabbitc run` builds it from its flags; the OCI
+// verbs (oci.go, ocicreate.go, ociverbs.go, ociexec.go: runc's command line,
+// for engines) read it from a bundle's config.json. Init takes its rootfs
+// and security settings from the OCI part alone (spec.rootfsConfig,
+// spec.securityConfig), so both faces take one path through rootfs and
+// security. An OCI container has no monitor: create clones init with every
+// namespace of the config (`rabbitc init oci`), writes the maps, lets init
+// set up the root and exits, leaving init blocked on exec.fifo until start.
 //
 // One binary, three processes (and slirp4netns beside them):
 //
