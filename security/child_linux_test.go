@@ -189,7 +189,11 @@ func probe() map[string]string {
 	res["runtime"] = "ok"
 	res["exec"] = errnoName(exec.Command("/bin/true").Run())
 
-	st, err := os.ReadFile("/proc/self/status")
+	// This thread's: no_new_privs is a thread's, and without a filter
+	// (TSYNC carries it to every thread) only the locked thread that ran
+	// Finalize has it; /proc/self is the thread group leader, which it
+	// need not be.
+	st, err := os.ReadFile("/proc/thread-self/status")
 	if err == nil {
 		s := parseStatus(st)
 		res["status-seccomp"], res["status-nnp"] = s["Seccomp"], s["NoNewPrivs"]
