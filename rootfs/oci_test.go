@@ -1,9 +1,11 @@
 package rootfs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -221,6 +223,52 @@ func TestSetupRefused(t *testing.T) {
 			tr.requireOutsideEmpty(t)
 			if _, err := os.Lstat(tr.rootfs + "/etc/passwd"); err == nil {
 				t.Errorf("created %s/etc/passwd", tr.rootfs)
+			}
+		})
+	}
+}
+
+const overlayMagic = 0x794c7630
+
+// TestSetupOverlay: an image's root is an overlay of its layers (top
+// first) with the container's writes in an upper directory; 120 layers,
+// more than one mount option holds, still mount (fsconfig "lowerdir+").
+func TestSetupOverlay(t *testing.T) {
+	for _, layers := range []int{2, 120} {
+		t.Run(strconv.Itoa(layers)+" layers", func(t *testing.T) {
+			tr := newTree(t, true)
+			store := filepath.Join(tr.base, "layers")
+			mustMkdir(t, store)
+			var lower []string
+			for i := layers - 1; i >= 0; i-- {
+				l := filepath.Join(store, fmt.Sprintf("%064x", i))
+				mustMkdir(t, l)
+				mustWrite(t, filepath.Join(l, fmt.Sprintf("layer-%d", i)), "x\n")
+				lower = append(lower, l)
+			}
+			// The bottom layer is the test rootfs itself; the root becomes
+			// an empty mount point.
+			bottom := filepath.Join(tr.base, "bottom")
+			if err := os.Rename(tr.rootfs, bottom); err != nil {
+				t.Fatal(err)
+			}
+			mustMkdir(t, tr.rootfs)
+			lower = append(lower, bottom)
+			upper, work := filepath.Join(tr.base, "upper"), filepath.Join(tr.base, "work")
+			mustMkdir(t, upper)
+			mustMkdir(t, work)
+			cfg := tr.config()
+			cfg.Overlay = &Overlay{Lower: lower, Upper: upper, Work: work}
+			run(t, "full", childArgs{Config: cfg, Marker: tr.marker, Checks: []mountCheck{{Path: "/", Magic: overlayMagic}}}, true)
+			if ents, _ := os.ReadDir(tr.rootfs); len(ents) != 0 {
+				t.Errorf("the overlay's mount point got %d entries on the host", len(ents))
+			}
+			if ents, _ := os.ReadDir(bottom + "/etc"); len(ents) != 0 {
+				for _, e := range ents {
+					if e.Name() == "hostname" || e.Name() == "hosts" {
+						t.Errorf("a lower layer was written: %s", e.Name())
+					}
+				}
 			}
 		})
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	// are applied after the mounts; DefaultMaskedPaths and
 	// DefaultReadonlyPaths are rabbitc run's.
 	MaskedPaths, ReadonlyPaths []string
+	// Overlay, for a container of an image, is mounted on Rootfs first: the
+	// image's layers and the container's writes (see Overlay).
+	Overlay *Overlay
 	// Sysctl are linux.sysctl, written under the container's /proc/sys
 	// before the read-only paths (/proc/sys among them) are applied.
 	// CheckSysctl says which the container may set.
@@ -108,6 +111,11 @@ func Setup(cfg Config) error {
 	}
 	if prop&unix.MS_SHARED != 0 {
 		if err := parentMountPrivate(cfg.Rootfs); err != nil {
+			return err
+		}
+	}
+	if cfg.Overlay != nil {
+		if err := mountOverlay(cfg.Overlay, cfg.Rootfs); err != nil {
 			return err
 		}
 	}
