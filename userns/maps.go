@@ -211,3 +211,16 @@ func WriteGivenMaps(pid int, uids, gids []IDMap) error {
 	}
 	return runMapTool(tool, args(gids), "/etc/subgid", cfg)
 }
+
+// SubIDCount is how many ids WriteMaps would map for cfg: root plus the
+// subordinate ranges (65536 as root), without writing anything.
+func SubIDCount(cfg Config) (Maps, error) {
+	if cfg.UID == 0 {
+		return Maps{UIDs: 65536, GIDs: 65536}, nil
+	}
+	uidRanges, gidRanges, err := idtools.GetSubIDRanges(cfg.UID, cfg.Username)
+	if err != nil {
+		return Maps{UIDs: 1, GIDs: 1}, err
+	}
+	return Maps{UIDs: MappedIDs(uidRanges), GIDs: MappedIDs(gidRanges)}, nil
+}

@@ -177,6 +177,9 @@ type runOptions struct {
 	addHosts    []string
 	init        bool
 	ulimits     []string
+	entrypoint  string // --entrypoint, for an image
+	pull        string // --pull missing|always|never
+	publishAll  bool   // -P
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
