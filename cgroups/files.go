@@ -187,7 +187,12 @@ func cpuFiles(r *specs.LinuxResources) ([]file, error) {
 		return nil, errors.New("linux.resources.cpu.realtimeRuntime and realtimePeriod have no cgroup v2 equivalent")
 	}
 	var fs []file
-	if s := deref(c.Shares); s != 0 {
+	// 1024, v1's default, is what engines send when nobody set a weight
+	// (containerd's default spec): it stays v2's default weight, 100, where
+	// runc writes 39. So a container that asks for nothing needs no cpu
+	// controller, which a hybrid host keeps on v1; relative weights between
+	// such containers are the same either way.
+	if s := deref(c.Shares); s != 0 && s != 1024 {
 		fs = append(fs, file{"cpu.weight", strconv.FormatUint(sharesToWeight(s), 10)})
 	}
 	if quota, period := deref(c.Quota), deref(c.Period); quota != 0 || period != 0 {

@@ -71,10 +71,11 @@ func TestFiles(t *testing.T) {
 		{name: "pids -1", r: &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(-1))}},
 			want: []file{{"pids.max", "max"}}},
 		{name: "cpu", r: &specs.LinuxResources{CPU: &specs.LinuxCPU{
-			Shares: ptr(uint64(1024)), Quota: ptr(int64(50000)), Period: ptr(uint64(100000)), Burst: ptr(uint64(1000)),
+			Shares: ptr(uint64(512)), Quota: ptr(int64(50000)), Period: ptr(uint64(100000)), Burst: ptr(uint64(1000)),
 			Idle: ptr(int64(0)), Cpus: "0-1", Mems: "0"}},
-			want: []file{{"cpu.weight", "39"}, {"cpu.max", "50000 100000"}, {"cpu.max.burst", "1000"}, {"cpu.idle", "0"},
+			want: []file{{"cpu.weight", "20"}, {"cpu.max", "50000 100000"}, {"cpu.max.burst", "1000"}, {"cpu.idle", "0"},
 				{"cpuset.cpus", "0-1"}, {"cpuset.mems", "0"}}, needed: true},
+		{name: "cpu shares 1024: the default, nothing written", r: &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: ptr(uint64(1024))}}},
 		{name: "cpu quota only", r: &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: ptr(int64(20000))}},
 			want: []file{{"cpu.max", "20000"}}, needed: true},
 		{name: "cpu period only: unlimited", r: &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: ptr(int64(-1)), Period: ptr(uint64(50000))}},

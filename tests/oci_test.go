@@ -562,3 +562,22 @@ func TestOCIProcessSettings(t *testing.T) {
 	})
 	wantOneErrorLine(t, e.rc("create", "--bundle", bad, "s2"), 1, "vm.swappiness", "namespace")
 }
+
+// With limits and no cgroup v2 subtree rabbitc may write (this host: no
+// delegation to the user), create fails with runc's error and leaves
+// nothing; without limits no cgroup is needed (every test above).
+func TestOCICgroupRefused(t *testing.T) {
+	e := newOCIEnv(t)
+	b := e.bundle([]string{"true"}, func(c map[string]any) {
+		c["linux"].(map[string]any)["resources"] = map[string]any{"pids": map[string]any{"limit": 10}}
+	})
+	r := e.rc("create", "--bundle", b, "g1")
+	if env.user.drop || os.Geteuid() != 0 {
+		wantOneErrorLine(t, r, 1, "unable to apply cgroup configuration")
+		return
+	}
+	if r.code == 0 {
+		e.register("g1")
+		wantCode(t, e.rc("delete", "--force", "g1"), 0)
+	}
+}

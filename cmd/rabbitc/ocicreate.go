@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/rabbitc/rabbitc/cgroups"
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/rootfs"
 	"github.com/rabbitc/rabbitc/security"
@@ -91,13 +92,14 @@ func ociArgs(min, max int) cobra.PositionalArgs {
 
 // ociContainer is a container being created by create or run.
 type ociContainer struct {
-	g     *ociGlobals
-	o     *ociCreateOptions
-	spec  *spec
-	state *ociState
-	init  *userns.Process
-	ch    *userns.Channel
-	undo  []func()
+	cgroup *cgroups.Manager // nil: the config asks for no cgroup
+	g      *ociGlobals
+	o      *ociCreateOptions
+	spec   *spec
+	state  *ociState
+	init   *userns.Process
+	ch     *userns.Channel
+	undo   []func()
 }
 
 // createOCI creates the container: init is left blocked on exec.fifo, with
@@ -177,6 +179,11 @@ func (c *ociContainer) prepare(id string) error {
 	for k := range c.spec.linux().Sysctl {
 		s := c.spec
 		if err := rootfs.CheckSysctl(k, s.hasNamespace(specs.IPCNamespace), s.hasNamespace(specs.UTSNamespace), s.hasNamespace(specs.NetworkNamespace)); err != nil {
+			return err
+		}
+	}
+	if l := cfg.Linux; cgroups.Needed(l.CgroupsPath, l.Resources) {
+		if c.cgroup, err = cgroups.New(l.CgroupsPath, id, l.Resources); err != nil {
 			return err
 		}
 	}
@@ -332,6 +339,14 @@ func (c *ociContainer) spawn() error {
 		<-p.Done()
 	})
 	c.state.Pid = p.Pid()
+	if c.cgroup != nil {
+		// Before init runs anything of the container's: it waits for its spec.
+		if err := c.cgroup.Apply(p.Pid(), l.Resources); err != nil {
+			return err
+		}
+		c.state.Cgroup = c.cgroup.Path
+		c.undo = append(c.undo, func() { c.cgroup.Destroy() })
+	}
 	if flags&unix.CLONE_NEWUSER != 0 {
 		if err := userns.WriteGivenMaps(p.Pid(), idMaps(l.UIDMappings), idMaps(l.GIDMappings)); err != nil {
 			return err

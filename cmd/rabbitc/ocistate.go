@@ -14,6 +14,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/rabbitc/rabbitc/cgroups"
 )
 
 // ociVersion is the runtime-spec version rabbitc implements.
@@ -62,6 +64,7 @@ type ociState struct {
 	Owner     string    `json:"owner"`
 	InitTime  uint64    `json:"initStartTime"`
 	NoPidNS   bool      `json:"noPidNamespace,omitempty"` // init shares a PID namespace: kill --all cannot lean on PID 1
+	Cgroup    string    `json:"cgroup,omitempty"`         // the container's cgroup v2 directory, if the config asked for one
 	dir       string
 	hooksDone bool
 }
@@ -192,6 +195,9 @@ func (st *ociState) signal(sig syscall.Signal) error {
 // PID namespace. With a PID namespace of its own, SIGKILL to init is
 // enough (the kernel kills the rest); the others are found in /proc.
 func (st *ociState) signalAll(sig syscall.Signal) error {
+	if st.Cgroup != "" {
+		return (&cgroups.Manager{Path: st.Cgroup}).Kill(sig)
+	}
 	if err := st.signal(sig); err != nil {
 		return err
 	}
@@ -209,6 +215,11 @@ func (st *ociState) signalAll(sig syscall.Signal) error {
 // pids lists the host pids of the container's processes: those whose PID
 // namespace is init's (with one of its own), or init and its descendants.
 func (st *ociState) pids() []int {
+	if st.Cgroup != "" {
+		if pids, err := (&cgroups.Manager{Path: st.Cgroup}).Pids(); err == nil {
+			return pids
+		}
+	}
 	if st.Pid == 0 {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/rabbitc/rabbitc/cgroups"
 	"github.com/rabbitc/rabbitc/rootfs"
 	"github.com/rabbitc/rabbitc/security"
 )
@@ -195,6 +196,11 @@ func (st *ociState) delete(force bool) error {
 		}
 		if st.NoPidNS {
 			st.signalAll(unix.SIGKILL)
+		}
+	}
+	if st.Cgroup != "" {
+		if err := (&cgroups.Manager{Path: st.Cgroup}).Destroy(); err != nil {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: remove the cgroup of %s: %v\n", st.ID, err)
 		}
 	}
 	cfg, cfgErr := st.config()
