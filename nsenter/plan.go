@@ -35,7 +35,7 @@ type record struct {
 	nr    uintptr
 	args  [6]Arg
 	flags uint64
-	store *Arg   // where the result goes (4 bytes) in the data, if not nil
+	store *Arg    // where the result goes (4 bytes) in the data, if not nil
 	toArg *[2]int // or which later step's argument it becomes
 	okerr uint64
 }
