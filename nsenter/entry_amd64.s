@@ -25,6 +25,7 @@
 #define MSG_PEEK	2
 #define MSG_TRUNC	0x20
 #define MSG_NOSIGNAL	0x4000
+#define MSG_DONTWAIT	0x40
 #define ENOENT	2
 #define EACCES	13
 #define ENOTDIR	20
@@ -400,10 +401,22 @@ planend:
 	JMP	planfail
 badplan:
 	MOVQ	$-1, R13
-	MOVQ	$EINVAL, AX
-	JMP	planfail
+	MOVQ	$-EINVAL, AX
+	JMP	planerrno
 planerrno:
 	NEGQ	AX
+	// The plan's packet, if still queued, goes: a socket closed with
+	// unread data makes its peer's next read fail (ECONNRESET), record and all.
+	MOVQ	AX, R14
+	MOVQ	$SYS_recvfrom, AX
+	MOVQ	$SYNCFD, DI
+	LEAQ	·planPeek(SB), SI
+	MOVQ	$8, DX
+	MOVQ	$MSG_DONTWAIT, R10
+	XORQ	R8, R8
+	XORQ	R9, R9
+	SYSCALL
+	MOVQ	R14, AX
 planfail:
 	MOVQ	FAILMAGIC, CX
 	MOVQ	CX, ·planFail(SB)

@@ -25,6 +25,7 @@
 #define MSG_PEEK	2
 #define MSG_TRUNC	0x20
 #define MSG_NOSIGNAL	0x4000
+#define MSG_DONTWAIT	0x40
 #define ENOENT	2
 #define EACCES	13
 #define ENOTDIR	20
@@ -403,10 +404,21 @@ planend:
 	B	planfail
 badplan:
 	MOVD	$-1, R20
-	MOVD	$EINVAL, R0
-	B	planfail
+	MOVD	$-EINVAL, R0
+	B	planerrno
 planerrno:
 	NEG	R0, R0
+	// The plan's packet, if still queued, goes (entry_amd64.s says why).
+	MOVD	R0, R21
+	MOVD	$SYNCFD, R0
+	MOVD	$·planPeek(SB), R1
+	MOVD	$8, R2
+	MOVD	$MSG_DONTWAIT, R3
+	MOVD	$0, R4
+	MOVD	$0, R5
+	MOVD	$SYS_recvfrom, R8
+	SVC
+	MOVD	R21, R0
 planfail:
 	MOVD	FAILMAGIC, R1
 	MOVD	R1, ·planFail(SB)

@@ -28,7 +28,8 @@ import (
 type Plan struct {
 	recs   []record
 	data   []byte
-	relocs []int // offsets in data of words that hold data offsets (pointers)
+	relocs []int   // offsets in data of words that hold data offsets (pointers)
+	execve uintptr // its number, if not this architecture's (tests under qemu)
 }
 
 type record struct {
@@ -164,8 +165,12 @@ func (p *Plan) ResultToArg(s, to Step, i int) {
 // It returns the first and the last step.
 func (p *Plan) Execvp(paths []string, argv, envp Arg) (first, last Step) {
 	first = Step(len(p.recs))
+	nr := uintptr(syscall.SYS_EXECVE)
+	if p.execve != 0 {
+		nr = p.execve
+	}
 	for _, path := range paths {
-		s := p.Syscall(syscall.SYS_EXECVE, p.String(path), argv, envp)
+		s := p.Syscall(nr, p.String(path), argv, envp)
 		p.recs[s].flags |= flagExecvp
 	}
 	p.recs = append(p.recs, record{flags: flagNotFound})
