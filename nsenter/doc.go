@@ -26,6 +26,11 @@
 //     runtime, inside every namespace of the container; its Go code asks
 //     Joined whether all went well.
 //
+// With PlanArgs (argv[4] "plan") the child starts no runtime: it reads a
+// Plan from the sync channel and makes its system calls, up to the execve
+// of the command (plan.go); or, given the Go marker instead, it starts the
+// runtime as above.
+//
 // A failed step stores its number and errno and starts the runtime in the
 // same process, unforked, whose Go code reports them (Joined).
 //

@@ -29,6 +29,11 @@ var (
 	watchBuf  [8]byte
 	watchPoll [2]uint32 // struct pollfd
 	watchTime [2]int64  // struct timespec, for arm64's ppoll
+
+	planMode   uint32   // argv asked for a plan (PlanArgs)
+	planPeek   [8]byte  // the first bytes of the plan's packet
+	planFail   [16]byte // the failure record the child sends
+	planDenied uint32   // 1 + the first execve attempt denied with EACCES, 0 if none
 )
 
 // Watched tells, in the watchdog (`rabbitc init watchdog`, with the pidfd

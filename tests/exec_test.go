@@ -334,12 +334,12 @@ func heldStage(t *testing.T, p *proc) int {
 			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid))
 			for _, l := range strings.Split(string(b), "\n") {
 				if f := strings.Fields(l); len(f) == 3 && f[0] == "NSpid:" && strings.Contains(cmdline(d.pid), "init exec") {
+					// Past the entry point's fork: a pid in the container's
+					// PID namespace (the stage's parent has none), waiting
+					// for its plan or running Go code.
 					var pid int
 					fmt.Sscan(f[2], &pid)
-					// Running Go code, past the entry point's fork.
-					if thr, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", d.pid)); len(thr) > 1 {
-						return pid
-					}
+					return pid
 				}
 			}
 		}

@@ -121,6 +121,7 @@ type execer struct {
 	cmd     *userns.Pidfd // the command, once the stage is about to exec it
 	console *console
 	outputs sync.WaitGroup // copies of the command's output through pipes
+	plan    *execPlan      // what the stage's child runs, nil the Go way
 }
 
 func execContainer(o *execOptions, id string, args []string) error {
@@ -178,11 +179,67 @@ func execIn(o *execOptions, t execTarget, makeSpec func(hasFilter bool) (*execSp
 	if err != nil {
 		return x.abort(err)
 	}
-	if err := x.ch.SendSpec(s); err != nil {
+	if err := x.send(s, t, filter); err != nil {
 		return x.abort(err)
 	}
-	x.trace.mark("exec:spec-sent")
 	return x.attach(sigc)
+}
+
+// send gives the stage's child its plan (execplan.go) or, for what a plan
+// cannot express, the Go marker and the spec, for execMain.
+func (x *execer) send(s *execSpec, t execTarget, filter *os.File) error {
+	fd := int(x.ch.File().Fd())
+	plan, why := planFor(s, t.flags, filter)
+	if plan != nil {
+		plan.isDir = inRootIsDir(t.init.File())
+		b, err := plan.p.Encode()
+		if err == nil {
+			if _, err := unix.Write(fd, b); err != nil {
+				return fmt.Errorf("send the exec plan: %w", err)
+			}
+			x.plan = plan
+			x.trace.mark("exec:plan-sent")
+			return nil
+		}
+		why = err.Error()
+	}
+	if x.trace.on {
+		fmt.Fprintf(os.Stderr, "rabbitc-trace: the exec stage runs Go: %s\n", why)
+	}
+	if _, err := unix.Write(fd, nsenter.GoMarker()); err != nil {
+		return fmt.Errorf("send the exec spec: %w", err)
+	}
+	if err := x.ch.SendSpec(s); err != nil {
+		return err
+	}
+	x.trace.mark("exec:spec-sent")
+	return nil
+}
+
+// planFailure takes a failure record off the channel, if the next packet
+// is one, and returns its error; nil otherwise, for the channel's reader.
+func (x *execer) planFailure() error {
+	if x.plan == nil {
+		return nil
+	}
+	fd := int(x.ch.File().Fd())
+	b := make([]byte, 16)
+	for {
+		n, _, _, _, err := unix.Recvmsg(fd, b, nil, unix.MSG_PEEK)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || !nsenter.IsFailure(b[:n]) {
+			return nil
+		}
+		break
+	}
+	n, _, _, _, err := unix.Recvmsg(fd, b, nil, 0)
+	step, errno, ok := nsenter.ParseFailure(b[:n])
+	if err != nil || !ok {
+		return fmt.Errorf("receive the exec stage's failure: %v", err)
+	}
+	return x.plan.failure(step, errno)
 }
 
 // findTarget finds a running container by its ID (or a prefix), a pidfd
@@ -216,6 +273,9 @@ func findTarget(id string) (state, *userns.Pidfd, uintptr, error) {
 // with -t, and waits for it to exec; then, unless detached, forwards
 // signals and returns the command's exit status.
 func (x *execer) attach(sigc <-chan os.Signal) error {
+	if err := x.planFailure(); err != nil {
+		return x.abort(err)
+	}
 	cmd, master, err := x.ch.WaitExecReady()
 	if err != nil {
 		return x.abort(err)
@@ -234,6 +294,9 @@ func (x *execer) attach(sigc <-chan os.Signal) error {
 			return x.abort(err)
 		}
 		defer x.console.Close()
+	}
+	if err := x.planFailure(); err != nil {
+		return x.abort(err)
 	}
 	if err := x.ch.WaitExec(); err != nil {
 		return x.abort(err)
@@ -297,7 +360,8 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr, filter *os.File) error
 	}
 	x.ch = ch
 	defer child.Close()
-	cmd := exec.Command("/proc/self/exe", nsenter.Args(flags)...)
+	// The child waits for its plan, or for the Go marker (send).
+	cmd := exec.Command("/proc/self/exe", nsenter.PlanArgs(flags)...)
 	cmd.ExtraFiles = []*os.File{child, init.File()} // userns.SyncFD, nsenter.PidFD
 	if filter != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, filter) // filterFD
