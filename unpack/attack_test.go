@@ -83,7 +83,8 @@ func attacks() []attack {
 			}},
 		{name: "pending dir metadata after its path became a symlink",
 			ents: func(string) []ent {
-				return []ent{dir("c/b/", perm(0o700)), dir("a/b/", perm(0o777)), symlink("a", "c")}
+				// a/b comes first, so its pending mode is applied last
+				return []ent{dir("a/b/", perm(0o777)), dir("c/b/", perm(0o700)), symlink("a", "c")}
 			},
 			check: func(t *testing.T, layer, _ string) {
 				if s := lstat(t, filepath.Join(layer, "c/b")); s.Mode&0o7777 != 0o700 {
