@@ -86,6 +86,13 @@ func containerMain(ch *userns.Channel) int {
 	if err != nil {
 		return fail(err, 0)
 	}
+	// Nothing but 0-2 reaches the payload (CVE-2024-21626): everything else,
+	// the sync channel included, closes on exec. Before PrepareCaps, which
+	// loads the seccomp filter without no_new_privs: a profile need not
+	// allow close_range (runtime-tools' predates it).
+	if err := cloexecFrom(3); err != nil {
+		return fail(err, 0)
+	}
 	sec := s.securityConfig()
 	if err := security.PrepareCaps(sec); err != nil {
 		return fail(err, 0)
@@ -100,11 +107,6 @@ func containerMain(ch *userns.Channel) int {
 		if err := userns.SetPdeathsig(syscall.SIGKILL, 0); err != nil {
 			return fail(err, 0)
 		}
-	}
-	// Nothing but 0-2 reaches the payload (CVE-2024-21626): everything else,
-	// the sync channel included, closes on exec.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fail(fmt.Errorf("close_range: %w", err), 0)
 	}
 	tr.mark("init:ready")
 	if err := ch.SendInitReady(master); err != nil {
@@ -164,6 +166,29 @@ func containerMain(ch *userns.Channel) int {
 		code = 127
 	}
 	return fail(fmt.Errorf("exec %s: %w", proc.Args[0], err), code)
+}
+
+// cloexecFrom marks every descriptor from fd on close-on-exec:
+// close_range, or one by one where an outer seccomp filter or an old kernel
+// refuses it.
+func cloexecFrom(fd int) error {
+	if unix.CloseRange(uint(fd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return nil
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("mark descriptors close-on-exec: %w", err)
+	}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n < fd {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(n), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
+			return fmt.Errorf("mark descriptor %d close-on-exec: %w", n, err)
+		}
+	}
+	return nil
 }
 
 // ociPrepare is what an OCI container's init does before the root: its
