@@ -199,6 +199,20 @@ func (s *spec) ociPrepare() error {
 	if !s.OCIMode {
 		return nil
 	}
+	for _, ns := range s.linux().Namespaces {
+		if ns.Type == specs.UserNamespace && ns.Path == "" {
+			// Become root of the new user namespace, as runc's nsexec does:
+			// init still has its creator's ids, which the config's maps need
+			// not map (0 -> 1000 leaves the caller's uid out), and an
+			// unmapped fsuid can create no file (EOVERFLOW).
+			if err := syscall.Setresgid(0, 0, 0); err != nil {
+				return fmt.Errorf("setgid 0 in the new user namespace: %w (is gid 0 in linux.gidMappings?)", err)
+			}
+			if err := syscall.Setresuid(0, 0, 0); err != nil {
+				return fmt.Errorf("setuid 0 in the new user namespace: %w (is uid 0 in linux.uidMappings?)", err)
+			}
+		}
+	}
 	if adj := s.OCI.Process.OOMScoreAdj; adj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
 			return fmt.Errorf("set process.oomScoreAdj %d: %w (lowering it needs CAP_SYS_RESOURCE)", *adj, err)
