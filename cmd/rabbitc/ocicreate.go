@@ -176,6 +176,9 @@ func (c *ociContainer) prepare(id string) error {
 	if err := sec.Check(); err != nil {
 		return err
 	}
+	if err := checkRlimits(cfg.Process.Rlimits); err != nil {
+		return err
+	}
 	for k := range c.spec.linux().Sysctl {
 		s := c.spec
 		if err := rootfs.CheckSysctl(k, s.hasNamespace(specs.IPCNamespace), s.hasNamespace(specs.UTSNamespace), s.hasNamespace(specs.NetworkNamespace)); err != nil {
@@ -395,7 +398,11 @@ func (c *ociContainer) setUp() error {
 			return err
 		}
 	}
+	// The hooks read the state as "created" (runtime-tools checks it, and
+	// runc writes it so): the namespaces exist, the process does not run.
+	c.state.Status = specs.StateCreated
 	hs, err := json.Marshal(c.state.public())
+	c.state.Status = specs.StateCreating
 	if err != nil {
 		return err
 	}

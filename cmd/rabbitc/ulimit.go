@@ -177,3 +177,21 @@ func applyRlimits(ls []specs.POSIXRlimit) error {
 	}
 	return nil
 }
+
+// checkRlimits refuses, before anything starts, an OCI config's rlimit the
+// kernel has no such limit for, or whose soft value is above its hard one.
+func checkRlimits(ls []specs.POSIXRlimit) error {
+	for _, l := range ls {
+		known := false
+		for _, r := range rlimitNames {
+			known = known || rlimitType(r.name) == l.Type
+		}
+		if !known {
+			return fmt.Errorf("process.rlimits: unknown limit %q (use RLIMIT_NOFILE, RLIMIT_NPROC, ... as getrlimit(2) names them)", l.Type)
+		}
+		if l.Soft > l.Hard {
+			return fmt.Errorf("process.rlimits: %s: soft limit %d above the hard limit %d", l.Type, l.Soft, l.Hard)
+		}
+	}
+	return nil
+}
