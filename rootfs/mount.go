@@ -257,14 +257,22 @@ func remountBind(h *os.File, dest string, flags uintptr, recursive bool) error {
 		kept &^= atimeFlags // the options choose the atime mode
 	}
 	all := unix.MS_REMOUNT | unix.MS_BIND | want | kept
-	if err := unix.Mount("", fdPath(h), "", all, ""); err != nil {
+	err := unix.Mount("", fdPath(h), "", all, "")
+	if errors.Is(err, unix.EPERM) && want&atimeFlags != 0 {
+		// The source's atime mode is locked (a mount from a more
+		// privileged namespace): keep it, as runc does, rather than fail
+		// over an atime option.
+		all = unix.MS_REMOUNT | unix.MS_BIND | want&^atimeFlags | keptFlags(st.Flags)
+		err = unix.Mount("", fdPath(h), "", all, "")
+	}
+	if err != nil {
 		return fmt.Errorf("remount %s %s: %w", dest, flagNames(all), err)
 	}
 	if !recursive || want&unix.MS_RDONLY == 0 {
 		return nil
 	}
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	err := unix.MountSetattr(int(h.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
+	err = unix.MountSetattr(int(h.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
 	if err != nil && !errors.Is(err, unix.ENOSYS) {
 		return fmt.Errorf("remount %s read-only recursively: %w", dest, err)
 	}

@@ -109,8 +109,10 @@ func Setup(cfg Config) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("make / a %s mount: %w", propagationName(prop), err)
 	}
-	if prop&unix.MS_SHARED != 0 {
-		if err := parentMountPrivate(cfg.Rootfs); err != nil {
+	// A shared parent would propagate the rootfs bind back out; an
+	// unbindable one refuses the bind (EINVAL). runc makes it private too.
+	if prop&(unix.MS_SHARED|unix.MS_UNBINDABLE) != 0 {
+		if err := parentMountPrivate(cfg.Rootfs, prop&unix.MS_UNBINDABLE != 0); err != nil {
 			return err
 		}
 	}
@@ -430,7 +432,7 @@ func propagationName(p uintptr) string {
 // is shared, as runc does for a shared root propagation: pivot_root refuses
 // a new root whose parent mount is shared, and the rootfs bound on itself
 // would be shared too. The rootfs is a host path cmd/rabbitc chose.
-func parentMountPrivate(rootfs string) error {
+func parentMountPrivate(rootfs string, unbindable bool) error {
 	real, err := filepath.EvalSymlinks(rootfs)
 	if err != nil {
 		return fmt.Errorf("open rootfs %s: %w", rootfs, bareErr(err))
@@ -445,7 +447,9 @@ func parentMountPrivate(rootfs string) error {
 			parent = m
 		}
 	}
-	if parent == nil || !strings.Contains(parent.Optional, "shared:") {
+	// Shared (optional "shared:N") or unbindable (no optional field, but
+	// the whole tree was just made unbindable): either way, private.
+	if parent == nil || !strings.Contains(parent.Optional, "shared:") && !unbindable {
 		return nil
 	}
 	if err := unix.Mount("", parent.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
