@@ -581,3 +581,20 @@ func TestOCICgroupRefused(t *testing.T) {
 		wantCode(t, e.rc("delete", "--force", "g1"), 0)
 	}
 }
+
+// A config without a mount namespace of the container's is refused: init
+// would mount and pivot in the caller's.
+func TestOCINoMountNamespace(t *testing.T) {
+	e := newOCIEnv(t)
+	b := e.bundle([]string{"true"}, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		var ns []any
+		for _, n := range l["namespaces"].([]any) {
+			if n.(map[string]any)["type"] != "mount" {
+				ns = append(ns, n)
+			}
+		}
+		l["namespaces"] = ns
+	})
+	wantOneErrorLine(t, e.rc("create", "--bundle", b, "m1"), 1, "mount namespace")
+}

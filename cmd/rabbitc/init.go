@@ -168,6 +168,23 @@ func containerMain(ch *userns.Channel) int {
 	return fail(fmt.Errorf("exec %s: %w", proc.Args[0], err), code)
 }
 
+// enterMountNS joins the mount namespace open on fd, from the main thread
+// (init's work and its exec happen there): setns(CLONE_NEWNS) refuses a
+// thread that shares its fs_struct, which Go's threads do, so the thread
+// gets one of its own first.
+func enterMountNS(fd int) error {
+	if unix.Gettid() != unix.Getpid() {
+		return errors.New("join the mount namespace: not on the main thread")
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("join the mount namespace: unshare CLONE_FS: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join the mount namespace: %w", err)
+	}
+	return unix.Close(fd)
+}
+
 // cloexecFrom marks every descriptor from fd on close-on-exec:
 // close_range, or one by one where an outer seccomp filter or an old kernel
 // refuses it.
@@ -198,6 +215,11 @@ func cloexecFrom(fd int) error {
 func (s *spec) ociPrepare() error {
 	if !s.OCIMode {
 		return nil
+	}
+	if s.MountNSFD > 0 {
+		if err := enterMountNS(s.MountNSFD); err != nil {
+			return err
+		}
 	}
 	for _, ns := range s.linux().Namespaces {
 		if ns.Type == specs.UserNamespace && ns.Path == "" {

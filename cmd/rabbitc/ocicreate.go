@@ -251,14 +251,19 @@ func cloneFlags(l *specs.Linux) (flags uintptr, joins []specs.LinuxNamespace, er
 			flags |= f
 			continue
 		}
-		if ns.Type == specs.UserNamespace || ns.Type == specs.MountNamespace {
-			// setns into these needs a single-threaded process.
-			return 0, nil, fmt.Errorf("config.json: joining a %s namespace by path (%s) is not supported by rabbitc yet", ns.Type, ns.Path)
+		if ns.Type == specs.UserNamespace {
+			// setns into a user namespace needs a single-threaded process.
+			return 0, nil, fmt.Errorf("config.json: joining a user namespace by path (%s) is not supported by rabbitc yet", ns.Path)
 		}
 		joins = append(joins, ns)
 	}
-	if flags&unix.CLONE_NEWNS == 0 {
-		return 0, nil, errors.New("config.json: rabbitc needs a new mount namespace (add {\"type\": \"mount\"} to linux.namespaces)")
+	hasMount := flags&unix.CLONE_NEWNS != 0
+	for _, ns := range joins {
+		hasMount = hasMount || ns.Type == specs.MountNamespace
+	}
+	if !hasMount {
+		// init mounts and pivots in its mount namespace: never the caller's.
+		return 0, nil, errors.New("config.json: rabbitc needs a mount namespace of the container's (add {\"type\": \"mount\"} to linux.namespaces)")
 	}
 	return flags, joins, nil
 }
@@ -274,6 +279,9 @@ func joinNamespaces(joins []specs.LinuxNamespace) error {
 	}
 	runtime.LockOSThread() // already locked on the main thread; this makes it a must
 	for _, ns := range joins {
+		if ns.Type == specs.MountNamespace {
+			continue // init joins it (mountNSFile)
+		}
 		fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("join the %s namespace %s: %w", ns.Type, ns.Path, err)
@@ -327,6 +335,21 @@ func (c *ociContainer) spawn() error {
 		p.Env = append(p.Env, "LISTEN_FDS="+n, "LISTEN_PID=1")
 	}
 	c.spec.ExtraFDs = extra
+	for _, ns := range joins {
+		if ns.Type != specs.MountNamespace {
+			continue
+		}
+		// Go's threads share one fs_struct, which setns(CLONE_NEWNS)
+		// refuses: init joins it from its main thread after unsharing that
+		// (enterMountNS), on the descriptor opened here.
+		f, err := os.Open(ns.Path)
+		if err != nil {
+			return fmt.Errorf("join the mount namespace %s: %w", ns.Path, err)
+		}
+		defer f.Close()
+		c.spec.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+	}
 	cmd.Env = []string{"GOMAXPROCS=1"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
 	if flags&unix.CLONE_NEWUSER != 0 {

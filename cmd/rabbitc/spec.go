@@ -57,6 +57,7 @@ type spec struct {
 	OCIMode   bool   `json:",omitempty"`
 	ExtraFDs  int    `json:",omitempty"`
 	HookState []byte `json:",omitempty"` // the state hooks read on their stdin
+	MountNSFD int    `json:",omitempty"` // a mount namespace to join (by path in the config), inherited here
 }
 
 // rootfsConfig is what rootfs.Setup needs, from the OCI spec.
