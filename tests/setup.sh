@@ -14,6 +14,11 @@
 set -euo pipefail
 
 PACKAGES=(uidmap slirp4netns busybox-static iproute2 util-linux ca-certificates curl git make)
+# The OCI client tests (tests/oci_clients_test.go, tests/oci/): the clients
+# that call an OCI runtime and the reference runtimes they are compared with.
+# catatonit is rootless podman's pause process; podman 4.3 recommends
+# fuse-overlayfs, the tests use the vfs driver but a user's podman may not.
+PACKAGES+=(podman crun runc containerd conmon catatonit fuse-overlayfs containernetworking-plugins)
 TEST_USER=${RABBITC_TEST_USER:-rabbit}
 export PATH=/usr/local/go/bin:$PATH
 
