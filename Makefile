@@ -22,8 +22,12 @@ all: build
 # a binary built without it refuses exec.
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -E github.com/rabbitc/rabbitc/nsenter.entry'
 
+# rabbitc-image (pull, images, rmi: the registry client and decompressors)
+# is a binary of its own beside rabbitc, whose every start would otherwise
+# pay its libraries' package initialisation (cmd/rabbitc-image says why).
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/rabbitc
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/rabbitc-image ./cmd/rabbitc-image
 
 # Installs the Debian packages and the test user as root; checks as a user.
 deps:

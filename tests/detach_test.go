@@ -24,6 +24,7 @@ type detachedEnv struct {
 	t        *testing.T
 	xdg      string
 	monitors []int
+	env      []string // more of rabbitc's environment (XDG_DATA_HOME for images)
 }
 
 func newDetachedEnv(t *testing.T) *detachedEnv {
@@ -33,7 +34,9 @@ func newDetachedEnv(t *testing.T) *detachedEnv {
 	return d
 }
 
-func (d *detachedEnv) opts() opts { return opts{env: []string{"XDG_RUNTIME_DIR=" + d.xdg}} }
+func (d *detachedEnv) opts() opts {
+	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...)}
+}
 
 // run runs a rabbitc command that is not run -d, with the leftover checks.
 func (d *detachedEnv) run(args ...string) result {

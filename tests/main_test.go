@@ -276,6 +276,17 @@ func buildRabbitc() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/rabbitc: %v\n%s", err, out)
 	}
+	// rabbitc-image beside it, where rabbitc looks for it.
+	tool := filepath.Join(env.base, "rabbitc-image")
+	cmd = exec.Command("go", "build", "-buildvcs=false", "-trimpath", "-ldflags=-s -w", "-o", tool, "./cmd/rabbitc-image")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Dir = env.repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/rabbitc-image: %v\n%s", err, out)
+	}
+	if err := os.Chmod(tool, 0o755); err != nil {
+		return err
+	}
 	return os.Chmod(env.bin, 0o755)
 }
 

@@ -56,9 +56,6 @@ func containerMain(ch *userns.Channel) int {
 	if err := rootfs.PivotRoot(rcfg.Rootfs); err != nil {
 		return fail(err, 0)
 	}
-	if err := rootfs.Finish(rcfg); err != nil {
-		return fail(err, 0)
-	}
 	tr.mark("init:rootfs")
 	var reaper *os.File
 	if s.Init {
@@ -76,6 +73,11 @@ func containerMain(ch *userns.Channel) int {
 		env = append(env, "HOME="+cred.home)
 	}
 	if err := enterWorkdir(proc.Cwd, cred, true); err != nil {
+		return fail(err, 0)
+	}
+	// After the working directory, which may have to be made (an image's
+	// WorkingDir) before "/" goes read-only.
+	if err := rootfs.Finish(rcfg); err != nil {
 		return fail(err, 0)
 	}
 	path, code, err := findProgram(proc.Args[0], envValue(env, "PATH"))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -83,6 +84,10 @@ func cliMain(args []string) int {
 	switch {
 	case isOCICommandLine(args):
 		return ociMain(args)
+	case len(args) > 0 && slices.Contains(imageCommands, args[0]):
+		err := execImageTool(args) // returns only on failure
+		fmt.Fprintf(os.Stderr, "rabbitc: %s\n", err)
+		return 125
 	case len(args) > 0 && args[0] == "exec":
 		root = newExecRoot()
 	case len(args) > 0 && args[0] == "run":
@@ -151,6 +156,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.AddCommand(newRunCommand(), newExecCommand(), newPsCommand(), newStopCommand(), newKillCommand(), newRmCommand(), newWaitCommand(), newInspectCommand(), newLogsCommand(), ver)
+	root.AddCommand(newImageForwarders()...)
 	return root
 }
 
@@ -223,6 +229,10 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.VarPF(rmFlag{&o.rm}, "rm", "", "remove the container when it exits (a foreground one always is; with -d, without --rm it is kept until rabbitc rm)").NoOptDefVal = "true"
 	fs.BoolVarP(&o.detach, "detach", "d", false, "run in the background: print the container ID and return once the payload runs (output in rabbitc logs)")
 	fs.StringVar(&o.name, "name", "", "a name for the container, unique, accepted wherever an ID is")
+	fs.StringVar(&o.pull, "pull", "", "for an image: missing (the default), always or never")
+	fs.VarPF(entrypointFlag{o}, "entrypoint", "", "for an image: run this instead of its Entrypoint, without its Cmd (\"\" clears it)")
+	fs.StringVar(&o.platform, "platform", "", "for an image: OS/ARCH[/VARIANT] (default: this machine's)")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "for an image: no pull progress")
 	// docker's spelling of --net.
 	fs.SetNormalizeFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "network" {
@@ -230,6 +240,17 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 		}
 		return pflag.NormalizedName(name)
 	})
+}
+
+// entrypointFlag is --entrypoint, which tells "" (clear the image's) from
+// not given.
+type entrypointFlag struct{ o *runOptions }
+
+func (f entrypointFlag) String() string { return f.o.entrypoint }
+func (f entrypointFlag) Type() string   { return "string" }
+func (f entrypointFlag) Set(s string) error {
+	f.o.entrypoint, f.o.entrypointSet = s, true
+	return nil
 }
 
 // rmFlag is --rm: 1 given, -1 given as --rm=false, 0 not given. A

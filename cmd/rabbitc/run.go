@@ -39,8 +39,25 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 func runContainer(o *runOptions, args []string) error {
 	tr := newTracer(time.Now())
 	mon := monitorOf(o) // rabbitc run -d's monitor, or nil
-	if o.detach && mon == nil {
+	if o.detach && mon == nil && (o.rootfs != "" || len(args) == 0) {
 		return startDetached(o, args)
+	}
+	if o.rootfs == "" && len(args) > 0 {
+		// An image: pulled and unpacked by rabbitc-image before anything
+		// starts, with its progress on the terminal (the CLI of run -d),
+		// quietly and only from the store in the detached monitor.
+		o.image, args = args[0], args[1:]
+		if mon != nil {
+			o.pull = "never"
+		}
+		r, err := resolveImage(o, mon != nil)
+		if err != nil {
+			return mon.failed(err)
+		}
+		o.resolved = r
+	}
+	if o.detach && mon == nil {
+		return startDetached(o, append([]string{o.image}, args...))
 	}
 	if !o.detach && term.IsTerminal(0) && !o.tty && !o.interactive {
 		o.tty, o.interactive = true, true // the seed's shell: behave as -it
@@ -152,6 +169,16 @@ func (r *runner) create() error {
 	r.onDelete(r.endState) // after the container is gone
 	if err := r.makeStateDir(); err != nil {
 		return err
+	}
+	if dir := r.spec.ContainerDir; dir != "" {
+		if err := makeContainerDir(dir); err != nil {
+			return err
+		}
+		r.onDelete(func() {
+			if r.autoRemove() {
+				removeContainerDir(dir)
+			}
+		})
 	}
 	if err := r.spawn(); err != nil {
 		return err
@@ -395,7 +422,7 @@ func (r *runner) start() error {
 // disk to clean up, and writes nothing on the host.
 func (r *runner) recordState() error {
 	st := &state{Name: r.opts.name, Detached: r.detached, AutoRemove: r.autoRemove(), Ports: r.opts.publish,
-		Log: r.logPath, InitPid: r.initPid}
+		Log: r.logPath, InitPid: r.initPid, Image: r.spec.Image, ImageRef: r.spec.ImageRef, ContainerDir: r.spec.ContainerDir}
 	if !r.detached {
 		select {
 		case <-r.child.Done():
@@ -511,6 +538,9 @@ func (r *runner) prepare() (*netns.Features, error) {
 		s.Filter, s.FilterFlags = sec.Filter, sec.FilterFlags
 	}
 	gcStates(filepath.Dir(s.StateDir))
+	if s.ContainerDir != "" {
+		gcContainerDirs(filepath.Dir(s.StateDir))
+	}
 	return feat, nil
 }
 

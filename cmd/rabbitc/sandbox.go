@@ -38,6 +38,8 @@ func initMain(stage string) int {
 		return directMain(ch)
 	case "oci":
 		return ociInitMain(ch)
+	case "rmtree":
+		return userns.ServeRmtree(ch)
 	case "watchdog":
 		return watchdogMain()
 	case "reaper":

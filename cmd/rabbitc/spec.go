@@ -58,6 +58,15 @@ type spec struct {
 	ExtraFDs  int    `json:",omitempty"`
 	HookState []byte `json:",omitempty"` // the state hooks read on their stdin
 	MountNSFD int    `json:",omitempty"` // a mount namespace to join (by path in the config), inherited here
+
+	// A container of an image: the overlay init mounts as its root, and
+	// the directory of its writes (upper, work, merged) in the image store.
+	Overlay      *rootfs.Overlay `json:",omitempty"`
+	ContainerDir string          `json:",omitempty"`
+	Image        string          `json:",omitempty"` // the image's digest
+	ImageRef     string          `json:",omitempty"`
+
+	imageEnv []string // the image's Env, under -e
 }
 
 // rootfsConfig is what rootfs.Setup needs, from the OCI spec.
@@ -73,6 +82,7 @@ func (s *spec) rootfsConfig() rootfs.Config {
 		RootPropagation: l.RootfsPropagation,
 		Sysctl:          l.Sysctl,
 		EtcFiles:        s.EtcFiles,
+		Overlay:         s.Overlay,
 		HostNetwork:     !s.hasNamespace(specs.NetworkNamespace),
 	}
 }
@@ -180,7 +190,12 @@ type runOptions struct {
 	ulimits     []string
 	entrypoint  string // --entrypoint, for an image
 	pull        string // --pull missing|always|never
-	publishAll  bool   // -P
+	platform    string // --platform, for an image
+	quiet       bool   // -q: no pull progress
+
+	image         string         // the image, when no --rootfs was given (the first argument)
+	resolved      *resolvedImage // the image, pulled and unpacked (imagecmd.go)
+	entrypointSet bool           // --entrypoint was given ("" clears the image's)
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -199,26 +214,20 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	if o.detach && (o.tty || o.interactive) {
 		return nil, errors.New("-d with -t or -i: a detached container has no terminal to attach to (run it with -d alone, then rabbitc exec -it ID sh)")
 	}
-	if o.rootfs == "" {
-		return nil, errors.New("--rootfs is required (a directory holding the container's root filesystem)")
-	}
-	root, err := filepath.Abs(o.rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("rootfs %s: %w", o.rootfs, err)
-	}
-	st, err := os.Stat(root)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("rootfs %s: no such directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
-	case err != nil:
-		return nil, fmt.Errorf("rootfs %s: %w", o.rootfs, err)
-	case !st.IsDir():
-		return nil, fmt.Errorf("rootfs %s: not a directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
-	}
 	s := &spec{OCI: newOCISpec()}
 	proc := s.OCI.Process
-	s.OCI.Root.Path, s.OCI.Root.Readonly = root, o.readOnly
-	proc.Args = payloadArgs(o.cmd, args)
+	s.ID = o.id
+	if s.ID == "" {
+		s.ID = newID()
+	}
+	var err error
+	if o.resolved != nil {
+		if err := s.fromImage(o, args); err != nil {
+			return nil, err
+		}
+	} else if err := s.fromRootfs(o, args); err != nil {
+		return nil, err
+	}
 
 	secOpts, err := s.parseNetwork(o)
 	if err != nil {
@@ -238,13 +247,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		if err := checkUser(o.user); err != nil {
 			return nil, err
 		}
+		s.User = o.user
 	}
-	s.User = o.user
 
-	s.ID = o.id
-	if s.ID == "" {
-		s.ID = newID()
-	}
 	s.OCI.Hostname = o.hostname
 	if s.OCI.Hostname == "" {
 		s.OCI.Hostname = s.ID[:12]
@@ -265,13 +270,67 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	if proc.Env, err = buildEnv(append(flags, o.env...), s.OCI.Hostname, o.tty); err != nil {
+	if proc.Env, err = buildEnv(s.imageEnv, append(flags, o.env...), s.OCI.Hostname, o.tty); err != nil {
 		return nil, err
 	}
-	if err := checkCommand(s, o.rootfs); err != nil {
-		return nil, err
+	if s.Overlay == nil { // an image's root is not on disk before init mounts it
+		if err := checkCommand(s, o.rootfs); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// fromRootfs takes --rootfs and the payload's argv.
+func (s *spec) fromRootfs(o *runOptions, args []string) error {
+	if o.rootfs == "" {
+		return errors.New("--rootfs is required (a directory holding the container's root filesystem), or give an image")
+	}
+	root, err := filepath.Abs(o.rootfs)
+	if err != nil {
+		return fmt.Errorf("rootfs %s: %w", o.rootfs, err)
+	}
+	st, err := os.Stat(root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("rootfs %s: no such directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
+	case err != nil:
+		return fmt.Errorf("rootfs %s: %w", o.rootfs, err)
+	case !st.IsDir():
+		return fmt.Errorf("rootfs %s: not a directory (pass --rootfs a directory holding the container's root filesystem)", o.rootfs)
+	}
+	s.OCI.Root.Path, s.OCI.Root.Readonly = root, o.readOnly
+	s.OCI.Process.Args = payloadArgs(o.cmd, args)
+	return nil
+}
+
+// fromImage takes the resolved image: its layers under an overlay whose
+// writable half is the container's own (containerDir), and its config as
+// docker applies it; flags win.
+func (s *spec) fromImage(o *runOptions, args []string) error {
+	im := o.resolved
+	ic := im.Config
+	argv, err := imageArgs(ic, o, o.entrypointSet, args)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", im.Ref, err)
+	}
+	dir := containerDir(im.Store, s.ID)
+	s.OCI.Root.Path, s.OCI.Root.Readonly = filepath.Join(dir, "merged"), o.readOnly
+	s.Overlay = &rootfs.Overlay{Lower: im.Lower, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	s.ContainerDir, s.Image, s.ImageRef = dir, im.Digest, im.Ref
+	p := s.OCI.Process
+	p.Args = argv
+	if ic.WorkingDir != "" {
+		p.Cwd = ic.WorkingDir
+	}
+	if o.user == "" && ic.User != "" {
+		if err := checkUser(ic.User); err != nil {
+			return fmt.Errorf("image %s: User %q: %w", im.Ref, ic.User, err)
+		}
+		s.User = ic.User
+	}
+	s.imageEnv = ic.Env
+	return nil
 }
 
 // parseNetwork takes --net, --mtu, --allow-host-loopback, the slirp4netns
@@ -450,12 +509,16 @@ func readEnvFiles(paths []string) ([]string, error) {
 	return out, nil
 }
 
-// buildEnv returns the payload's environment: defaults, then -e in order
-// (applyEnvFlags).
-func buildEnv(flags []string, hostname string, tty bool) ([]string, error) {
+// buildEnv returns the payload's environment: defaults, then an image's
+// Env, then -e in order (applyEnvFlags).
+func buildEnv(image, flags []string, hostname string, tty bool) ([]string, error) {
 	env := []string{"PATH=" + defaultPath, "HOSTNAME=" + hostname}
 	if tty {
 		env = append(env, "TERM="+hostTerm())
+	}
+	env, err := imageEnv(imageConfig{Env: image}, env)
+	if err != nil {
+		return nil, err
 	}
 	return applyEnvFlags(env, flags)
 }

@@ -30,7 +30,7 @@ func TestPayloadArgs(t *testing.T) {
 func TestBuildEnv(t *testing.T) {
 	t.Setenv("RABBITC_TEST_HOSTVAR", "from-host")
 	t.Setenv("TERM", "screen")
-	got, err := buildEnv([]string{"A=1", "PATH=/x", "RABBITC_TEST_HOSTVAR", "UNSET_ON_HOST_Q", "A=2", "EMPTY="}, "h1", true)
+	got, err := buildEnv(nil, []string{"A=1", "PATH=/x", "RABBITC_TEST_HOSTVAR", "UNSET_ON_HOST_Q", "A=2", "EMPTY="}, "h1", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestBuildEnv(t *testing.T) {
 		t.Errorf("buildEnv = %q, want %q", got, want)
 	}
 	for _, bad := range []string{"=x", "", "A\x00=1"} {
-		if _, err := buildEnv([]string{bad}, "h", false); err == nil {
+		if _, err := buildEnv(nil, []string{bad}, "h", false); err == nil {
 			t.Errorf("buildEnv accepted %q", bad)
 		}
 	}
@@ -194,7 +194,7 @@ func TestReadEnvFiles(t *testing.T) {
 		}
 	}
 	// -e overrides the file, as in docker.
-	env, err := buildEnv(append(got, "A=override"), "h", false)
+	env, err := buildEnv(nil, append(got, "A=override"), "h", false)
 	if err != nil || !hasEnv(env, "A") || envValue(env, "A") != "override" || envValue(env, "B") != "two words" {
 		t.Errorf("buildEnv = %q, %v", env, err)
 	}

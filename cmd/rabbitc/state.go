@@ -53,6 +53,11 @@ type state struct {
 	AutoRemove bool      `json:"autoRemove,omitempty"` // removed when it exits
 	Ports      []string  `json:"ports,omitempty"`
 	Log        string    `json:"log,omitempty"`
+	Image      string    `json:"image,omitempty"`    // the image's digest, for a container of an image
+	ImageRef   string    `json:"imageRef,omitempty"` // as given to run
+	// ContainerDir holds a container of an image's writes; it goes with
+	// the container (rm, or --rm).
+	ContainerDir string `json:"containerDir,omitempty"`
 
 	dir string // the container's directory, where readStates found it
 }

@@ -94,6 +94,7 @@ func removeContainer(st state, force bool) error {
 	if unlock, err := lockDir(st.dir); err == nil {
 		defer unlock() // no state written while it goes
 	}
+	removeContainerDir(st.ContainerDir)
 	removeState(st.dir)
 	return nil
 }

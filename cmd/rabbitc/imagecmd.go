@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rabbitc/rabbitc/userns"
+)
+
+// Images live in rabbitc-image, a binary of its own beside rabbitc (see its
+// package comment: its libraries would cost every start of this binary
+// ~3.5 ms of package initialisation). rabbitc execs it for pull, images,
+// rmi and image, and asks it to resolve the image of `run IMAGE`.
+
+// imageTool is rabbitc-image's path: beside this binary, else in $PATH.
+func imageTool() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "rabbitc-image")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("rabbitc-image"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("rabbitc-image not found beside rabbitc nor in $PATH (images need it: make build builds both, make install installs both)")
+}
+
+// imageCommands are the image commands, run by rabbitc-image.
+var imageCommands = []string{"pull", "images", "rmi", "image"}
+
+// newImageForwarders are cobra commands that exec rabbitc-image with the
+// same arguments (so `rabbitc --help` lists them).
+func newImageForwarders() []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, name := range imageCommands {
+		cmds = append(cmds, &cobra.Command{
+			Use:                name,
+			Short:              map[string]string{"pull": "Pull an image", "images": "List images", "rmi": "Remove images", "image": "Manage images (ls, pull, rm, prune, inspect)"}[name],
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return execImageTool(append([]string{cmd.Name()}, args...))
+			},
+		})
+	}
+	return cmds
+}
+
+// execImageTool replaces rabbitc with rabbitc-image ARGS. rmi and image rm
+// learn which images containers use (--in-use).
+func execImageTool(args []string) error {
+	tool, err := imageTool()
+	if err != nil {
+		return err
+	}
+	if args[0] == "rmi" || len(args) > 1 && args[0] == "image" && (args[1] == "rm" || args[1] == "rmi") {
+		if sts, err := listStates(); err == nil {
+			var extra []string
+			for _, st := range sts {
+				if st.Image != "" {
+					extra = append(extra, "--in-use", st.Image+"="+refOf(st))
+				}
+			}
+			n := 1
+			if args[0] == "image" {
+				n = 2
+			}
+			args = append(append(append([]string(nil), args[:n]...), extra...), args[n:]...)
+		}
+	}
+	return syscall.Exec(tool, append([]string{"rabbitc-image"}, args...), os.Environ())
+}
+
+// resolvedImage is rabbitc-image resolve's answer.
+type resolvedImage struct {
+	Ref    string      `json:"ref"`
+	Digest string      `json:"digest"`
+	Store  string      `json:"store"`
+	Lower  []string    `json:"lower"`
+	Config imageConfig `json:"config"`
+}
+
+// resolveImage has rabbitc-image pull the image as --pull says (progress on
+// stderr) and unpack its layers, and returns them and its config.
+func resolveImage(o *runOptions, quiet bool) (*resolvedImage, error) {
+	tool, err := imageTool()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"resolve"}
+	if o.pull != "" {
+		args = append(args, "--pull", o.pull)
+	}
+	if o.platform != "" {
+		args = append(args, "--platform", o.platform)
+	}
+	if quiet || o.quiet {
+		args = append(args, "-q")
+	}
+	cmd := exec.Command(tool, append(args, "--", o.image)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	if quiet {
+		cmd.Stderr = &errOut
+	}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(errOut.String()), "rabbitc: "))
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && msg == "" && !quiet {
+			return nil, &exitError{ee.ExitCode()} // rabbitc-image said why
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, errors.New(msg)
+	}
+	r := &resolvedImage{}
+	if err := json.Unmarshal(out.Bytes(), r); err != nil {
+		return nil, fmt.Errorf("rabbitc-image resolve %s: %w", o.image, err)
+	}
+	return r, nil
+}
+
+// containerDir is a container's writable directory in the image store.
+func containerDir(store, id string) string {
+	return filepath.Join(store, "containers", id)
+}
+
+// makeContainerDir makes the overlay's upper, work and mount point
+// directories, the user's own (root in the container).
+func makeContainerDir(dir string) error {
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return fmt.Errorf("create the container's directory %s: %w", dir, err)
+		}
+	}
+	return os.Chmod(filepath.Join(dir, "upper"), 0o755)
+}
+
+// removeContainerDir removes a container's writes, from a user namespace
+// with the containers' mappings for files of other ids.
+func removeContainerDir(dir string) {
+	if dir == "" {
+		return
+	}
+	if err := userns.RemoveTrees("/proc/self/exe", dir); err != nil {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: remove the container's directory %s: %v\n", dir, err)
+	}
+}
+
+// gcContainerDirs removes the writable directories of containers that
+// have no state left (their rabbitc was killed before it could remove
+// them) and are older than a minute (one being made has no state yet).
+func gcContainerDirs(stateRoot string) {
+	root, err := imageStoreRoot()
+	if err != nil {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "containers"))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fileExists(filepath.Join(stateRoot, e.Name())) {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < time.Minute {
+			continue
+		}
+		removeContainerDir(filepath.Join(root, "containers", e.Name()))
+	}
+}
+
+// imageStoreRoot is rabbitc-image's store: $XDG_DATA_HOME/rabbitc or
+// ~/.local/share/rabbitc.
+func imageStoreRoot() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "rabbitc"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".local", "share", "rabbitc"), nil
+}

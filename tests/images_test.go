@@ -1,0 +1,230 @@
+package tests
+
+// Issue 15 (first part): pull, images, rmi, run IMAGE from a registry on
+// 127.0.0.1 that the test serves itself (go-containerregistry's registry).
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"io/fs"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// testImage pushes to a registry on 127.0.0.1 an image of two layers: the
+// test rootfs, and a layer that adds /etc/layer2 and removes /bin/true's
+// neighbour /etc/removed (a whiteout); its config sets Cmd, Env and
+// WorkingDir. It returns the reference.
+func testImage(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	base := layerFromDir(t, env.rootfs, map[string]string{"etc/removed": "x\n"})
+	top := layerFromFiles(t, map[string]string{"etc/layer2": "second layer\n", "etc/.wh.removed": ""})
+	img, err := mutate.AppendLayers(empty.Image, base, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if a := goarch(); a != "" {
+		cf.Architecture = a
+	}
+	cf.Config = v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"}, WorkingDir: "/work/dir"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/busybox:1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	return ref
+}
+
+func goarch() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/arch")
+	switch strings.TrimSpace(string(b)) {
+	case "aarch64":
+		return "arm64"
+	case "x86_64":
+		return "amd64"
+	}
+	return ""
+}
+
+// layerFromDir tars dir (and extra files) into a layer.
+func layerFromDir(t *testing.T, dir string, extra map[string]string) v1.Layer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		h, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		h.Name, h.Uid, h.Gid, h.Uname, h.Gname = strings.TrimPrefix(p, dir+"/"), 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(tw, f)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, tw, extra)
+	return tarLayer(t, buf.Bytes())
+}
+
+func layerFromFiles(t *testing.T, files map[string]string) v1.Layer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	writeFiles(t, tw, files)
+	return tarLayer(t, buf.Bytes())
+}
+
+func writeFiles(t *testing.T, tw *tar.Writer, files map[string]string) {
+	for n, c := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(c)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(c))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tarLayer(t *testing.T, b []byte) v1.Layer {
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestRunImage: pull, images, run (the image's Cmd, Env and WorkingDir, the
+// arguments replacing Cmd, a whiteout hiding a lower file, writes kept out
+// of the image and gone with the container), rmi.
+func TestRunImage(t *testing.T) {
+	requireSetup(t)
+	ref := testImage(t)
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+
+	r := runOpt(t, o, "pull", "-q", ref)
+	wantCode(t, r, 0)
+	if !strings.HasPrefix(r.out(), "sha256:") {
+		t.Errorf("pull printed %q, want the image's digest", r.out())
+	}
+	r = runOpt(t, o, "images")
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, "/test/busybox") || !strings.Contains(r.stdout, " 1 ") {
+		t.Errorf("images:\n%s", r.stdout)
+	}
+
+	r = runOpt(t, o, "run", "--rm", "--net", "none", ref)
+	wantCode(t, r, 0)
+	if r.out() != "from-the-image-cmd\n/work/dir" {
+		t.Errorf("the image's Cmd and WorkingDir: %q", r.out())
+	}
+	r = runOpt(t, o, "run", "--net", "none", ref, "sh", "-c",
+		"echo $IMG_VAR; cat /etc/layer2; test -e /etc/removed && echo removed-file-visible; echo mine > /etc/mine; exit 4")
+	wantCode(t, r, 4)
+	if r.out() != "from-image\nsecond layer" {
+		t.Errorf("env, upper layer, whiteout: %q", r.out())
+	}
+	r = runOpt(t, o, "run", "--net", "none", "-e", "IMG_VAR=flag", ref, "sh", "-c", "echo $IMG_VAR; test -e /etc/mine && echo write-leaked; exit 0")
+	wantCode(t, r, 0)
+	if r.out() != "flag" {
+		t.Errorf("-e over the image's Env, and a container's writes not in the next one: %q", r.out())
+	}
+	if left := listDir(filepath.Join(data, "rabbitc", "containers")); len(left) > 0 {
+		t.Errorf("containers' directories left in the store: %v", left)
+	}
+	layers, _ := filepath.Glob(filepath.Join(data, "rabbitc", "layers", "sha256", "*", "etc", "mine"))
+	if len(layers) > 0 {
+		t.Errorf("a container wrote into a layer: %v", layers)
+	}
+
+	r = runOpt(t, o, "rmi", ref)
+	wantCode(t, r, 0)
+	r = runOpt(t, o, "images", "-q")
+	wantCode(t, r, 0)
+	if r.out() != "" {
+		t.Errorf("images after rmi: %q", r.out())
+	}
+	wantOneErrorLine(t, runOpt(t, o, "run", "--rm", "--pull", "never", "--net", "none", ref), 125, "pull")
+}
+
+// A registry that is not there: one line, 125, nothing left in the store.
+func TestPullRegistryDown(t *testing.T) {
+	requireSetup(t)
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+	wantOneErrorLine(t, runOpt(t, o, "pull", "127.0.0.1:9/none/such:1"), 125, "connection refused")
+	wantOneErrorLine(t, runOpt(t, o, "run", "--rm", "127.0.0.1:9/none/such:1"), 125, "connection refused")
+	if left, _ := filepath.Glob(filepath.Join(data, "rabbitc", "blobs", "sha256", "*")); len(left) > 0 {
+		t.Errorf("blobs left: %v", left)
+	}
+}
+
+// A detached container of an image, read-only: its writable directory in
+// the store goes with rm -f; rmi refuses an image a container uses.
+func TestRunImageDetached(t *testing.T) {
+	ref := testImage(t)
+	d := newDetachedEnv(t)
+	data := userDir(t, "xdg-data", 0o700)
+	d.env = []string{"XDG_DATA_HOME=" + data}
+	id, r := d.runD("--name", "img", "--read-only", "--net", "none", ref, "sh", "-c", "touch /x 2>/dev/null || echo read-only; exec sleep 60")
+	wantCode(t, r, 0)
+	if n := len(listDir(filepath.Join(data, "rabbitc", "containers"))); n != 1 {
+		t.Errorf("%d container directories in the store, want 1", n)
+	}
+	wantOneErrorLine(t, d.run("rmi", ref), 125, "used by container")
+	wantCode(t, d.run("rm", "-f", "img"), 0)
+	_ = id
+	if left := listDir(filepath.Join(data, "rabbitc", "containers")); len(left) > 0 {
+		t.Errorf("the container's directory is left after rm -f: %v", left)
+	}
+	wantCode(t, d.run("rmi", ref), 0)
+}
