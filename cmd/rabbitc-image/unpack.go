@@ -94,4 +94,3 @@ func subidHint() string {
 	}
 	return "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + name
 }
-
