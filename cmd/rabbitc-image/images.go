@@ -245,6 +245,19 @@ func bytesText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// pullNow opens the store and ensures ref in it (ensureImage), stopping
+// cleanly on INT or TERM.
+func pullNow(ref string, po pullOptions) (*image.Store, *image.Image, error) {
+	st, err := openStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	im, err := ensureImage(ctx, st, ref, po)
+	return st, im, err
+}
+
 // signalContext is cancelled by INT or TERM: a pull stops cleanly (its
 // partial blob stays for the next pull to resume).
 func signalContext() (context.Context, func()) {
@@ -264,13 +277,7 @@ func newPullCommand() *cobra.Command {
 		Short: "Pull an image: a docker reference (nginx, registry:5000/app:1) or oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStore()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			im, err := ensureImage(ctx, st, args[0], *po)
+			_, im, err := pullNow(args[0], *po)
 			if err != nil {
 				return err
 			}

@@ -34,13 +34,7 @@ func newResolveCommand() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := openStore()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			im, err := ensureImage(ctx, st, args[0], *po)
+			st, im, err := pullNow(args[0], *po)
 			if err != nil {
 				return err
 			}

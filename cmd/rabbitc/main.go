@@ -95,14 +95,9 @@ func cliMain(args []string) int {
 	default:
 		root = newRootCommand()
 	}
-	root.SetArgs(args)
-	err := root.Execute()
+	code, err := execute(root, args)
 	if err == nil {
-		return 0
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
+		return code
 	}
 	var se *userns.StageError
 	if errors.As(err, &se) {
@@ -118,6 +113,21 @@ func cliMain(args []string) int {
 		return ce.code
 	}
 	return 125
+}
+
+// execute runs a command tree: the exit code, and the error still to
+// report (nil for success, or an exitError's code, which says nothing).
+func execute(root *cobra.Command, args []string) (int, error) {
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0, nil
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code, nil
+	}
+	return 1, err
 }
 
 func newRootCommand() *cobra.Command {

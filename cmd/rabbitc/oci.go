@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -178,15 +177,9 @@ func writeLogLine(w io.Writer, format, msg string) {
 // with the process's status.
 func ociMain(args []string) int {
 	root, g := newOCIRoot()
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return 0
+	code, err := execute(root, args)
+	if err != nil {
+		g.report(err)
 	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	g.report(err)
-	return 1
+	return code
 }
