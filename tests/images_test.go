@@ -47,7 +47,8 @@ func testImage(t *testing.T) string {
 	if a := goarch(); a != "" {
 		cf.Architecture = a
 	}
-	cf.Config = v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"}, WorkingDir: "/work/dir"}
+	cf.Config = v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"},
+		WorkingDir: "/work/dir", StopSignal: "SIGUSR1"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +227,14 @@ func TestRunImageDetached(t *testing.T) {
 	if left := listDir(filepath.Join(data, "rabbitc", "containers")); len(left) > 0 {
 		t.Errorf("the container's directory is left after rm -f: %v", left)
 	}
+	// stop sends the image's StopSignal: a payload that exits on USR1
+	// only ends with 0, not killed after the timeout.
+	_, r = d.runD("--name", "sig", "--net", "none", ref, "sh", "-c", "trap 'exit 0' USR1; while :; do sleep 0.1; done")
+	wantCode(t, r, 0)
+	wantCode(t, d.run("stop", "-t", "5", "sig"), 0)
+	if st := d.run("ps", "-a", "--format", "json"); !strings.Contains(st.stdout, `"ExitCode": 0`) {
+		t.Errorf("stop with the image's StopSignal (USR1): %s", st.stdout)
+	}
+	wantCode(t, d.run("rm", "sig"), 0)
 	wantCode(t, d.run("rmi", ref), 0)
 }

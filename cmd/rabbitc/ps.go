@@ -160,7 +160,13 @@ func stopContainer(st state, timeout time.Duration) error {
 		return nil // gone already
 	}
 	defer parent.Close()
-	if err := parent.Signal(syscall.SIGTERM); err != nil {
+	if sig, err := parseSignal(st.StopSignal); st.StopSignal != "" && err == nil {
+		// The image's StopSignal, to the payload itself (rabbitc forwards
+		// only what it receives).
+		if err := signalPayload(st, sig); err != nil {
+			return err
+		}
+	} else if err := parent.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("stop %s: signal rabbitc %d: %w", st.ID[:12], st.ParentPid, err)
 	}
 	if parent.Wait(timeout) {

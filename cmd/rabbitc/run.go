@@ -422,7 +422,8 @@ func (r *runner) start() error {
 // disk to clean up, and writes nothing on the host.
 func (r *runner) recordState() error {
 	st := &state{Name: r.opts.name, Detached: r.detached, AutoRemove: r.autoRemove(), Ports: r.opts.publish,
-		Log: r.logPath, InitPid: r.initPid, Image: r.spec.Image, ImageRef: r.spec.ImageRef, ContainerDir: r.spec.ContainerDir}
+		Log: r.logPath, InitPid: r.initPid, Image: r.spec.Image, ImageRef: r.spec.ImageRef, ContainerDir: r.spec.ContainerDir,
+		StopSignal: r.spec.StopSignal}
 	if !r.detached {
 		select {
 		case <-r.child.Done():

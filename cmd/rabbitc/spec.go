@@ -65,6 +65,7 @@ type spec struct {
 	ContainerDir string          `json:",omitempty"`
 	Image        string          `json:",omitempty"` // the image's digest
 	ImageRef     string          `json:",omitempty"`
+	StopSignal   string          `json:",omitempty"` // the image's StopSignal, for stop
 
 	imageEnv []string // the image's Env, under -e
 }
@@ -317,7 +318,7 @@ func (s *spec) fromImage(o *runOptions, args []string) error {
 	dir := containerDir(im.Store, s.ID)
 	s.OCI.Root.Path, s.OCI.Root.Readonly = filepath.Join(dir, "merged"), o.readOnly
 	s.Overlay = &rootfs.Overlay{Lower: im.Lower, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
-	s.ContainerDir, s.Image, s.ImageRef = dir, im.Digest, im.Ref
+	s.ContainerDir, s.Image, s.ImageRef, s.StopSignal = dir, im.Digest, im.Ref, ic.StopSignal
 	p := s.OCI.Process
 	p.Args = argv
 	if ic.WorkingDir != "" {

@@ -58,6 +58,7 @@ type state struct {
 	// ContainerDir holds a container of an image's writes; it goes with
 	// the container (rm, or --rm).
 	ContainerDir string `json:"containerDir,omitempty"`
+	StopSignal   string `json:"stopSignal,omitempty"` // the image's, for stop
 
 	dir string // the container's directory, where readStates found it
 }
