@@ -195,6 +195,14 @@ func TestRunImage(t *testing.T) {
 		t.Errorf("images after rmi: %q", r.out())
 	}
 	wantOneErrorLine(t, runOpt(t, o, "run", "--rm", "--pull", "never", "--net", "none", ref), 125, "pull")
+
+	// system reset removes the whole store, the unpacked layers (files of
+	// the container's ids) included.
+	wantCode(t, runOpt(t, o, "pull", "-q", ref), 0)
+	wantCode(t, runOpt(t, o, "system", "reset"), 0)
+	if left := listDir(data); len(left) > 0 {
+		t.Errorf("system reset left %v", left)
+	}
 }
 
 // A registry that is not there: one line, 125, nothing left in the store.

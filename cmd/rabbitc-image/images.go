@@ -460,3 +460,28 @@ func newImageCommand() *cobra.Command {
 	img.AddCommand(prune, inspect, rm, ls, newPullCommand())
 	return img
 }
+
+func newSystemCommand() *cobra.Command {
+	var inUse []string
+	sys := &cobra.Command{Use: "system", Short: "The image store as a whole"}
+	reset := &cobra.Command{
+		Use:   "reset",
+		Short: "Remove the whole image store: every image, layer and blob",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(inUse) > 0 {
+				_, ctr, _ := strings.Cut(inUse[0], "=")
+				return fmt.Errorf("containers of images exist (%s): remove them first (rabbitc rm -f)", ctr)
+			}
+			root, err := storeRoot()
+			if err != nil {
+				return err
+			}
+			return removeTrees(root)
+		},
+	}
+	reset.Flags().StringArrayVar(&inUse, "in-use", nil, "DIGEST=CONTAINER of a container's image (rabbitc passes them)")
+	reset.Flags().MarkHidden("in-use")
+	sys.AddCommand(reset)
+	return sys
+}

@@ -37,7 +37,7 @@ func imageTool() (string, error) {
 }
 
 // imageCommands are the image commands, run by rabbitc-image.
-var imageCommands = []string{"pull", "images", "rmi", "image"}
+var imageCommands = []string{"pull", "images", "rmi", "image", "system"}
 
 // newImageForwarders are cobra commands that exec rabbitc-image with the
 // same arguments (so `rabbitc --help` lists them).
@@ -45,8 +45,9 @@ func newImageForwarders() []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, name := range imageCommands {
 		cmds = append(cmds, &cobra.Command{
-			Use:                name,
-			Short:              map[string]string{"pull": "Pull an image", "images": "List images", "rmi": "Remove images", "image": "Manage images (ls, pull, rm, prune, inspect)"}[name],
+			Use: name,
+			Short: map[string]string{"pull": "Pull an image", "images": "List images", "rmi": "Remove images",
+				"image": "Manage images (ls, pull, rm, prune, inspect)", "system": "system reset: remove the whole image store"}[name],
 			DisableFlagParsing: true,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return execImageTool(append([]string{cmd.Name()}, args...))
@@ -63,7 +64,7 @@ func execImageTool(args []string) error {
 	if err != nil {
 		return err
 	}
-	if args[0] == "rmi" || len(args) > 1 && args[0] == "image" && (args[1] == "rm" || args[1] == "rmi") {
+	if args[0] == "rmi" || len(args) > 1 && (args[0] == "image" && (args[1] == "rm" || args[1] == "rmi") || args[0] == "system") {
 		if sts, err := listStates(); err == nil {
 			var extra []string
 			for _, st := range sts {
@@ -72,7 +73,7 @@ func execImageTool(args []string) error {
 				}
 			}
 			n := 1
-			if args[0] == "image" {
+			if args[0] != "rmi" {
 				n = 2
 			}
 			args = append(append(append([]string(nil), args[:n]...), extra...), args[n:]...)
