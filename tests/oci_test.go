@@ -253,7 +253,7 @@ func TestOCILifecycle(t *testing.T) {
 	if !strings.Contains(r.stdout, strconv.Itoa(e.inits["c1"])) {
 		t.Errorf("ps --format json c1 = %q, want init's pid %d", r.stdout, e.inits["c1"])
 	}
-	wantCode(t, e.rc("kill", "c1", "KILL"), 0)
+	wantCode(t, e.rc("kill", "--all", "c1", "KILL"), 0)
 	e.waitStopped("c1")
 	wantOneErrorLine(t, e.rc("kill", "c1", "TERM"), 1, "container not running")
 	wantCode(t, e.rc("delete", "c1"), 0)
