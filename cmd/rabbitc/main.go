@@ -80,6 +80,13 @@ func closeInherited() {
 }
 
 func cliMain(args []string) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		// Not cobra's Version: its version template pulls text/template in,
+		// and with it reflect's method tables, ~1.7 MB more binary that every
+		// stage maps (idle RSS 0.70x -> 0.82x of RootlessKit).
+		fmt.Print(versionText())
+		return 0
+	}
 	var root *cobra.Command
 	switch {
 	case isOCICommandLine(args):
@@ -140,7 +147,6 @@ func newRootCommand() *cobra.Command {
 			"Without a subcommand, rabbitc --rootfs=DIR [--cmd=PROG] is the same as rabbitc run.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
 		Args:          cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.rootfs == "" && len(args) == 0 {
@@ -152,7 +158,6 @@ func newRootCommand() *cobra.Command {
 			return runContainer(o, args)
 		},
 	}
-	root.SetVersionTemplate(versionText())
 	root.Flags().SetInterspersed(false)
 	addRunFlags(root.Flags(), o)
 	root.SetFlagErrorFunc(flagError)

@@ -118,9 +118,7 @@ func newOCIRoot() (*cobra.Command, *ociGlobals) {
 			"kill ID SIGNAL or kill --all, ps ID.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
 	}
-	root.SetVersionTemplate(versionText())
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "directory for the containers' state (default $XDG_RUNTIME_DIR/rabbitc-oci, /run/rabbitc as root)")
 	pf.StringVar(&g.log, "log", "", "file to write errors to (default stderr)")
