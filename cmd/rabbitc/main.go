@@ -155,6 +155,7 @@ func newRootCommand() *cobra.Command {
 			if len(args) > 0 && !cmd.Flags().Changed("rootfs") {
 				return fmt.Errorf("unknown command %q for \"rabbitc\" (see rabbitc --help)", args[0])
 			}
+			o.noImage = true // the seed's form: rabbitc --rootfs DIR [-- CMD]
 			return runContainer(o, args)
 		},
 	}
@@ -189,7 +190,12 @@ func newRunCommand() *cobra.Command {
 			"  rabbitc run --rootfs ./rootfs -- sh -c 'echo hi; exit 7'\n" +
 			"  rabbitc run --rootfs ./rootfs --publish 8080:80 --cmd /bin/server",
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runContainer(o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// `run [flags] -- CMD` is a command for --rootfs, never an image:
+			// the image comes before any "--".
+			o.noImage = cmd.ArgsLenAtDash() == 0
+			return runContainer(o, args)
+		},
 	}
 	run.Flags().SetInterspersed(false)
 	addRunFlags(run.Flags(), o)

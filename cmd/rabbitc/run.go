@@ -39,10 +39,11 @@ var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, sys
 func runContainer(o *runOptions, args []string) error {
 	tr := newTracer(time.Now())
 	mon := monitorOf(o) // rabbitc run -d's monitor, or nil
-	if o.detach && mon == nil && (o.rootfs != "" || len(args) == 0) {
+	image := o.rootfs == "" && len(args) > 0 && !o.noImage
+	if o.detach && mon == nil && !image {
 		return startDetached(o, args)
 	}
-	if o.rootfs == "" && len(args) > 0 {
+	if image {
 		// An image: pulled and unpacked by rabbitc-image before anything
 		// starts, with its progress on the terminal (the CLI of run -d),
 		// quietly and only from the store in the detached monitor.

@@ -197,6 +197,7 @@ type runOptions struct {
 	image         string         // the image, when no --rootfs was given (the first argument)
 	resolved      *resolvedImage // the image, pulled and unpacked (imagecmd.go)
 	entrypointSet bool           // --entrypoint was given ("" clears the image's)
+	noImage       bool           // the arguments are a command (they followed "--"), not IMAGE [CMD]
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -285,7 +286,7 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 // fromRootfs takes --rootfs and the payload's argv.
 func (s *spec) fromRootfs(o *runOptions, args []string) error {
 	if o.rootfs == "" {
-		return errors.New("--rootfs is required (a directory holding the container's root filesystem), or give an image")
+		return errors.New("--rootfs is required (a directory holding the container's root filesystem), or an image before the command: run IMAGE [CMD...]")
 	}
 	root, err := filepath.Abs(o.rootfs)
 	if err != nil {
