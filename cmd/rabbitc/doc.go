@@ -17,6 +17,12 @@
 // namespace of the config (`rabbitc init oci`), writes the maps, lets init
 // set up the root and exits, leaving init blocked on exec.fifo until start.
 //
+// Images are rabbitc-image's (cmd/rabbitc-image, a second binary beside this
+// one, so that its libraries cost no start of this one): rabbitc execs it
+// for pull, images, rmi, image and system, and runs `rabbitc-image resolve`
+// for `run IMAGE` (imagecmd.go), whose layers become an overlay under the
+// container's own writes (spec.Overlay, spec.ContainerDir).
+//
 // One binary, three processes (and slirp4netns beside them):
 //
 //	parent   run.go      host side: Listen, state dir, maps, slirp4netns, signals, console
