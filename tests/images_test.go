@@ -246,3 +246,65 @@ func TestRunImageDetached(t *testing.T) {
 	wantCode(t, d.run("rm", "sig"), 0)
 	wantCode(t, d.run("rmi", ref), 0)
 }
+
+// An image of 70 layers (more than one mount option holds) whose files
+// belong to several ids, with a hardlink, a symlink, a setuid bit and an
+// opaque directory: as the image says, inside the container.
+func TestRunImageManyLayersAndIDs(t *testing.T) {
+	requireSetup(t)
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	layers := []v1.Layer{layerFromDir(t, env.rootfs, map[string]string{"data/old/gone": "x\n"})}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "owned/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 101, Gid: 102},
+		{Name: "owned/file", Typeflag: tar.TypeReg, Mode: 0o4755, Uid: 1000, Gid: 1001, Size: 3},
+		{Name: "owned/hard", Typeflag: tar.TypeLink, Linkname: "owned/file"},
+		{Name: "owned/sym", Typeflag: tar.TypeSymlink, Linkname: "file", Uid: 7, Gid: 7},
+		{Name: "data/old/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "data/old/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "data/old/new", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("ab\n"))
+		}
+	}
+	tw.Close()
+	layers = append(layers, tarLayer(t, buf.Bytes()))
+	for i := 0; len(layers) < 70; i++ {
+		layers = append(layers, layerFromFiles(t, map[string]string{"layers/" + strings.Repeat("x", 10) + string(rune('a'+i%26)) + "-" + itoa(i): "x\n"}))
+	}
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if a := goarch(); a != "" {
+		cf.Architecture = a
+	}
+	cf.Config = v1.Config{Env: []string{"PATH=/bin"}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/many:1"
+	r, _ := name.ParseReference(ref, name.Insecure)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+	res := runOpt(t, o, "run", "--rm", "-q", "--net", "none", ref, "sh", "-c",
+		"stat -c '%u:%g %a' /owned /owned/file /owned/sym; stat -c %h /owned/file; readlink /owned/sym; ls /data/old; ls /layers | wc -l")
+	wantCode(t, res, 0)
+	want := "101:102 755\n1000:1001 4755\n7:7 777\n2\nfile\nnew\n68"
+	if res.out() != want {
+		t.Errorf("the image's files in the container:\n%s\nwant\n%s", res.out(), want)
+	}
+	wantCode(t, runOpt(t, o, "system", "reset"), 0)
+}
