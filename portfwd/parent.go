@@ -117,6 +117,14 @@ func Listen(specs []Spec) (*Listeners, error) {
 			l.closeListeners()
 			return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
 		}
+		if sp.HostPort == 0 {
+			// A port the kernel chose (run -P): Specs reports it.
+			if sp.HostPort, err = boundPort(fd); err != nil {
+				unix.Close(fd)
+				l.closeListeners()
+				return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
+			}
+		}
 		ip, _ := netip.ParseAddr(sp.HostIP)
 		ln := &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()}
 		if sp.Proto == "tcp" && ip.IsUnspecified() {
@@ -241,7 +249,23 @@ func unprivilegedPortStart() int {
 	return n
 }
 
-// Specs returns the published ports in the order given to Listen.
+// boundPort is the local port of a bound socket.
+func boundPort(fd int) (int, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("getsockname: %w", err)
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port, nil
+	case *unix.SockaddrInet6:
+		return a.Port, nil
+	}
+	return 0, fmt.Errorf("getsockname: not an IP socket")
+}
+
+// Specs returns the published ports in the order given to Listen, with
+// the port the kernel chose where HostPort was 0.
 func (l *Listeners) Specs() []Spec {
 	specs := make([]Spec, len(l.lns))
 	for i, ln := range l.lns {

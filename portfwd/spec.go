@@ -12,7 +12,7 @@ import (
 type Spec struct {
 	Proto         string // "tcp" or "udp"
 	HostIP        string // "0.0.0.0" default (docker), "::1", "127.0.0.1", "::" ...
-	HostPort      int
+	HostPort      int    // 0: one the kernel chooses (run -P), which Listeners.Specs reports
 	ContainerPort int
 }
 
@@ -206,7 +206,7 @@ func parsePort(what, s string) (int, error) {
 func CheckConflicts(specs []Spec) error {
 	for i, a := range specs {
 		for _, b := range specs[:i] {
-			if a.Proto == b.Proto && a.HostPort == b.HostPort && overlaps(a.HostIP, b.HostIP) {
+			if a.Proto == b.Proto && a.HostPort == b.HostPort && a.HostPort != 0 && overlaps(a.HostIP, b.HostIP) {
 				return fmt.Errorf("publish %s: host port %d/%s is published twice (%s and %s)", a.published(), a.HostPort, a.Proto, b, a)
 			}
 		}

@@ -12,8 +12,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
@@ -48,7 +50,7 @@ func testImage(t *testing.T) string {
 		cf.Architecture = a
 	}
 	cf.Config = v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"},
-		WorkingDir: "/work/dir", StopSignal: "SIGUSR1"}
+		WorkingDir: "/work/dir", StopSignal: "SIGUSR1", ExposedPorts: map[string]struct{}{"8080/tcp": {}}}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
@@ -307,4 +309,27 @@ func TestRunImageManyLayersAndIDs(t *testing.T) {
 		t.Errorf("the image's files in the container:\n%s\nwant\n%s", res.out(), want)
 	}
 	wantCode(t, runOpt(t, o, "system", "reset"), 0)
+}
+
+// -P publishes the image's exposed port on a port the kernel chose, which
+// ps shows; the server answers there on 127.0.0.1.
+func TestRunImagePublishAll(t *testing.T) {
+	requireNet(t)
+	ref := testImage(t)
+	d := newDetachedEnv(t)
+	data := userDir(t, "xdg-data", 0o700)
+	d.env = []string{"XDG_DATA_HOME=" + data}
+	_, r := d.runD("--name", "web", "-P", "-q", ref, "sh", "-c", "mkdir -p /tmp/www && echo hello-from-P > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www")
+	wantCode(t, r, 0)
+	ps := d.run("ps", "--format", "json")
+	m := regexp.MustCompile(`0\.0\.0\.0:(\d+):8080/tcp`).FindStringSubmatch(ps.stdout)
+	if m == nil {
+		t.Fatalf("ps shows no port for 8080/tcp:\n%s", ps.stdout)
+	}
+	body, err := httpGetRetry("http://127.0.0.1:"+m[1]+"/index.html", 10*time.Second)
+	if err != nil || strings.TrimSpace(body) != "hello-from-P" {
+		t.Errorf("GET 127.0.0.1:%s: %q, %v", m[1], body, err)
+	}
+	wantCode(t, d.run("rm", "-f", "web"), 0)
+	wantCode(t, d.run("system", "reset"), 0)
 }

@@ -251,6 +251,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.BoolVarP(&o.detach, "detach", "d", false, "run in the background: print the container ID and return once the payload runs (output in rabbitc logs)")
 	fs.StringVar(&o.name, "name", "", "a name for the container, unique, accepted wherever an ID is")
 	fs.StringVar(&o.pull, "pull", "", "for an image: missing (the default), always or never")
+	fs.BoolVarP(&o.publishAll, "publish-all", "P", false, "for an image: publish each of its exposed ports on a free host port")
 	fs.VarPF(entrypointFlag{o}, "entrypoint", "", "for an image: run this instead of its Entrypoint, without its Cmd (\"\" clears it)")
 	fs.StringVar(&o.platform, "platform", "", "for an image: OS/ARCH[/VARIANT] (default: this machine's)")
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "for an image: no pull progress")

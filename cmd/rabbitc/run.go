@@ -422,7 +422,7 @@ func (r *runner) start() error {
 // only now: a foreground start-up that fails or is killed has nothing on
 // disk to clean up, and writes nothing on the host.
 func (r *runner) recordState() error {
-	st := &state{Name: r.opts.name, Detached: r.detached, AutoRemove: r.autoRemove(), Ports: r.opts.publish,
+	st := &state{Name: r.opts.name, Detached: r.detached, AutoRemove: r.autoRemove(), Ports: r.publishedPorts(),
 		Log: r.logPath, InitPid: r.initPid, Image: r.spec.Image, ImageRef: r.spec.ImageRef, ContainerDir: r.spec.ContainerDir,
 		StopSignal: r.spec.StopSignal}
 	if !r.detached {
@@ -457,6 +457,18 @@ func (r *runner) recordState() error {
 	r.state = st
 	r.trace.mark("state-created")
 	return nil
+}
+
+// publishedPorts are the ports for ps and inspect: -p as given, and -P's
+// with the host ports the kernel chose.
+func (r *runner) publishedPorts() []string {
+	ports := append([]string(nil), r.opts.publish...)
+	if r.listeners != nil {
+		for _, sp := range r.listeners.Specs()[:r.spec.exposed] { // -P's come first
+			ports = append(ports, sp.String())
+		}
+	}
+	return ports
 }
 
 // makeStateDir makes the state directory before the start where it is

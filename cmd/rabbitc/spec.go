@@ -68,6 +68,7 @@ type spec struct {
 	StopSignal   string          `json:",omitempty"` // the image's StopSignal, for stop
 
 	imageEnv []string // the image's Env, under -e
+	exposed  int      // -P: the first Publish entries, on ports the kernel chooses
 }
 
 // rootfsConfig is what rootfs.Setup needs, from the OCI spec.
@@ -198,6 +199,7 @@ type runOptions struct {
 	resolved      *resolvedImage // the image, pulled and unpacked (imagecmd.go)
 	entrypointSet bool           // --entrypoint was given ("" clears the image's)
 	noImage       bool           // the arguments are a command (they followed "--"), not IMAGE [CMD]
+	publishAll    bool           // -P: the image's exposed ports, each on a free host port
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -285,6 +287,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 
 // fromRootfs takes --rootfs and the payload's argv.
 func (s *spec) fromRootfs(o *runOptions, args []string) error {
+	if o.publishAll {
+		return errors.New("-P publishes an image's exposed ports: a --rootfs has none (use -p HOST:CONTAINER)")
+	}
 	if o.rootfs == "" {
 		return errors.New("--rootfs is required (a directory holding the container's root filesystem), or an image before the command: run IMAGE [CMD...]")
 	}
@@ -332,6 +337,21 @@ func (s *spec) fromImage(o *runOptions, args []string) error {
 		s.User = ic.User
 	}
 	s.imageEnv = ic.Env
+	if o.publishAll {
+		// -P: every exposed port on a port the kernel chooses, as docker.
+		for _, e := range ic.ExposedPorts {
+			port, proto, _ := strings.Cut(e, "/")
+			n, err := strconv.Atoi(port)
+			if err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("image %s: exposed port %q: not a port number", im.Ref, e)
+			}
+			if proto == "" {
+				proto = "tcp"
+			}
+			s.Publish = append(s.Publish, portfwd.Spec{Proto: proto, HostIP: "0.0.0.0", ContainerPort: n})
+			s.exposed++
+		}
+	}
 	return nil
 }
 
