@@ -170,6 +170,20 @@ func TestRunImage(t *testing.T) {
 	if r.out() != "from-the-image-cmd\n/work/dir" {
 		t.Errorf("the image's Cmd and WorkingDir: %q", r.out())
 	}
+	// A cached image runs from the store alone: with no rabbitc-image
+	// beside rabbitc, run works; --pull always needs it.
+	alone := userDir(t, "rabbitc-alone", 0o755)
+	if err := copyFile(env.bin, filepath.Join(alone, "rabbitc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	oAlone := o
+	oAlone.bin = filepath.Join(alone, "rabbitc")
+	r = runOpt(t, oAlone, "run", "--rm", "--net", "none", ref)
+	wantCode(t, r, 0)
+	if r.out() != "from-the-image-cmd\n/work/dir" {
+		t.Errorf("a cached image without rabbitc-image: %q", r.out())
+	}
+	wantOneErrorLine(t, runOpt(t, oAlone, "run", "--rm", "--pull", "always", "--net", "none", ref), 125, "rabbitc-image not found")
 	r = runOpt(t, o, "run", "--net", "none", ref, "sh", "-c",
 		"echo $IMG_VAR; cat /etc/layer2; test -e /etc/removed && echo removed-file-visible; echo mine > /etc/mine; exit 4")
 	wantCode(t, r, 4)

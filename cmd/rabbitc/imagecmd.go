@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -94,6 +95,9 @@ type resolvedImage struct {
 // resolveImage has rabbitc-image pull the image as --pull says (progress on
 // stderr) and unpack its layers, and returns them and its config.
 func resolveImage(o *runOptions, quiet bool) (*resolvedImage, error) {
+	if r, ok := resolveCached(o); ok {
+		return r, nil
+	}
 	tool, err := imageTool()
 	if err != nil {
 		return nil, err
@@ -194,4 +198,110 @@ func imageStoreRoot() (string, error) {
 		return "", err
 	}
 	return filepath.Join(home, ".local", "share", "rabbitc"), nil
+}
+
+// resolveCached answers resolveImage from the store alone, without
+// starting rabbitc-image, for an image the store has whole (its tag, its
+// config and every unpacked layer) and a --pull that allows it: a run of a
+// cached image then costs no second Go program. It reads the store's own
+// files (package image's layout: tags.json, images/sha256/HEX/config.json,
+// layers/sha256/HEX); anything it does not recognise goes to rabbitc-image.
+func resolveCached(o *runOptions) (*resolvedImage, bool) {
+	if o.pull == "always" || o.platform != "" {
+		return nil, false
+	}
+	key, ok := familiarRef(o.image)
+	if !ok {
+		return nil, false
+	}
+	root, err := imageStoreRoot()
+	if err != nil {
+		return nil, false
+	}
+	var tags struct {
+		Tags map[string]struct {
+			Digest string `json:"digest"`
+		} `json:"tags"`
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "tags.json")); err != nil || json.Unmarshal(b, &tags) != nil {
+		return nil, false
+	}
+	digest := tags.Tags[key].Digest
+	hex, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || strings.ContainsAny(hex, "/.") {
+		return nil, false
+	}
+	var cfg struct {
+		Config struct {
+			Entrypoint, Cmd, Env []string
+			WorkingDir, User     string
+			StopSignal           string
+			ExposedPorts         map[string]struct{}
+		} `json:"config"`
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "images", "sha256", hex, "config.json"))
+	if err != nil || json.Unmarshal(b, &cfg) != nil || len(cfg.RootFS.DiffIDs) == 0 {
+		return nil, false
+	}
+	r := &resolvedImage{Ref: o.image, Digest: digest, Store: root}
+	for i := len(cfg.RootFS.DiffIDs) - 1; i >= 0; i-- {
+		h, ok := strings.CutPrefix(cfg.RootFS.DiffIDs[i], "sha256:")
+		dir := filepath.Join(root, "layers", "sha256", h)
+		if !ok || strings.ContainsAny(h, "/.") || !dirExists(dir) {
+			return nil, false
+		}
+		r.Lower = append(r.Lower, dir)
+	}
+	c := cfg.Config
+	r.Config = imageConfig{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, StopSignal: c.StopSignal}
+	for p := range c.ExposedPorts {
+		r.Config.ExposedPorts = append(r.Config.ExposedPorts, p)
+	}
+	sort.Strings(r.Config.ExposedPorts)
+	return r, true
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// familiarRef is a docker reference as the store keys it ("nginx" ->
+// docker.io/library/nginx:latest, "reg:5000/app" -> reg:5000/app:latest);
+// false for what it is not sure of (digests, transports, odd names), which
+// rabbitc-image then parses.
+func familiarRef(ref string) (string, bool) {
+	if ref == "" || strings.ContainsAny(ref, "@ \t") || strings.Contains(ref, "://") {
+		return "", false
+	}
+	for _, t := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		if strings.HasPrefix(ref, t) {
+			return "", false
+		}
+	}
+	name, tag := ref, "latest"
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		name, tag = ref[:i], ref[i+1:]
+	}
+	if tag == "" || name == "" || name != strings.ToLower(name) && !strings.Contains(name, "/") {
+		return "", false
+	}
+	first, rest, hasSlash := strings.Cut(name, "/")
+	switch {
+	case !hasSlash:
+		name = "docker.io/library/" + name
+	case first == "localhost" || strings.ContainsAny(first, ".:"):
+		if first == "index.docker.io" {
+			name = "docker.io/" + rest
+		}
+	default:
+		name = "docker.io/" + name
+	}
+	if strings.HasPrefix(name, "docker.io/") && !strings.Contains(strings.TrimPrefix(name, "docker.io/"), "/") {
+		name = "docker.io/library/" + strings.TrimPrefix(name, "docker.io/")
+	}
+	return name + ":" + tag, true
 }
