@@ -159,6 +159,10 @@ func removeContainerDir(dir string) {
 	if dir == "" {
 		return
 	}
+	// overlayfs leaves work/work at mode 0: the user's own, so opened up
+	// here, and the usual container (which wrote nothing of other ids)
+	// goes without the user namespace stage (a Go program's start).
+	os.Chmod(filepath.Join(dir, "work", "work"), 0o700)
 	if err := userns.RemoveTrees("/proc/self/exe", dir); err != nil {
 		fmt.Fprintf(os.Stderr, "rabbitc: warning: remove the container's directory %s: %v\n", dir, err)
 	}
