@@ -195,6 +195,11 @@ func ownerAlive(name string) bool {
 	return processStartTime(pid) == start
 }
 
+// StaleTemps lists what Open could not remove of processes that are gone:
+// a layer half-unpacked in a user namespace holds files of the container's
+// ids, which the caller removes from such a namespace.
+func (s *Store) StaleTemps() []string { return s.staleTemps() }
+
 // staleTemps lists the temporary files and directories whose owner is gone.
 func (s *Store) staleTemps() []string {
 	var stale []string

@@ -347,3 +347,32 @@ func TestRunImagePublishAll(t *testing.T) {
 	wantCode(t, d.run("rm", "-f", "web"), 0)
 	wantCode(t, d.run("system", "reset"), 0)
 }
+
+// What a killed unpack leaves (a layer under its temporary name, with a
+// file of another of the container's ids, which the user cannot remove from
+// outside) goes at the next image command.
+func TestKilledUnpackCollected(t *testing.T) {
+	requireSetup(t)
+	if os.Geteuid() != 0 || len(env.user.subuid) == 0 {
+		t.Skip("makes a file of a subordinate id: needs root and the test user's /etc/subuid range")
+	}
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+	wantCode(t, runOpt(t, o, "images", "-q"), 0) // makes the store
+	stale := filepath.Join(data, "rabbitc", "layers", "sha256", ".tmp-999999-1-abc")
+	sub := filepath.Join(stale, "dir")
+	for _, d := range []string{stale, sub} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(sub, "f"), []byte("x"), 0o644)
+	id := env.user.subuid[0].start + 100 // the container's uid 101
+	os.Chown(filepath.Join(sub, "f"), id, id)
+	os.Chown(sub, id, id)
+	os.Chown(stale, env.user.uid, env.user.gid)
+	wantCode(t, runOpt(t, o, "images", "-q"), 0)
+	if fileExists(stale) {
+		t.Errorf("the killed unpack's layer %s is still there", stale)
+	}
+}

@@ -47,7 +47,18 @@ func openStore() (*image.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return image.Open(root)
+	st, err := image.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	// A killed unpack's layer: never used (a temporary name), removed now
+	// from the user namespace that owns its files.
+	if stale := st.StaleTemps(); len(stale) > 0 {
+		if err := removeTrees(stale...); err != nil {
+			fmt.Fprintf(os.Stderr, "rabbitc: warning: remove what a killed pull left: %v\n", err)
+		}
+	}
+	return st, nil
 }
 
 // pullOptions are the flags of pull and run's --pull.
