@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +375,27 @@ func TestKilledUnpackCollected(t *testing.T) {
 	wantCode(t, runOpt(t, o, "images", "-q"), 0)
 	if fileExists(stale) {
 		t.Errorf("the killed unpack's layer %s is still there", stale)
+	}
+}
+
+// kill -9 of a foreground rabbitc running an image: its container ends
+// (the watchdog), and its writable directory in the store goes at the next
+// run of an image.
+func TestKillRabbitcImageCollected(t *testing.T) {
+	requireSetup(t)
+	ref := testImage(t)
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+	wantCode(t, runOpt(t, o, "pull", "-q", ref), 0)
+	p := start(t, o, "run", "--net", "none", ref, "sh", "-c", "echo up; exec sleep 30")
+	p.waitOutput(t, o, "up", 10*time.Second)
+	p.signal(t, syscall.SIGKILL)
+	p.wait(t) // nothing of the container left running
+	if n := len(listDir(filepath.Join(data, "rabbitc", "containers"))); n != 1 {
+		t.Fatalf("%d container directories after the kill, want the killed one's", n)
+	}
+	wantCode(t, runOpt(t, o, "run", "--rm", "--net", "none", ref, "true"), 0)
+	if left := listDir(filepath.Join(data, "rabbitc", "containers")); len(left) > 0 {
+		t.Errorf("the killed container's directory is still there: %v", left)
 	}
 }

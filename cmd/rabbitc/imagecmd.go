@@ -150,6 +150,12 @@ func makeContainerDir(dir string) error {
 			return fmt.Errorf("create the container's directory %s: %w", dir, err)
 		}
 	}
+	// Its rabbitc, which lives as long as the container: once it is gone
+	// and the container has no state, the directory is garbage.
+	me := fmt.Sprintf("%d %d", os.Getpid(), procStartTime(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, creatorFile), []byte(me), 0o600); err != nil {
+		return fmt.Errorf("create the container's directory %s: %w", dir, err)
+	}
 	return os.Chmod(filepath.Join(dir, "upper"), 0o755)
 }
 
@@ -169,8 +175,9 @@ func removeContainerDir(dir string) {
 }
 
 // gcContainerDirs removes the writable directories of containers that
-// have no state left (their rabbitc was killed before it could remove
-// them) and are older than a minute (one being made has no state yet).
+// have no state left and whose rabbitc is gone (killed before it could
+// remove them); a directory without a creator file yet is left alone for a
+// minute (one being made this instant).
 func gcContainerDirs(stateRoot string) {
 	root, err := imageStoreRoot()
 	if err != nil {
@@ -181,13 +188,20 @@ func gcContainerDirs(stateRoot string) {
 		return
 	}
 	for _, e := range ents {
+		dir := filepath.Join(root, "containers", e.Name())
 		if fileExists(filepath.Join(stateRoot, e.Name())) {
 			continue
 		}
-		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < time.Minute {
+		var pid int
+		var start uint64
+		if b, err := os.ReadFile(filepath.Join(dir, creatorFile)); err == nil {
+			if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &start); err == nil && procAlive(pid, start) {
+				continue
+			}
+		} else if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < time.Minute {
 			continue
 		}
-		removeContainerDir(filepath.Join(root, "containers", e.Name()))
+		removeContainerDir(dir)
 	}
 }
 
