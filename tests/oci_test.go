@@ -316,7 +316,9 @@ func TestOCIExec(t *testing.T) {
 		t.Errorf("exec: %s", r)
 	}
 	pidFile := filepath.Join(dir, "pid")
-	userFile(t, proc, `{"args":["sleep","1"],"cwd":"/"}`, 0o644)
+	// A command that ends at once: the stage may exit before rabbitc exec
+	// returns, and must be left for the engine to reap, with its status.
+	userFile(t, proc, `{"args":["sh","-c","exit 3"],"cwd":"/"}`, 0o644)
 	r = e.leaving("exec", "--detach", "--pid-file", pidFile, "--process", proc, "x1")
 	wantCode(t, r, 0)
 	pf, err := os.ReadFile(pidFile)
@@ -333,7 +335,7 @@ func TestOCIExec(t *testing.T) {
 	// The engine (a subreaper) waits for that pid: it exits with the
 	// process's status.
 	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 3 {
 		t.Errorf("wait for the exec's pid %d: %v, status %v", pid, err, ws)
 	}
 	wantCode(t, e.rc("kill", "x1", "9"), 0)

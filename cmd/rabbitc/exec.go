@@ -402,7 +402,17 @@ func (x *execer) start(init *userns.Pidfd, flags uintptr, filter *os.File) error
 	}
 	x.stage, x.done = cmd, make(chan struct{})
 	go func() {
-		cmd.Wait()
+		if x.opts.detach {
+			// Never reaped here: a detached stage that ends before rabbitc
+			// exec returns must stay a zombie for whoever inherits it (an
+			// engine's subreaper waits for the pid file's pid and reads the
+			// command's status from it).
+			var info unix.Siginfo
+			for unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+			}
+		} else {
+			cmd.Wait()
+		}
 		close(x.done)
 	}()
 	x.trace.mark("exec:stage-started")
