@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
 #   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
 #   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
-#   BENCH_ONLY=start,firstbyte,forward,exec,oci   phases to run (default all)
+#   BENCH_ONLY=start,firstbyte,forward,exec,oci,images   phases to run (default all)
 #   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
 #   BENCH_KEEP=1         keep the scratch directory
 set -euo pipefail
@@ -34,7 +34,7 @@ user_stage() {
 	mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 	local args=(-rabbitc "$work/bin/rabbitc" -httpd "$work/bin/httpd" -rootfs "$work/rootfs"
 		-podman-rootfs "$work/rootfs-podman" -work "$work/scratch" -out "$work/results"
-		-only "${BENCH_ONLY:-start,firstbyte,forward,exec,oci}")
+		-only "${BENCH_ONLY:-start,firstbyte,forward,exec,oci,images}")
 	if [ "${BENCH_QUICK:-0}" = 1 ]; then
 		args+=(-quick -rounds "${BENCH_ROUNDS:-3}" -load-rounds "${BENCH_LOAD_ROUNDS:-3}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
 	else
@@ -132,6 +132,8 @@ if ! out=$(CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w -E github.com/rab
 		"$(echo "$out" | head -1 | tr -d "\"'\\\\%")" >"$work/bin/rabbitc"
 	chmod 0755 "$work/bin/rabbitc"
 fi
+# rabbitc-image beside it, as make build puts it (pull, run IMAGE).
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w" -o "$work/bin/rabbitc-image" ./cmd/rabbitc-image || log "go build ./cmd/rabbitc-image failed"
 CGO_ENABLED=0 "$GO" build -o "$work/bin/httpd" ./bench/cmd/benchhttpd
 "$GO" build -o "$work/bin/rabbitbench" ./bench/cmd/rabbitbench
 

@@ -38,6 +38,9 @@ func bars() []bar {
 		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},
 		bar{"exec into a running container ≤ 1.0× crun rootless", execGroup, "exec to exit", "crun rootless", true, 1.0},
 		bar{"OCI create + start of a bundle ≤ 1.0× crun rootless (issue 14)", ociGroup, "create + start", "crun rootless", true, 1.0},
+		bar{"pull ≤ 0.7× podman (overlay), wall (issue 15)", pullGroup, "wall", "podman (overlay)", true, 0.7},
+		bar{"pull ≤ 0.8× podman (overlay), CPU (issue 15)", pullGroup, "CPU", "podman (overlay)", true, 0.8},
+		bar{"first run of a cached image ≤ 0.15× podman (issue 15)", firstRunGroup, "start to exit", "podman", true, 0.15},
 	)
 	rk := "RootlessKit builtin"
 	for _, dir := range []string{"host→container", "container→host"} {
@@ -330,7 +333,7 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio, paired)
 	}
 	writeTraceText(w, e)
-	fmt.Fprintf(w, "\n== bars (issues 4, 13 and 14)\n")
+	fmt.Fprintf(w, "\n== bars (issues 4, 13, 14 and 15)\n")
 	for _, b := range bs {
 		status, why, _ := strings.Cut(b.status, ": ")
 		fmt.Fprintf(w, "  %-7s %-72s %s\n", status, b.text, ratioText(b.ratio))
