@@ -7,7 +7,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
-	"io/fs"
 	"log"
 	"net/http/httptest"
 	"os"
@@ -24,7 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/rabbitc/rabbitc/image/imagetest"
 )
 
 // testImage pushes to a registry on 127.0.0.1 an image of two layers: the
@@ -79,67 +79,23 @@ func goarch() string {
 
 // layerFromDir tars dir (and extra files) into a layer.
 func layerFromDir(t *testing.T, dir string, extra map[string]string) v1.Layer {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		h, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		h.Name, h.Uid, h.Gid, h.Uname, h.Gname = strings.TrimPrefix(p, dir+"/"), 0, 0, "", ""
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
+	l, err := imagetest.DirLayer(dir, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, tw, extra)
-	return tarLayer(t, buf.Bytes())
+	return l
 }
 
 func layerFromFiles(t *testing.T, files map[string]string) v1.Layer {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	writeFiles(t, tw, files)
-	return tarLayer(t, buf.Bytes())
-}
-
-func writeFiles(t *testing.T, tw *tar.Writer, files map[string]string) {
-	for n, c := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(c)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(c))
-	}
-	if err := tw.Close(); err != nil {
+	l, err := imagetest.FilesLayer(files)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return l
 }
 
 func tarLayer(t *testing.T, b []byte) v1.Layer {
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	l, err := imagetest.TarLayer(b)
 	if err != nil {
 		t.Fatal(err)
 	}
