@@ -209,8 +209,9 @@ type loop struct {
 
 	// spares are held for when the process runs out of descriptors (see
 	// tightFor); lent more were freed for the sockets of dials in flight,
-	// and are not taken back before those dials end. Until tight, each
-	// connection accepted must find room for its container socket.
+	// and are not taken back before those dials end. While short (see
+	// loop.short), each connection accepted must find room for its
+	// container socket.
 	spares []int
 	lent   int
 	tight  time.Time

@@ -502,6 +502,9 @@ func TestDescriptorExhaustion(t *testing.T) {
 	wg.Wait()
 	st := fw.stats(t)
 	t.Logf("forwarder stats while A is exhausted: %+v", st)
+	if t.Failed() {
+		t.Logf("the forwarder reported: %s", fw.errors())
+	}
 	if st.Refused < 5 || st.Resets != 0 {
 		t.Errorf("forwarder stats %+v: want every refused client counted, no established one reset", st)
 	}

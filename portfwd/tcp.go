@@ -97,7 +97,7 @@ func (lp *loop) accept(ln *listener) {
 			return
 		}
 		lent := false
-		if lp.now.Before(lp.tight) {
+		if lp.short() {
 			var served bool
 			if lent, served = lp.roomFor(ln, fd); !served {
 				continue
@@ -128,6 +128,27 @@ func (lp *loop) accept(ln *listener) {
 // answers). Any other is reset at once: a flooded port refuses its new
 // clients, the other ports keep serving.
 const tightFor = time.Second
+
+// short reports whether descriptors are short: until tight, and after it
+// until there is room again for a container socket beyond the reserve. The
+// clock alone does not end it: nothing may have freed a descriptor since the
+// last sign (idle clients stay), and a connection accepted with the last
+// free one, when no accept failed first, would lose its container socket.
+// One check (two system calls, ~5 us here) when the period ends, none while
+// descriptors are plenty.
+func (lp *loop) short() bool {
+	switch {
+	case lp.tight.IsZero():
+		return false
+	case lp.now.Before(lp.tight):
+		return true
+	case lp.refill(1) != nil:
+		lp.tight = lp.now.Add(tightFor)
+		return true
+	}
+	lp.tight = time.Time{}
+	return false
+}
 
 // acceptSpare accepts with a spare descriptor, once accept failed with
 // cause (EMFILE or ENFILE); it returns cause when no spare is left.
