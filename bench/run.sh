@@ -18,7 +18,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static)
+packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static time)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }

@@ -353,7 +353,7 @@ func printImages(w io.Writer, list []image.Summary, quiet bool, format string) e
 		}
 		for _, r := range refs {
 			repo, tag := splitRef(r)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, s.Digest.Hex[:12], ago(time.Since(s.Created))+" ago", bytesText(s.Size))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, s.Digest.Hex[:12], created(s.Created), bytesText(s.Size))
 		}
 	}
 	return tw.Flush()
@@ -495,4 +495,14 @@ func newSystemCommand() *cobra.Command {
 	reset.Flags().MarkHidden("in-use")
 	sys.AddCommand(reset)
 	return sys
+}
+
+// created is the CREATED column: "N/A" for an image whose config has no
+// date (rather than two thousand years ago); the epoch, which reproducible
+// builds write, shows as it is.
+func created(t time.Time) string {
+	if t.IsZero() {
+		return "N/A"
+	}
+	return ago(time.Since(t)) + " ago"
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -56,6 +58,7 @@ func images(e *env, res *results) {
 	alternate(res, pullGroup, e.rounds, []*contender{rc, podman("overlay"), podman("vfs")}, e.logf)
 	if err == nil {
 		e.firstRun(res, ref)
+		e.tenContainers(res, ref)
 	}
 	stop()
 }
@@ -67,7 +70,11 @@ func (e *env) benchRegistry() (string, func(), error) {
 	if err != nil {
 		return "", func() {}, err
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.requests.count(r)
+		reg.ServeHTTP(w, r)
+	})}
 	go srv.Serve(ln)
 	stop := func() { srv.Close() }
 	base, err := imagetest.DirLayer(e.rootfs, nil)
@@ -112,6 +119,24 @@ func goArch() string {
 	return "amd64"
 }
 
+// requestCounts counts what clients asked the bench registry for, so that
+// a re-pull's requests can be told: manifests (GET or HEAD) and blob
+// downloads (GET).
+type requestCounts struct {
+	manifests, blobs atomic.Int64
+}
+
+func (c *requestCounts) count(r *http.Request) {
+	switch {
+	case strings.Contains(r.URL.Path, "/manifests/"):
+		c.manifests.Add(1)
+	case strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet:
+		c.blobs.Add(1)
+	}
+}
+
+func (c *requestCounts) reset() { c.manifests.Store(0); c.blobs.Store(0) }
+
 // pullContender times pull(store) into a fresh store each round, with its
 // CPU (user+system of the process and of what it waited for); reset
 // empties the store after the round (its files belong to subordinate ids:
@@ -130,7 +155,12 @@ func (e *env) pullContender(name string, setupErr error, pull, reset func(store 
 			return nil, err
 		}
 		argv := pull(store)
-		cmd := exec.Command(argv[0], argv[1:]...)
+		// GNU time, a small C program, runs the pull and writes its peak
+		// resident set (wait4's: the larger of the process's and its
+		// descendants'). wait4 in this process would report this process's
+		// own size, which a fork (or vfork) child inherits as its peak.
+		rss := filepath.Join(e.work, "maxrss")
+		cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rss}, argv...)...)
 		if storeEnv != "" {
 			cmd.Env = append(os.Environ(), storeEnv+"="+store)
 		}
@@ -143,7 +173,23 @@ func (e *env) pullContender(name string, setupErr error, pull, reset func(store 
 			return nil, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, oneLine(stderr.String()))
 		}
 		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		return []measure{{metric: "wall", unit: "ms", value: ms(d)}, {metric: "CPU", unit: "ms", value: ms(cpu)}}, nil
+		ms := []measure{{metric: "wall", unit: "ms", value: ms(d)}, {metric: "CPU", unit: "ms", value: ms(cpu)}}
+		if b, err := os.ReadFile(rss); err == nil {
+			var kib float64
+			if _, err := fmt.Sscanf(string(b), "%g", &kib); err == nil {
+				ms = append(ms, measure{metric: "peak RSS", unit: "MiB", value: kib / 1024})
+			}
+		}
+		// The same pull again, the tag present: what it asks the registry.
+		e.requests.reset()
+		again := exec.Command(argv[0], argv[1:]...)
+		again.Env = cmd.Env
+		if out, err := again.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("re-pull: %s: %w: %s", strings.Join(argv, " "), err, oneLine(string(out)))
+		}
+		return append(ms,
+			measure{metric: "re-pull: manifest requests", unit: "requests", value: float64(e.requests.manifests.Load())},
+			measure{metric: "re-pull: blob downloads", unit: "requests", value: float64(e.requests.blobs.Load())}), nil
 	}
 	c.after = func(int) {
 		argv := reset(store)
@@ -208,4 +254,135 @@ func (e *env) firstRun(res *results, ref string) {
 	timedRun(time.Minute, dataEnv, e.rabbitc, "system", "reset")
 	timedRun(time.Minute, nil, append(podman, "system", "reset", "-f")...)
 	os.RemoveAll(shortRunroot(pstore))
+}
+
+const tenGroup = "images: ten containers of one image, each writing 1 MiB: disk of the store"
+
+// tenContainers measures the disk ten detached containers of one image take
+// beyond the image's own (the bar: their own writes and no copy of the
+// image), for rabbitc and podman with each driver. Disk use is du's, of the
+// store's whole tree (hardlinks once), read inside each tool's user
+// namespace, where the files of subordinate ids are readable: rabbitc
+// through a container with the store as a read-only volume, podman through
+// podman unshare.
+func (e *env) tenContainers(res *results, ref string) {
+	const n = 10
+	payload := []string{"sh", "-c", "head -c 1048576 /dev/urandom >/written && touch /done && exec sleep 600"}
+	tool := func(name string, base func(store string) []string, storeEnv string, du func(store string) (float64, error)) *contender {
+		c := &contender{name: name}
+		c.run = func(round int) ([]measure, error) {
+			store := filepath.Join(e.work, "stores", fmt.Sprintf("ten-%s-%d", strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(name), round+1))
+			os.MkdirAll(store, 0o700)
+			var env []string
+			if storeEnv != "" {
+				env = []string{storeEnv + "=" + store}
+			}
+			argv := base(store)
+			cmd := func(args ...string) ([]byte, error) {
+				return outputOf(2*time.Minute, env, append(append([]string(nil), argv...), args...)...)
+			}
+			var ids []string
+			defer func() {
+				cmd(append([]string{"rm", "-f"}, ids...)...)
+				if storeEnv != "" {
+					cmd("system", "reset")
+				} else {
+					cmd("system", "reset", "-f")
+				}
+				os.RemoveAll(store)
+				os.RemoveAll(shortRunroot(store))
+			}()
+			pullArgs := []string{"pull", "-q", ref}
+			if storeEnv == "" {
+				pullArgs = []string{"pull", "-q", "--tls-verify=false", ref}
+			}
+			if out, err := cmd(pullArgs...); err != nil {
+				return nil, fmt.Errorf("pull: %w: %s", err, oneLine(string(out)))
+			}
+			before, err := du(store)
+			if err != nil {
+				return nil, err
+			}
+			for i := 0; i < n; i++ {
+				out, err := cmd(append([]string{"run", "-d", "--net", "none", ref}, payload...)...)
+				if err != nil {
+					return nil, fmt.Errorf("run -d: %w: %s", err, oneLine(string(out)))
+				}
+				ids = append(ids, strings.TrimSpace(string(out)))
+			}
+			for _, id := range ids {
+				deadline := time.Now().Add(30 * time.Second)
+				for {
+					if _, err := cmd("exec", id, "test", "-e", "/done"); err == nil {
+						break
+					}
+					if time.Now().After(deadline) {
+						return nil, fmt.Errorf("container %s did not write its file in 30 s", id)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			after, err := du(store)
+			if err != nil {
+				return nil, err
+			}
+			return []measure{
+				{metric: "store with the image", unit: "MiB", value: before},
+				{metric: "growth with ten containers", unit: "MiB", value: after - before},
+				{metric: "growth beyond their writes", unit: "MiB", value: after - before - n},
+			}, nil
+		}
+		return c
+	}
+	rabbitcDu := func(store string) (float64, error) {
+		out, err := outputOf(time.Minute, nil, e.rabbitc, "run", "--rm", "--net", "none", "--rootfs", e.rootfs,
+			"-v", store+":/store:ro", "--", "du", "-sk", "/store")
+		return parseDu(out, err)
+	}
+	podmanBase := func(driver string) func(string) []string {
+		return func(store string) []string {
+			return []string{"podman", "--root", store + "/root", "--runroot", shortRunroot(store), "--storage-driver", driver,
+				"--cgroup-manager=cgroupfs", "--events-backend=file"}
+		}
+	}
+	podmanDu := func(store string) (float64, error) {
+		out, err := outputOf(time.Minute, nil, "podman", "unshare", "du", "-sk", store+"/root")
+		return parseDu(out, err)
+	}
+	cs := []*contender{
+		tool(rabbitcName, func(string) []string { return []string{e.rabbitc} }, "XDG_DATA_HOME", rabbitcDu),
+		tool("podman (overlay)", podmanBase("overlay"), "", podmanDu),
+		tool("podman (vfs)", podmanBase("vfs"), "", podmanDu),
+	}
+	e.requireTool(cs[1])
+	e.requireTool(cs[2])
+	alternate(res, tenGroup, min(e.rounds, 3), cs, e.logf)
+}
+
+// outputOf runs argv to exit and returns its standard output, or an error
+// with its standard error's gist.
+func outputOf(timeout time.Duration, extraEnv []string, argv ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, oneLine(stderr.String()))
+	}
+	return out, nil
+}
+
+// parseDu reads du -sk's total, in MiB.
+func parseDu(out []byte, err error) (float64, error) {
+	if err != nil {
+		return 0, fmt.Errorf("du: %w: %s", err, oneLine(string(out)))
+	}
+	var kib float64
+	if _, err := fmt.Sscanf(string(out), "%g", &kib); err != nil {
+		return 0, fmt.Errorf("du printed %q", oneLine(string(out)))
+	}
+	return kib / 1024, nil
 }

@@ -32,6 +32,7 @@ type env struct {
 	floor2Once   sync.Once // floor 2's look-ups, outside its clock
 	floor2       *floorMaps
 	floor2Err    error
+	requests     requestCounts // what clients asked the images phase's registry
 }
 
 func main() {
