@@ -47,17 +47,7 @@ func newRegistryClient(ctx context.Context, ref name.Reference, opts PullOptions
 		}
 		ref = r
 	}
-	base := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   8,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: opts.Insecure},
-	}
-	retry := transport.NewRetry(&plainHTTPGuard{inner: base, insecure: opts.Insecure},
+	retry := transport.NewRetry(&plainHTTPGuard{inner: baseTransport(opts.Insecure), insecure: opts.Insecure},
 		transport.WithRetryBackoff(retryBackoff),
 		transport.WithRetryPredicate(retryable),
 		transport.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
@@ -75,6 +65,21 @@ func newRegistryClient(ctx context.Context, ref name.Reference, opts PullOptions
 		return nil, err
 	}
 	return &registryClient{ref: ref, rt: rt, http: &http.Client{Transport: rt}}, nil
+}
+
+// baseTransport is the HTTP transport under ggcr's: timeouts, proxies from
+// the environment, and TLS verification unless insecure.
+func baseTransport(insecure bool) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: insecure},
+	}
 }
 
 // retryable is for requests that got no response: a reset or dropped

@@ -37,7 +37,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newPullCommand(), newImagesCommand(), newRmiCommand(), newImageCommand(), newResolveCommand(), newSystemCommand())
+	root.AddCommand(newPullCommand(), newImagesCommand(), newRmiCommand(), newImageCommand(), newResolveCommand(), newSystemCommand(), newLoginCommand(), newLogoutCommand())
 	err := root.Execute()
 	if err == nil {
 		return

@@ -38,7 +38,7 @@ func imageTool() (string, error) {
 }
 
 // imageCommands are the image commands, run by rabbitc-image.
-var imageCommands = []string{"pull", "images", "rmi", "image", "system"}
+var imageCommands = []string{"pull", "images", "rmi", "image", "system", "login", "logout"}
 
 // newImageForwarders are cobra commands that exec rabbitc-image with the
 // same arguments (so `rabbitc --help` lists them).
@@ -48,7 +48,8 @@ func newImageForwarders() []*cobra.Command {
 		cmds = append(cmds, &cobra.Command{
 			Use: name,
 			Short: map[string]string{"pull": "Pull an image", "images": "List images", "rmi": "Remove images",
-				"image": "Manage images (ls, pull, rm, prune, inspect)", "system": "system reset: remove the whole image store"}[name],
+				"image": "Manage images (ls, pull, rm, prune, inspect)", "system": "system reset: remove the whole image store",
+				"login": "Log in to a registry", "logout": "Log out of a registry"}[name],
 			DisableFlagParsing: true,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return execImageTool(append([]string{cmd.Name()}, args...))
