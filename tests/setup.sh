@@ -5,6 +5,11 @@
 # unprivileged test user ($RABBITC_TEST_USER, default "rabbit") with
 # /etc/subuid and /etc/subgid ranges, and makes /dev/net/tun usable.
 #
+# Also as root, once: builds the Debian image fixture of
+# tests/images_distro_test.go under $RABBITC_TEST_CACHE (default
+# /var/cache/rabbitc-tests; see debian_image below). Without a Debian mirror
+# it warns, and that test skips.
+#
 # As an ordinary user: changes nothing; checks the same things for the
 # invoking user and prints the one command to run when something is missing
 # (exit status 1).
@@ -139,7 +144,166 @@ setup_as_root() {
 		echo "setup: go not found: install Go 1.26 to /usr/local/go (https://go.dev/dl/)" >&2
 		return 1
 	fi
+	debian_image
 	userns_hint
+}
+
+# The distribution image of tests/images_distro_test.go: Debian bookworm
+# made by debootstrap (variant minbase) as one layer, and mini-httpd with its
+# libraries and a page as a second layer, installed by dpkg in a chroot of
+# the first. Made once, from the mirror apt uses (about 100 s here, 90 of
+# them debootstrap's; 52 MB compressed), into $FIXTURES/$DEBIAN_IMAGE,
+# world-readable: layer1.tar.gz, layer2.tar.gz and image.json (what the
+# image's config says and what its page holds). The directory appears whole
+# or not at all (built aside, then renamed); change DEBIAN_IMAGE when the
+# recipe changes.
+FIXTURES=${RABBITC_TEST_CACHE:-/var/cache/rabbitc-tests}
+DEBIAN_IMAGE=debian-bookworm-minbase-mini-httpd-1
+DEBIAN_PAGE='<p>rabbitc: mini_httpd from Debian bookworm, in a container of two layers</p>'
+
+# debian_mirror prints the URI of the archive that apt takes bookworm from
+# (sources.list or sources.list.d/*.sources), or $RABBITC_DEBIAN_MIRROR.
+debian_mirror() {
+	if [ -n "${RABBITC_DEBIAN_MIRROR:-}" ]; then
+		echo "$RABBITC_DEBIAN_MIRROR"
+		return
+	fi
+	# shellcheck disable=SC2016 # apt's $(FIELD), not the shell's
+	apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk '$1 == "bookworm" && !n++ { print $2 }'
+}
+
+# drop_tmp DIR removes what a build left, unmounting first what debootstrap
+# mounted in it (its /proc and /sys, if it was killed).
+drop_tmp() {
+	local m
+	awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | while IFS= read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf --one-file-system "$1"
+}
+
+debian_image() {
+	local out=$FIXTURES/$DEBIAN_IMAGE mirror log had=no
+	if [ -e "$out/image.json" ]; then
+		had=yes
+		compgen -G "$FIXTURES/.tmp-*" >/dev/null || return 0
+	fi
+	log=$FIXTURES/$DEBIAN_IMAGE.log
+	mirror=$(debian_mirror)
+	if [ -z "$mirror" ]; then
+		echo "setup: warning: no bookworm archive among apt's sources (set RABBITC_DEBIAN_MIRROR): TestDistroImageServes will skip" >&2
+		return 0
+	fi
+	mkdir -p "$FIXTURES"
+	chmod 0755 "$FIXTURES"
+	local t0=$SECONDS rc
+	# Not under `if`, where the subshell's set -e would be ignored.
+	set +e
+	(build_debian_image "$mirror" "$out") >"$log" 2>&1
+	rc=$?
+	set -e
+	if [ "$rc" != 0 ]; then
+		echo "setup: warning: could not build the Debian image from $mirror (see $log): TestDistroImageServes will skip" >&2
+		return 0
+	fi
+	if [ "$had" = no ]; then
+		echo "setup: built the Debian image fixture $out in $((SECONDS - t0)) s ($(sed -n 's/^== debootstrap took //p' "$log") of it debootstrap)" >&2
+	fi
+	rm -f "$log"
+}
+
+# build_debian_image MIRROR OUT runs in a subshell (its own traps and lock).
+build_debian_image() {
+	set -euo pipefail
+	# tmp is not local: the EXIT trap runs after the function returned.
+	local mirror=$1 out=$2 root t
+	exec 9>"$FIXTURES/.lock"
+	flock 9
+	# What a killed build left.
+	for t in "$FIXTURES"/.tmp-*; do
+		[ -e "$t" ] && drop_tmp "$t"
+	done
+	[ -e "$out/image.json" ] && return 0
+	export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+	if ! command -v debootstrap >/dev/null; then
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends debootstrap
+	fi
+	tmp=$(mktemp -d "$FIXTURES/.tmp-XXXXXX")
+	trap 'drop_tmp "$tmp"' EXIT
+	root=$tmp/root
+	mkdir "$tmp/image" "$tmp/debs" "$tmp/wh"
+	echo "== debootstrap --variant=minbase bookworm $mirror"
+	local t0=$SECONDS
+	debootstrap --variant=minbase bookworm "$root" "$mirror"
+	echo "== debootstrap took $((SECONDS - t0)) s"
+	# What the host put there (its resolv.conf and hostname; rabbitc
+	# provides both) and the downloaded packages go.
+	rm -f "$root/etc/resolv.conf" "$root/etc/hostname" "$root"/var/cache/apt/archives/*.deb
+	rm -rf "$root"/var/lib/apt/lists/*
+	# Layer 1: the tree, device nodes and what /proc and /sys held left out
+	# (a layer's device nodes are skipped by rabbitc's unpack anyway).
+	tar --numeric-owner --xattrs -C "$root" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . |
+		gzip -n >"$tmp/image/layer1.tar.gz"
+
+	# Layer 2: install mini-httpd with dpkg in a chroot of the same tree (its
+	# tarball is made), then take what changed: entries whose ctime is after
+	# the mark (new, rewritten, renamed over, chmod-ed; their directories
+	# too), and a whiteout for each entry that went.
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$tmp/before"
+	touch "$tmp/mark"
+	sleep 1
+	# The packages that minbase lacks, resolved by apt against the tree's
+	# dpkg status and downloaded from the host's sources.
+	apt-get update -qq
+	apt-get -q -y --download-only --no-install-recommends \
+		-o APT::Sandbox::User=root -o Debug::NoLocking=1 \
+		-o Dir::State::status="$root/var/lib/dpkg/status" -o Dir::Cache::archives="$tmp/debs/" \
+		install mini-httpd
+	ls "$tmp"/debs/*.deb
+	mkdir "$root/tmp/debs"
+	cp "$tmp"/debs/*.deb "$root/tmp/debs/"
+	# No service starts in the chroot.
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 0755 "$root/usr/sbin/policy-rc.d"
+	chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb'
+	rm -rf "$root/tmp/debs" "$root/usr/sbin/policy-rc.d"
+	mkdir -p "$root/var/www/html"
+	printf '%s\n' "$DEBIAN_PAGE" >"$root/var/www/html/index.html"
+	chmod 0644 "$root/var/www/html/index.html"
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$tmp/after"
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -cnewer "$tmp/mark" -print | grep -vx '\.' | sort) >"$tmp/changed"
+	# A whiteout for each entry that went whose directory stayed.
+	local gone
+	declare -A went=()
+	while IFS= read -r gone; do
+		went[$gone]=1
+	done < <(comm -23 "$tmp/before" "$tmp/after")
+	for gone in "${!went[@]}"; do
+		if [ -z "${went[$(dirname "$gone")]:-}" ]; then
+			mkdir -p "$tmp/wh/$(dirname "$gone")"
+			: >"$tmp/wh/$(dirname "$gone")/.wh.$(basename "$gone")"
+		fi
+	done
+	echo "== layer 2: $(wc -l <"$tmp/changed") entries, $(find "$tmp/wh" -name '.wh.*' | wc -l) whiteouts"
+	(cd "$tmp/wh" && find . -name '.wh.*' | sort) >"$tmp/whiteouts"
+	tar --numeric-owner --xattrs --no-recursion -C "$root" -T "$tmp/changed" -C "$tmp/wh" -T "$tmp/whiteouts" -cf - |
+		gzip -n >"$tmp/image/layer2.tar.gz"
+
+	cat >"$tmp/image/image.json" <<-JSON
+		{
+		  "cmd": ["/usr/sbin/mini_httpd", "-D", "-p", "8080", "-d", "/var/www/html"],
+		  "user": "www-data",
+		  "port": "8080/tcp",
+		  "path": "/index.html",
+		  "body": "$DEBIAN_PAGE"
+		}
+	JSON
+	chmod 0755 "$tmp/image"
+	chmod 0644 "$tmp/image"/*
+	sync -f "$tmp/image/image.json"
+	mv -T "$tmp/image" "$out"
+	echo "== done"
 }
 
 case ${1:-} in
