@@ -178,6 +178,23 @@ func TestNetNone(t *testing.T) {
 	}
 }
 
+// As docker: in the container's own network namespace any user binds a
+// port below 1024 (busybox httpd binds before it daemonizes, and fails
+// loudly when it cannot); with --net host, the host's rule stands.
+func TestLowPortsForAnyUser(t *testing.T) {
+	r := run(t, rcNoNet("-u", "1000:1000", "--", "sh", "-c", "httpd -p 80 -h / && echo bound")...)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.out(), "bound") {
+		t.Errorf("uid 1000 could not bind port 80 in its network namespace:\n%s", r)
+	}
+	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(string(b)) != "0" {
+		r := run(t, rc("--net", "host", "-u", "1000:1000", "--", "sh", "-c", "httpd -p 1 -h / && echo bound")...)
+		if strings.Contains(r.out(), "bound") {
+			t.Errorf("with --net host, uid 1000 bound the host's port 1:\n%s", r)
+		}
+	}
+}
+
 // docker's spellings: --network for --net, and --rm, which is what rabbitc
 // always does (--rm=false is refused with one line).
 func TestDockerFlagSpellings(t *testing.T) {

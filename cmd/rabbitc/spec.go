@@ -386,6 +386,14 @@ func (s *spec) parseNetwork(o *runOptions) ([]string, error) {
 	if s.Net.Mode == netns.ModeHost {
 		l := s.OCI.Linux
 		l.Namespaces = slices.DeleteFunc(l.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace })
+	} else {
+		// As docker (since 20.10): in a network namespace of its own, any
+		// user of the container may bind ports below 1024 (a server
+		// running as www-data on port 80); they are the namespace's, not
+		// the host's. docker's ping_group_range is not copied: its range
+		// goes beyond the gids a rootless user namespace maps, and the
+		// kernel refuses it.
+		s.OCI.Linux.Sysctl = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}
 	}
 
 	for _, p := range o.publish {
