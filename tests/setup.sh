@@ -24,6 +24,10 @@ PACKAGES=(uidmap slirp4netns busybox-static iproute2 util-linux ca-certificates 
 # catatonit is rootless podman's pause process; podman 4.3 recommends
 # fuse-overlayfs, the tests use the vfs driver but a user's podman may not.
 PACKAGES+=(podman crun runc containerd conmon catatonit fuse-overlayfs containernetworking-plugins)
+# The image fixture tests (tests/images_fixtures_test.go): a registry of
+# their own on 127.0.0.1, the client that pushes to it, and the reference
+# unpacker rabbitc's layers are compared with.
+PACKAGES+=(docker-registry skopeo umoci)
 TEST_USER=${RABBITC_TEST_USER:-rabbit}
 export PATH=/usr/local/go/bin:$PATH
 
@@ -97,6 +101,24 @@ check_as_user() {
 	return $ok
 }
 
+# disable_system_registry stops the registry Debian's docker-registry
+# package runs as a service, on port 5000 of every address: the tests start
+# their own on 127.0.0.1 and nothing else should listen.
+disable_system_registry() {
+	if command -v systemctl >/dev/null 2>&1 &&
+		{ systemctl is-enabled --quiet docker-registry 2>/dev/null || systemctl is-active --quiet docker-registry 2>/dev/null; }; then
+		echo "setup: disabling the docker-registry service (the tests start their own registries)" >&2
+		# Without systemd as init, disable still works and --now fails.
+		systemctl disable --now docker-registry >/dev/null 2>&1 || true
+	fi
+	if [ ! -d /run/systemd/system ] && [ -x /etc/init.d/docker-registry ] && /etc/init.d/docker-registry status >/dev/null 2>&1; then
+		# No systemd (a container): the package's init script started it.
+		echo "setup: stopping the docker-registry service (the tests start their own registries)" >&2
+		/etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+		update-rc.d docker-registry disable >/dev/null 2>&1 || true
+	fi
+}
+
 setup_as_root() {
 	local pkgs
 	pkgs=$(missing_packages)
@@ -107,6 +129,7 @@ setup_as_root() {
 		# shellcheck disable=SC2086
 		apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 	fi
+	disable_system_registry
 	if ! id "$TEST_USER" >/dev/null 2>&1; then
 		echo "setup: creating the test user $TEST_USER" >&2
 		useradd --create-home --shell /bin/bash "$TEST_USER"
