@@ -210,8 +210,16 @@ func TestRunImageDetached(t *testing.T) {
 	}
 	// stop sends the image's StopSignal: a payload that exits on USR1
 	// only ends with 0, not killed after the timeout.
-	_, r = d.runD("--name", "sig", "--net", "none", ref, "sh", "-c", "trap 'exit 0' USR1; while :; do sleep 0.1; done")
+	_, r = d.runD("--name", "sig", "--net", "none", ref, "sh", "-c", "trap 'exit 0' USR1; echo trapped; while :; do sleep 0.1; done")
 	wantCode(t, r, 0)
+	// Not before the trap is set: a shell that is PID 1 ignores USR1
+	// until then, and stop would end it by SIGKILL after its timeout.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.run("logs", "sig").stdout, "trapped"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not set its trap in 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	wantCode(t, d.run("stop", "-t", "5", "sig"), 0)
 	if st := d.run("ps", "-a", "--format", "json"); !strings.Contains(st.stdout, `"ExitCode": 0`) {
 		t.Errorf("stop with the image's StopSignal (USR1): %s", st.stdout)
