@@ -63,6 +63,14 @@
 //
 // # Mounts
 //
+// For a container of an image, Config.Overlay is mounted on Config.Rootfs
+// first (MountOverlay, which a probe of the storage drivers calls too): the
+// kernel's overlayfs with userxattr, or, with Overlay.Fuse, a FUSE file
+// system mounted over an open /dev/fuse the process inherited. It starts no
+// daemon: it writes one byte on Fuse.Mounted, and the caller starts
+// fuse-overlayfs then (a FUSE daemon can read its device only once it is
+// mounted); until it answers, the rest of Setup waits on the mount.
+//
 // "/" gets Config.RootPropagation (rslave by default; with a shared one the
 // mount holding the rootfs is made private first, as runc does, and Finish
 // applies it to the new "/"); the rootfs is bound on itself. Config.Mounts

@@ -14,20 +14,41 @@ import (
 // the container's own writes in Upper. Setup mounts it on Config.Rootfs in
 // the container's mount namespace, before anything else, with kernel
 // overlayfs in a user namespace (userxattr: the whiteouts and opaque
-// markers unpacking wrote as user.overlay.* xattrs, Linux 5.11+).
+// markers unpacking wrote as user.overlay.* xattrs, Linux 5.11+), or, with
+// Fuse, as a FUSE file system that fuse-overlayfs serves.
 type Overlay struct {
 	Lower []string // the layers' directories, top first
 	Upper string   // the container's writes ("" for a read-only root)
 	Work  string   // overlayfs's work directory, on Upper's file system
+	// Fuse, where the kernel's overlayfs refuses a user namespace, mounts
+	// the root as a FUSE file system over an open /dev/fuse instead; a
+	// daemon that the caller starts serves it (fuse-overlayfs, with Lower,
+	// Upper and Work).
+	Fuse *FuseMount `json:",omitempty"`
 }
 
-// mountOverlay mounts o on target. Each lower directory goes to the kernel
-// on its own (fsconfig "lowerdir+", Linux 6.8+), so any number of layers
-// fits, where one "lowerdir=a:b:c" option is cut at a page (4096 bytes:
-// about 60 layers of store paths). Older kernels get the option string,
-// with the layers' paths relative to their common parent (init's working
-// directory for the mount), which keeps them short.
-func mountOverlay(o *Overlay, target string) error {
+// FuseMount is a FUSE mount made with descriptors the process inherited.
+// A FUSE daemon can read from /dev/fuse only once its file system is
+// mounted: the caller starts it when the byte written to Mounted arrives.
+// Until the daemon answers, whoever touches the mount waits (Setup too).
+type FuseMount struct {
+	Dev     int // an open /dev/fuse, of this user namespace; closed once mounted
+	Mounted int // a pipe's write end: one byte once mounted, then closed
+}
+
+// MountOverlay mounts o on target, as Setup does with Config.Overlay; a
+// probe of the drivers mounts its own layers with it.
+//
+// Each lower directory goes to the kernel on its own (fsconfig
+// "lowerdir+", Linux 6.8+), so any number of layers fits, where one
+// "lowerdir=a:b:c" option is cut at a page (4096 bytes: about 60 layers of
+// store paths). Older kernels get the option string, with the layers' paths
+// relative to their common parent (init's working directory for the
+// mount), which keeps them short.
+func MountOverlay(o *Overlay, target string) error {
+	if o.Fuse != nil {
+		return mountFuse(o.Fuse, target)
+	}
 	if len(o.Lower) == 0 {
 		return errors.New("overlay: no layers")
 	}
@@ -109,4 +130,25 @@ func mountOverlayOptions(o *Overlay, target string) error {
 		defer os.Chdir(wd)
 	}
 	return unix.Mount("overlay", target, "overlay", 0, opts)
+}
+
+// mountFuse mounts a FUSE file system on target over the open /dev/fuse
+// f.Dev, for every process of the user namespace (allow_other; the kernel
+// checks permissions by the files' modes, default_permissions, as
+// fuse-overlayfs mounts itself), and tells the caller through f.Mounted.
+// Both descriptors are closed here: the device's other copies are the
+// daemon's and its starter's, which decides what becomes of the mount
+// should the daemon die.
+func mountFuse(f *FuseMount, target string) error {
+	dev, mounted := os.NewFile(uintptr(f.Dev), "/dev/fuse"), os.NewFile(uintptr(f.Mounted), "mounted")
+	defer mounted.Close()
+	defer dev.Close()
+	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", f.Dev)
+	if err := unix.Mount("fuse-overlayfs", target, "fuse.fuse-overlayfs", 0, data); err != nil {
+		return fmt.Errorf("mount the image's fuse-overlayfs on %s: %w", target, err)
+	}
+	if _, err := mounted.Write([]byte{1}); err != nil {
+		return fmt.Errorf("mount the image's fuse-overlayfs on %s: tell the daemon: %w", target, err)
+	}
+	return nil
 }

@@ -117,7 +117,7 @@ func Setup(cfg Config) error {
 		}
 	}
 	if cfg.Overlay != nil {
-		if err := mountOverlay(cfg.Overlay, cfg.Rootfs); err != nil {
+		if err := MountOverlay(cfg.Overlay, cfg.Rootfs); err != nil {
 			return err
 		}
 	}

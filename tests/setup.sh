@@ -3,7 +3,8 @@
 #
 # As root (idempotent): installs the missing Debian packages, creates the
 # unprivileged test user ($RABBITC_TEST_USER, default "rabbit") with
-# /etc/subuid and /etc/subgid ranges, and makes /dev/net/tun usable.
+# /etc/subuid and /etc/subgid ranges, and makes /dev/net/tun and /dev/fuse
+# usable.
 #
 # Also as root, once: builds the Debian image fixture of
 # tests/images_distro_test.go under $RABBITC_TEST_CACHE (default
@@ -19,11 +20,16 @@
 set -euo pipefail
 
 PACKAGES=(uidmap slirp4netns busybox-static iproute2 util-linux ca-certificates curl git make)
+# The fuse-overlayfs storage driver (where the kernel's overlayfs refuses a
+# user namespace; the tests force it): it needs /dev/fuse usable by every
+# user, as Debian's udev rules make it.
+PACKAGES+=(fuse-overlayfs)
 # The OCI client tests (tests/oci_clients_test.go, tests/oci/): the clients
 # that call an OCI runtime and the reference runtimes they are compared with.
 # catatonit is rootless podman's pause process; podman 4.3 recommends
-# fuse-overlayfs, the tests use the vfs driver but a user's podman may not.
-PACKAGES+=(podman crun runc containerd conmon catatonit fuse-overlayfs containernetworking-plugins)
+# fuse-overlayfs (above), the tests use the vfs driver but a user's podman
+# may not.
+PACKAGES+=(podman crun runc containerd conmon catatonit containernetworking-plugins)
 # The image fixture tests (tests/images_fixtures_test.go): a registry of
 # their own on 127.0.0.1, the client that pushes to it, and the reference
 # unpacker rabbitc's layers are compared with.
@@ -96,6 +102,10 @@ check_as_user() {
 			echo "setup: /dev/net/tun is not usable by $me; run: sudo chmod 0666 /dev/net/tun" >&2
 			ok=1
 		fi
+		if [ -e /dev/fuse ] && { [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; }; then
+			echo "setup: /dev/fuse is not usable by $me (fuse-overlayfs needs it); run: sudo chmod 0666 /dev/fuse" >&2
+			ok=1
+		fi
 	fi
 	userns_hint
 	return $ok
@@ -162,6 +172,18 @@ setup_as_root() {
 	if [ -e /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
 		echo "setup: chmod 0666 /dev/net/tun" >&2
 		chmod 0666 /dev/net/tun
+	fi
+	# fuse-overlayfs, as root of a user namespace, opens /dev/fuse with the
+	# user's rights: 0666 is Debian's (udev), not always a container's.
+	if [ ! -e /dev/fuse ]; then
+		modprobe fuse 2>/dev/null || true
+	fi
+	if [ ! -e /dev/fuse ]; then
+		mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || echo "setup: /dev/fuse is missing and cannot be created (kernel without CONFIG_FUSE_FS?)" >&2
+	fi
+	if [ -e /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+		echo "setup: chmod 0666 /dev/fuse" >&2
+		chmod 0666 /dev/fuse
 	fi
 	if ! command -v go >/dev/null; then
 		echo "setup: go not found: install Go 1.26 to /usr/local/go (https://go.dev/dl/)" >&2

@@ -20,8 +20,15 @@
 // Images are rabbitc-image's (cmd/rabbitc-image, a second binary beside this
 // one, so that its libraries cost no start of this one): rabbitc execs it
 // for pull, images, rmi, image and system, and runs `rabbitc-image resolve`
-// for `run IMAGE` (imagecmd.go), whose layers become an overlay under the
-// container's own writes (spec.Overlay, spec.ContainerDir).
+// for `run IMAGE` (imagecmd.go), whose layers become the container's root
+// by one of package storage's drivers (storage.go), under the container's
+// own writes (spec.Overlay, spec.ContainerDir): the kernel's overlayfs,
+// which init mounts; fuse-overlayfs, which init mounts over a /dev/fuse the
+// sandbox opened and the sandbox's child serves (fuse.go: such a container
+// always has a sandbox); or a copy of the layers (vfs), made at create. The
+// driver is probed once per kernel in a user namespace stage
+// (`rabbitc init storage-probe`) and cached in the store, or forced with
+// $RABBITC_STORAGE_DRIVER; the copy is `rabbitc init storage-copy`.
 //
 // One binary, three processes (and slirp4netns beside them):
 //

@@ -144,9 +144,14 @@ func containerDir(store, id string) string {
 }
 
 // makeContainerDir makes the overlay's upper, work and mount point
-// directories, the user's own (root in the container).
-func makeContainerDir(dir string) error {
-	for _, d := range []string{"upper", "work", "merged"} {
+// directories, the user's own (root in the container), or with the vfs
+// storage driver the one for the copy.
+func makeContainerDir(dir string, vfs bool) error {
+	dirs := []string{"upper", "work", "merged"}
+	if vfs {
+		dirs = []string{"rootfs"}
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return fmt.Errorf("create the container's directory %s: %w", dir, err)
 		}
@@ -157,7 +162,7 @@ func makeContainerDir(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, creatorFile), []byte(me), 0o600); err != nil {
 		return fmt.Errorf("create the container's directory %s: %w", dir, err)
 	}
-	return os.Chmod(filepath.Join(dir, "upper"), 0o755)
+	return os.Chmod(filepath.Join(dir, dirs[0]), 0o755)
 }
 
 // removeContainerDir removes a container's writes, from a user namespace

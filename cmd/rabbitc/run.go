@@ -108,6 +108,7 @@ type runner struct {
 	undo       []func()        // delete's steps, pushed as create goes
 	ch         *userns.Channel // the sync channel to the sandbox and init
 	portParent *os.File        // the forwarder's end of its socketpair, with --publish
+	fuse       *fuseReport     // the sandbox's report on its fuse-overlayfs, for a root it serves
 	notified   chan struct{}   // closed once signal.Notify is in place
 	setupDone  chan struct{}   // hands the signals over from abortOnSignal to wait
 	startMsg   *startSpec      // what init gets with Start
@@ -137,6 +138,9 @@ func (r *runner) run() (code int, err error) {
 		return 0, r.setupErr(err)
 	}
 	code, err = r.wait()
+	if msg := r.fuse.read(); msg != "" && err == nil {
+		err = fmt.Errorf("%s: the container was stopped", msg)
+	}
 	r.exitCode = code
 	if err != nil {
 		r.exitCode = 125
@@ -172,7 +176,7 @@ func (r *runner) create() error {
 		return err
 	}
 	if dir := r.spec.ContainerDir; dir != "" {
-		if err := makeContainerDir(dir); err != nil {
+		if err := makeContainerDir(dir, r.spec.copyLower != nil); err != nil {
 			return err
 		}
 		r.onDelete(func() {
@@ -180,6 +184,9 @@ func (r *runner) create() error {
 				removeContainerDir(dir)
 			}
 		})
+		if err := r.copyImage(); err != nil {
+			return err
+		}
 	}
 	if err := r.spawn(); err != nil {
 		return err
@@ -199,6 +206,24 @@ func (r *runner) create() error {
 		return err
 	}
 	return r.waitInitReady()
+}
+
+// copyImage makes the container's root a copy of the image's layers, with
+// the vfs storage driver (once, here: it takes time and space), saying so
+// unless the user asked for it.
+func (r *runner) copyImage() error {
+	s := r.spec
+	if s.copyLower == nil {
+		return nil
+	}
+	if s.storage.warning != "" {
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", s.storage.warning)
+	}
+	if err := copyImage(s.OCI.Root.Path, s.copyLower); err != nil {
+		return fmt.Errorf("copy the image %s into the container (storage driver vfs): %w", s.ImageRef, err)
+	}
+	r.trace.mark("image-copied")
+	return nil
 }
 
 // notifySignals starts catching the signals rabbitc forwards.
@@ -290,7 +315,7 @@ func (r *runner) mapAndPrepare() (*netns.Features, error) {
 func (r *runner) prepareBesideMaps() (*netns.Features, error) {
 	s := r.spec
 	if !r.noSandbox {
-		if err := r.ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0}); err != nil {
+		if err := r.ch.SendSpec(sandboxSpec{NetMode: s.Net.Mode, Publish: len(s.Publish) > 0, Fuse: s.fuseSpec()}); err != nil {
 			return nil, err
 		}
 	}
@@ -590,7 +615,8 @@ func (r *runner) filter() *security.Config {
 // here (userns.ProtectExe): it runs the binary only until it execs the
 // payload, and no process of the container exists before that.
 func (r *runner) startChild(syncChild, portChild *os.File) error {
-	r.noSandbox = len(r.spec.Publish) == 0
+	// A fuse-overlayfs root is served by the sandbox's child (fuse.go).
+	r.noSandbox = len(r.spec.Publish) == 0 && (r.spec.Overlay == nil || r.spec.Overlay.Fuse == nil)
 	stage, pdeathsig := "sandbox", syscall.SIGTERM // the sandbox cleans up, then exits
 	// The sandbox has a mount namespace of its own only to protect the
 	// binary (userns.ProtectExe); init makes the container's.
@@ -604,6 +630,17 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 	}
 	cmd := exec.Command("/proc/self/exe", "init", stage)
 	cmd.ExtraFiles = []*os.File{syncChild, portChild} // fds 3 and 4
+	// The sandbox reports on its fuse-overlayfs daemon (fuse.go).
+	if r.spec.fuseSpec() != nil {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		r.fuse = &fuseReport{pr}
+		r.onDelete(func() { pr.Close() })
+		defer pw.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, pw) // fuseReportFD
+	}
 	if r.noSandbox {
 		// Init's environment is only for its own runtime, never the payload's.
 		cmd.Env = []string{"GOMAXPROCS=1", envNetMode + "=" + r.spec.Net.Mode} // init is strictly sequential
@@ -732,6 +769,9 @@ func (r *runner) abortOnSignal(done chan struct{}) {
 func (r *runner) setupErr(err error) error {
 	if sig := r.killedBy.Load(); sig != 0 {
 		return &exitError{128 + int(sig)}
+	}
+	if msg := r.fuse.read(); msg != "" {
+		return errors.New(msg) // why init ended
 	}
 	return err
 }

@@ -18,7 +18,9 @@ import (
 // initMain runs a stage: "sandbox" (stage 1, in the new user and network
 // namespaces), "container" (stage 2, init, which becomes the payload),
 // "direct" (init started by rabbitc itself, see runner.startChild),
-// "watchdog", "reaper" or "exec" (exec.go).
+// "watchdog", "reaper", "exec" (exec.go), or one of the user namespace
+// stages of an image's storage, "storage-probe" and "storage-copy"
+// (storage.go), and "rmtree".
 // Stages print nothing: they send Error and the parent prints it.
 func initMain(stage string) int {
 	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
@@ -40,6 +42,10 @@ func initMain(stage string) int {
 		return ociInitMain(ch)
 	case "rmtree":
 		return userns.ServeRmtree(ch)
+	case "storage-probe":
+		return storageProbeMain(ch)
+	case "storage-copy":
+		return storageCopyMain(ch)
 	case "watchdog":
 		return watchdogMain()
 	case "reaper":
@@ -72,6 +78,7 @@ type sandbox struct {
 type sandboxSpec struct {
 	NetMode string
 	Publish bool
+	Fuse    *fuseSpec `json:",omitempty"` // a root that fuse-overlayfs serves (fuse.go)
 }
 
 func sandboxMain(ch *userns.Channel) int {
@@ -107,7 +114,16 @@ func sandboxMain(ch *userns.Channel) int {
 	if err := sb.ch.WaitSpec(&s); err != nil {
 		return 125
 	}
-	p, err := sb.startInit()
+	var fuse *fuseDaemon
+	if s.Fuse != nil {
+		var err error
+		if fuse, err = openFuse(s.Fuse); err != nil {
+			sb.ch.SendError("sandbox", err, 0)
+			return 125
+		}
+		defer fuse.close()
+	}
+	p, err := sb.startInit(fuse)
 	if err != nil {
 		sb.ch.SendError("sandbox", err, 0)
 		return 125
@@ -145,6 +161,9 @@ func sandboxMain(ch *userns.Channel) int {
 		defer cancel()
 		go portfwd.ServeChild(ctx, os.NewFile(userns.PortFD, "portfwd"))
 	}
+	if fuse != nil {
+		sb.serveFuse(p, fuse, os.NewFile(fuseReportFD, "fuse-report"))
+	}
 	<-p.Done()
 	sb.trace.mark("sandbox:init-exited")
 	sb.trace.cpu("sandbox", syscall.RUSAGE_SELF)
@@ -170,14 +189,18 @@ func (sb *sandbox) parentGone() {
 }
 
 // startInit starts stage 2 from the protected binary in new mount, PID,
-// UTS, IPC and (where the kernel has it) cgroup namespaces.
-func (sb *sandbox) startInit() (*userns.Process, error) {
+// UTS, IPC and (where the kernel has it) cgroup namespaces; with fuse,
+// init gets the device to mount and the pipe to say it did.
+func (sb *sandbox) startInit(fuse *fuseDaemon) (*userns.Process, error) {
 	exe, err := userns.ProtectExe()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe, "init", "container")
 	cmd.ExtraFiles = []*os.File{sb.ch.File()}
+	if fuse != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, fuse.initFiles()...) // fuseDevFD, fuseMountedFD
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Init takes everything from the spec; its environment is only for its
 	// own runtime, never the payload's.

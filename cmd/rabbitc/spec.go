@@ -17,6 +17,7 @@ import (
 	"github.com/rabbitc/rabbitc/portfwd"
 	"github.com/rabbitc/rabbitc/rootfs"
 	"github.com/rabbitc/rabbitc/security"
+	"github.com/rabbitc/rabbitc/storage"
 )
 
 // spec is the container: an OCI runtime spec (what `run` makes of its
@@ -60,15 +61,19 @@ type spec struct {
 	MountNSFD int    `json:",omitempty"` // a mount namespace to join (by path in the config), inherited here
 
 	// A container of an image: the overlay init mounts as its root, and
-	// the directory of its writes (upper, work, merged) in the image store.
-	Overlay      *rootfs.Overlay `json:",omitempty"`
-	ContainerDir string          `json:",omitempty"`
-	Image        string          `json:",omitempty"` // the image's digest
-	ImageRef     string          `json:",omitempty"`
-	StopSignal   string          `json:",omitempty"` // the image's StopSignal, for stop
+	// the directory of its writes (upper, work, merged; or with the vfs
+	// storage driver, rootfs: the copy) in the image store.
+	Overlay       *rootfs.Overlay `json:",omitempty"`
+	ContainerDir  string          `json:",omitempty"`
+	StorageDriver string          `json:",omitempty"` // overlay, fuse-overlayfs or vfs (storage.go)
+	Image         string          `json:",omitempty"` // the image's digest
+	ImageRef      string          `json:",omitempty"`
+	StopSignal    string          `json:",omitempty"` // the image's StopSignal, for stop
 
-	imageEnv []string // the image's Env, under -e
-	exposed  int      // -P: the first Publish entries, on ports the kernel chooses
+	imageEnv  []string       // the image's Env, under -e
+	storage   *storageChoice // how the image's layers become the root
+	copyLower []string       // vfs: the layers to copy into Root.Path at create
+	exposed   int            // -P: the first Publish entries, on ports the kernel chooses
 }
 
 // rootfsConfig is what rootfs.Setup needs, from the OCI spec.
@@ -277,7 +282,7 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 	if proc.Env, err = buildEnv(s.imageEnv, append(flags, o.env...), s.OCI.Hostname, o.tty); err != nil {
 		return nil, err
 	}
-	if s.Overlay == nil { // an image's root is not on disk before init mounts it
+	if s.ContainerDir == "" { // an image's root is not on disk before create
 		if err := checkCommand(s, o.rootfs); err != nil {
 			return nil, err
 		}
@@ -322,8 +327,21 @@ func (s *spec) fromImage(o *runOptions, args []string) error {
 		return fmt.Errorf("image %s: %w", im.Ref, err)
 	}
 	dir := containerDir(im.Store, s.ID)
-	s.OCI.Root.Path, s.OCI.Root.Readonly = filepath.Join(dir, "merged"), o.readOnly
-	s.Overlay = &rootfs.Overlay{Lower: im.Lower, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	st, err := chooseStorage(im.Store)
+	if err != nil {
+		return err
+	}
+	s.StorageDriver, s.storage = string(st.driver), st
+	s.OCI.Root.Readonly = o.readOnly
+	if st.driver == storage.VFS {
+		s.OCI.Root.Path, s.copyLower = filepath.Join(dir, "rootfs"), im.Lower
+	} else {
+		s.OCI.Root.Path = filepath.Join(dir, "merged")
+		s.Overlay = &rootfs.Overlay{Lower: im.Lower, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+		if st.driver == storage.FuseOverlayfs {
+			s.Overlay.Fuse = &rootfs.FuseMount{Dev: fuseDevFD, Mounted: fuseMountedFD}
+		}
+	}
 	s.ContainerDir, s.Image, s.ImageRef, s.StopSignal = dir, im.Digest, im.Ref, ic.StopSignal
 	p := s.OCI.Process
 	p.Args = argv
