@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -244,38 +243,4 @@ func storageCopyMain(ch *userns.Channel) int {
 		return 125
 	}
 	return 0
-}
-
-// tail keeps the last lines written to it (a daemon's stderr), but the
-// ones fuse-overlayfs prints at every start.
-type tail struct {
-	buf   bytes.Buffer
-	lines []string
-}
-
-func (t *tail) Write(b []byte) (int, error) {
-	t.buf.Write(b)
-	for {
-		line, err := t.buf.ReadString('\n')
-		if err != nil {
-			t.buf.WriteString(line) // incomplete: wait for the rest
-			return len(b), nil
-		}
-		line = line[:len(line)-1]
-		if line == "" || bytes.HasPrefix([]byte(line), []byte("unknown argument ignored:")) {
-			continue
-		}
-		t.lines = append(t.lines, line)
-		if len(t.lines) > 4 {
-			t.lines = t.lines[1:]
-		}
-	}
-}
-
-// last is the last line, or "".
-func (t *tail) last() string {
-	if len(t.lines) == 0 {
-		return ""
-	}
-	return t.lines[len(t.lines)-1]
 }
