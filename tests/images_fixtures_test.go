@@ -689,12 +689,6 @@ func TestUmociUnpackMatches(t *testing.T) {
 	}
 	umoci := parseTree(t, ref2.stdout)
 
-	data := userDir(t, "xdg-data", 0o700)
-	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
-	r := runOpt(t, o, "run", "--rm", "--net", "none", ref, "/bin/probe", "tree", "/fx")
-	wantCode(t, r, 0)
-	got := parseTree(t, r.stdout)
-
 	if n := len(umoci); n < 50 {
 		t.Fatalf("umoci's tree has %d entries under /fx:\n%s", n, ref2.stdout)
 	}
@@ -702,16 +696,30 @@ func TestUmociUnpackMatches(t *testing.T) {
 		t.Errorf("umoci's fx/dev/null: %v, want the character device 1:3", dev)
 	}
 	delete(umoci, "dev/null")
-	for _, name := range sortedKeys(umoci) {
-		if g, ok := got[name]; !ok {
-			t.Errorf("/fx/%s: umoci has %v; not in rabbitc's container", name, umoci[name])
-		} else if line(g) != line(umoci[name]) {
-			t.Errorf("/fx/%s differs:\n  umoci:   %s\n  rabbitc: %s", name, line(umoci[name]), line(g))
+
+	data := userDir(t, "xdg-data", 0o700)
+	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
+	wantCode(t, runOpt(t, o, "pull", "-q", ref), 0)
+	// With each storage driver (tests/images_storage_test.go).
+	for _, driver := range []string{"overlay", "fuse-overlayfs", "vfs"} {
+		if driver == "fuse-overlayfs" {
+			requireFuse(t)
 		}
-	}
-	for _, name := range sortedKeys(got) {
-		if _, ok := umoci[name]; !ok {
-			t.Errorf("/fx/%s: in rabbitc's container (%s), not in umoci's tree", name, line(got[name]))
+		od := opts{env: append(o.env, "RABBITC_STORAGE_DRIVER="+driver)}
+		r := runOpt(t, od, "run", "--rm", "--net", "none", ref, "/bin/probe", "tree", "/fx")
+		wantCode(t, r, 0)
+		got := parseTree(t, r.stdout)
+		for _, name := range sortedKeys(umoci) {
+			if g, ok := got[name]; !ok {
+				t.Errorf("/fx/%s: umoci has %v; not in rabbitc's container (%s)", name, umoci[name], driver)
+			} else if line(g) != line(umoci[name]) {
+				t.Errorf("/fx/%s differs (%s):\n  umoci:   %s\n  rabbitc: %s", name, driver, line(umoci[name]), line(g))
+			}
+		}
+		for _, name := range sortedKeys(got) {
+			if _, ok := umoci[name]; !ok {
+				t.Errorf("/fx/%s: in rabbitc's container (%s: %s), not in umoci's tree", name, driver, line(got[name]))
+			}
 		}
 	}
 	wantCode(t, runOpt(t, o, "system", "reset"), 0)
