@@ -75,4 +75,3 @@ func TestLoginLogout(t *testing.T) {
 	wantOneErrorLine(t, runOpt(t, o, "logout", host), 125, "not logged in to "+host)
 	wantOneErrorLine(t, runOpt(t, o, "pull", "-q", ref), 125, "denied")
 }
-
