@@ -21,6 +21,11 @@ type Overlay struct {
 	Work  string   // overlayfs's work directory, on Upper's file system
 }
 
+// ErrOverlay is in the error of a mount of an image's overlay that the
+// kernel refused (errors.Is): a matter of the host's kernel, not of the
+// image.
+var ErrOverlay = errors.New("rootless overlayfs needs Linux 5.11+")
+
 // mountOverlay mounts o on target. Each lower directory goes to the kernel
 // on its own (fsconfig "lowerdir+", Linux 6.8+), so any number of layers
 // fits, where one "lowerdir=a:b:c" option is cut at a page (4096 bytes:
@@ -41,7 +46,7 @@ func mountOverlay(o *Overlay, target string) error {
 		err = mountOverlayOptions(o, target)
 	}
 	if err != nil {
-		return fmt.Errorf("mount the image's overlay on %s: %w (rootless overlayfs needs Linux 5.11+)", target, err)
+		return fmt.Errorf("mount the image's overlay on %s: %w (%w)", target, err, ErrOverlay)
 	}
 	return nil
 }
