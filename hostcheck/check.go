@@ -77,11 +77,16 @@ func Run(h Host) []Check {
 	cs := []Check{Kernel()}
 	sys := userNamespaceSysctls(h.Exe)
 	cs = append(cs, sys...)
-	cs = append(cs, UserNamespace(h.Probe, sys))
+	userns := UserNamespace(h.Probe, sys)
+	cs = append(cs, userns)
 	cs = append(cs, MapTool("newuidmap", h.UID), MapTool("newgidmap", h.UID))
 	cs = append(cs, SubIDs(h.User, h.UID)...)
-	cs = append(cs, h.Slirp.check(), Tun(), PortStart())
-	cs = append(cs, Overlay(h.Probe, h.StoreDir), SeccompNotify(), Cgroups(h.UID))
+	cs = append(cs, h.Slirp.check(), Tun(), PortStart(h.UID))
+	overlay := userFix(Warning, "overlay", "not tried without a user namespace (userns above)", "")
+	if userns.Status == OK {
+		overlay = Overlay(h.Probe, h.StoreDir)
+	}
+	cs = append(cs, overlay, SeccompNotify(), Cgroups(h.UID))
 	return append(cs, Dirs(h)...)
 }
 

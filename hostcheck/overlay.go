@@ -2,6 +2,7 @@ package hostcheck
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,6 +25,17 @@ func Overlay(probe []string, storeDir string) Check {
 	if err := overlayDirs(dir); err != nil {
 		return userFix(Error, "overlay", "cannot try it: "+err.Error(), "")
 	}
+	where := "in a user namespace on " + filepath.Dir(dir)
+	if err := probeOverlay(probe, dir); err != nil {
+		return overlayFailed("kernel overlayfs "+where+": "+err.Error()+"; images cannot run, and rabbitc has no fuse-overlayfs fallback ("+fuseNote()+")",
+			KernelRelease())
+	}
+	return ok("overlay", "kernel overlayfs with userxattr mounts "+where+" ("+fuseNote()+")")
+}
+
+// probeOverlay runs the probe's overlay mount on dir in new user and mount
+// namespaces, where the user is root; its error is what the probe said.
+func probeOverlay(probe []string, dir string) error {
 	var stderr bytes.Buffer
 	cmd := probeCommand(probe, "overlay", dir)
 	cmd.Stderr = &stderr
@@ -32,15 +44,14 @@ func Overlay(probe []string, storeDir string) Check {
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}
-	if err := cmd.Run(); err != nil {
-		why := strings.TrimSpace(stderr.String())
-		if why == "" {
-			why = errText(err)
-		}
-		return overlayFailed("kernel overlayfs in a user namespace on "+filepath.Dir(dir)+": "+why+"; images cannot run, and rabbitc has no fuse-overlayfs fallback ("+fuseNote()+")",
-			KernelRelease())
+	err := cmd.Run()
+	if why := strings.TrimSpace(stderr.String()); err != nil && why != "" {
+		return errors.New(why)
 	}
-	return ok("overlay", "kernel overlayfs with userxattr mounts in a user namespace on "+filepath.Dir(dir)+" ("+fuseNote()+")")
+	if err != nil {
+		return errors.New(errText(err))
+	}
+	return nil
 }
 
 // overlayFailed names the fix: a newer kernel, or, on one new enough, a

@@ -343,7 +343,8 @@ func TestDoctorUnprivilegedPortStart(t *testing.T) {
 
 // user.max_user_namespaces=0, set in a user namespace of the test user's
 // own (as TestUserNamespacesDisabled does): the setting is an error, and so
-// is the clone that doctor tries, with the setting's fix.
+// is the clone that doctor tries, with the setting's fix; the overlay probe,
+// which needs a user namespace, is not tried.
 func TestDoctorUserNamespacesDisabled(t *testing.T) {
 	requireSetup(t)
 	dir := userDir(t, "no-userns-doctor", 0o755)
@@ -356,7 +357,8 @@ func TestDoctorUserNamespacesDisabled(t *testing.T) {
 	fix := "sysctl -w user.max_user_namespaces=15000 && echo user.max_user_namespaces=15000 >> /etc/sysctl.d/50-rabbitc.conf"
 	wantDoctor(t, r, 1,
 		"error    user.max_user_namespaces: 0: no user may create a user namespace — fix (as root): "+fix,
-		"error    userns: clone CLONE_NEWUSER: no space left on device (user.max_user_namespaces above) — fix (as root): "+fix)
+		"error    userns: clone CLONE_NEWUSER: no space left on device (user.max_user_namespaces above) — fix (as root): "+fix,
+		"warning  overlay: not tried without a user namespace (userns above)")
 }
 
 // The image store on a file system that overlayfs refuses as its upper
