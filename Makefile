@@ -20,7 +20,13 @@ all: build
 # -E: the binary's ELF entry point is nsenter's, which joins a container's
 # namespaces for `rabbitc exec` before the Go runtime starts (nsenter/doc.go);
 # a binary built without it refuses exec.
-GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -E github.com/rabbitc/rabbitc/nsenter.entry'
+# -X: what `rabbitc version` prints (the commit and date are "unknown"
+# outside a git checkout).
+VERSION ?= dev
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+BUILD_DATE := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w -E github.com/rabbitc/rabbitc/nsenter.entry \
+	-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)'
 
 # rabbitc-image (pull, images, rmi: the registry client and decompressors)
 # is a binary of its own beside rabbitc, whose every start would otherwise

@@ -60,18 +60,28 @@ func Check(cfg Config) (*Features, error) {
 	if cfg.mode() != ModeSlirp {
 		return &Features{}, nil
 	}
+	feat, err := CheckSlirp(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTun(); err != nil {
+		return nil, err
+	}
+	return feat, nil
+}
+
+// CheckSlirp is Check's part about slirp4netns itself: found in $PATH,
+// and with the options cfg needs (confine). rabbitc doctor reports it.
+func CheckSlirp(cfg Config) (*Features, error) {
 	path, err := exec.LookPath("slirp4netns")
 	if err != nil {
-		return nil, errors.New("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
+		return nil, errors.New("slirp4netns not found in $PATH (install slirp4netns >= 0.4, as root: apt-get install slirp4netns)")
 	}
 	feat, err := detectFeatures(path)
 	if err != nil {
 		return nil, err
 	}
 	if _, feat.Warning, err = confine(cfg, feat); err != nil {
-		return nil, err
-	}
-	if err := checkTun(); err != nil {
 		return nil, err
 	}
 	return feat, nil
@@ -118,6 +128,10 @@ func runSlirp(path, arg string) (string, error) {
 	out, err := cmd.Output()
 	return string(out), err
 }
+
+// Version is the version of the slirp4netns at path, as its --version
+// says; "" if unknown. One exec.
+func Version(path string) string { return slirpVersion(path) }
 
 // slirpVersion returns the version slirp4netns --version reports on its
 // first line, "slirp4netns version 1.2.0" since 0.2.0; "" if it says
@@ -206,9 +220,9 @@ func checkTun() error {
 	}
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
-		return fmt.Errorf("%w (slirp4netns needs it: load the tun module with \"sudo modprobe tun\")", err)
+		return fmt.Errorf("%w (slirp4netns needs it; load the tun module, as root: modprobe tun)", err)
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%w (slirp4netns needs it: run \"sudo chmod 0666 %s\" or load the tun module with mode 0666)", err, tunPath)
+		return fmt.Errorf("%w (slirp4netns needs it; as root: chmod 0666 %s)", err, tunPath)
 	}
 	return fmt.Errorf("%w (slirp4netns needs it)", err)
 }
@@ -478,9 +492,9 @@ func (s *Slirp) exitReason() string {
 func withFix(reason string) string {
 	switch {
 	case strings.Contains(reason, tunPath) && strings.Contains(reason, "Permission denied"):
-		return reason + " (run \"sudo chmod 0666 " + tunPath + "\" or load the tun module with mode 0666)"
+		return reason + " (as root: chmod 0666 " + tunPath + ")"
 	case strings.Contains(reason, tunPath):
-		return reason + " (load the tun module with \"sudo modprobe tun\")"
+		return reason + " (load the tun module, as root: modprobe tun)"
 	}
 	return reason
 }

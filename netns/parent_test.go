@@ -193,7 +193,7 @@ func TestTailBuffer(t *testing.T) {
 func TestCheckNotFound(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	_, err := Check(Config{})
-	want := "slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)"
+	want := "slirp4netns not found in $PATH (install slirp4netns >= 0.4, as root: apt-get install slirp4netns)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Check = %v, want %q", err, want)
 	}
@@ -245,7 +245,7 @@ func TestCheckTun(t *testing.T) {
 
 	tunPath = filepath.Join(dir, "missing")
 	err := checkTun()
-	want := "open " + tunPath + ": no such file or directory (slirp4netns needs it: load the tun module with \"sudo modprobe tun\")"
+	want := "open " + tunPath + ": no such file or directory (slirp4netns needs it; load the tun module, as root: modprobe tun)"
 	if err == nil || err.Error() != want {
 		t.Errorf("checkTun(missing) = %v, want %q", err, want)
 	}
@@ -259,7 +259,7 @@ func TestCheckTun(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = checkTun()
-	want = "open " + tunPath + ": permission denied (slirp4netns needs it: run \"sudo chmod 0666 " + tunPath + "\" or load the tun module with mode 0666)"
+	want = "open " + tunPath + ": permission denied (slirp4netns needs it; as root: chmod 0666 " + tunPath + ")"
 	if err == nil || err.Error() != want {
 		t.Errorf("checkTun(0400) = %v, want %q", err, want)
 	}
@@ -270,7 +270,7 @@ func TestCheckTun(t *testing.T) {
 func TestDetectFeaturesInBinary(t *testing.T) {
 	path, err := exec.LookPath("slirp4netns")
 	if err != nil {
-		t.Fatal("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
+		t.Fatal("slirp4netns not found in $PATH (install slirp4netns >= 0.4, as root: apt-get install slirp4netns)")
 	}
 	help, ok := helpInBinary(path)
 	if !ok {
@@ -337,8 +337,8 @@ func BenchmarkDetectFeatures(b *testing.B) {
 
 func TestWithFix(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{`open("/dev/net/tun"): Permission denied`, `open("/dev/net/tun"): Permission denied (run "sudo chmod 0666 /dev/net/tun" or load the tun module with mode 0666)`},
-		{`open("/dev/net/tun"): No such file or directory`, `open("/dev/net/tun"): No such file or directory (load the tun module with "sudo modprobe tun")`},
+		{`open("/dev/net/tun"): Permission denied`, `open("/dev/net/tun"): Permission denied (as root: chmod 0666 /dev/net/tun)`},
+		{`open("/dev/net/tun"): No such file or directory`, `open("/dev/net/tun"): No such file or directory (load the tun module, as root: modprobe tun)`},
 		{"/proc/4242/ns/net: Permission denied", "/proc/4242/ns/net: Permission denied"},
 	} {
 		if got := withFix(tc.in); got != tc.want {

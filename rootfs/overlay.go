@@ -27,6 +27,11 @@ type Overlay struct {
 	Fuse *FuseMount `json:",omitempty"`
 }
 
+// ErrOverlay is in the error of a mount of an image's overlay that the
+// kernel refused (errors.Is): a matter of the host's kernel, not of the
+// image.
+var ErrOverlay = errors.New("rootless overlayfs needs Linux 5.11+")
+
 // FuseMount is a FUSE mount made with descriptors the process inherited.
 // A FUSE daemon can read from /dev/fuse only once its file system is
 // mounted: the caller starts it when the byte written to Mounted arrives.
@@ -62,7 +67,7 @@ func MountOverlay(o *Overlay, target string) error {
 		err = mountOverlayOptions(o, target)
 	}
 	if err != nil {
-		return fmt.Errorf("mount the image's overlay on %s: %w (rootless overlayfs needs Linux 5.11+)", target, err)
+		return fmt.Errorf("mount the image's overlay on %s: %w (%w)", target, err, ErrOverlay)
 	}
 	return nil
 }

@@ -438,6 +438,7 @@ func TestMissingSubIDRanges(t *testing.T) {
 	if len(lines) != 1 || lines[0] == "" || !strings.Contains(r.stderr, "subuid") || strings.Contains(r.stderr, "panic") {
 		t.Errorf("want exactly one warning line that names /etc/subuid:\n%s", r)
 	}
+	wantDoctorHint(t, r)
 	parts := strings.Split(r.stdout, "--\n")
 	if len(parts) != 2 || normMap(parts[0]) != fmt.Sprintf("0 %d 1", env.user.uid) || normMap(parts[1]) != fmt.Sprintf("0 %d 1", env.user.gid) {
 		t.Errorf("want single-id maps for uid %d and gid %d:\n%s", env.user.uid, env.user.gid, r)
@@ -463,6 +464,7 @@ func TestUserNamespacesDisabled(t *testing.T) {
 	}
 	r := runOpt(t, opts{bin: wrapper}, rcNoNet("--", "true")...)
 	wantRuntimeError(t, r, "user.max_user_namespaces")
+	wantDoctorHint(t, r)
 	if strings.Contains(r.stderr, "fork/exec") {
 		t.Errorf("the error names Go's exec internals instead of the problem:\n%s", r)
 	}

@@ -697,6 +697,7 @@ func TestPublishBadSpecs(t *testing.T) {
 		if hp := (hostPort{"tcp", "127.0.0.1", priv}); hp.bindable() == nil {
 			r := run(t, rc("-p", fmt.Sprintf("127.0.0.1:%d:80", priv), "--", "true")...)
 			wantRuntimeError(t, r, "ip_unprivileged_port_start")
+			wantDoctorHint(t, r)
 		}
 	}
 }
@@ -840,6 +841,7 @@ func TestSlirpMissing(t *testing.T) {
 	}
 	r := runOpt(t, opts{path: dir}, rc("--", "true")...)
 	wantRuntimeError(t, r, "slirp4netns")
+	wantDoctorHint(t, r)
 	r = runOpt(t, opts{path: dir}, rcNoNet("--", "true")...)
 	wantCode(t, r, 0)
 }
@@ -936,14 +938,14 @@ func TestSlirpLacksConfinement(t *testing.T) {
 	r := runOpt(t, opts{path: f.dir}, rc("--", "true")...)
 	wantRuntimeError(t, r)
 	want := "rabbitc: slirp4netns 0.4.0-beta.1 (" + f.path + ") lacks --enable-sandbox and --enable-seccomp " +
-		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false --security-opt slirp4netns-seccomp=false to run without them)\n"
+		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false --security-opt slirp4netns-seccomp=false to run without them)" + doctorHint + "\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
 	}
 	r = runOpt(t, opts{path: f.dir}, rc("--security-opt", "slirp4netns-seccomp=false", "--", "true")...)
 	wantRuntimeError(t, r)
 	want = "rabbitc: slirp4netns 0.4.0-beta.1 (" + f.path + ") lacks --enable-sandbox " +
-		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false to run without it)\n"
+		"(install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-sandbox=false to run without it)" + doctorHint + "\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
 	}
@@ -953,7 +955,7 @@ func TestSlirpLacksConfinement(t *testing.T) {
 	r = runOpt(t, opts{path: g.dir}, rc("--security-opt", "slirp4netns-sandbox=false", "--security-opt", "slirp4netns-seccomp=false", "--", "true")...)
 	wantRuntimeError(t, r)
 	want = "rabbitc: slirp4netns 0.4.0-beta.1 (" + g.path + ") lacks --disable-host-loopback, so the container would reach every service " +
-		"on the host's 127.0.0.1 (install slirp4netns >= 0.4.0, or pass --allow-host-loopback to allow that)\n"
+		"on the host's 127.0.0.1 (install slirp4netns >= 0.4.0, or pass --allow-host-loopback to allow that)" + doctorHint + "\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
 	}
@@ -993,7 +995,7 @@ func TestSlirpWithoutSeccomp(t *testing.T) {
 
 	r := runOpt(t, opts{path: f.dir}, rc("--", "echo", "ran")...)
 	wantRuntimeError(t, r)
-	want := "rabbitc: " + name + " lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)\n"
+	want := "rabbitc: " + name + " lacks --enable-seccomp (install slirp4netns >= 0.4.0, or pass --security-opt slirp4netns-seccomp=false to run without it)" + doctorHint + "\n"
 	if r.stderr != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
 	}
@@ -1046,6 +1048,7 @@ func TestTunUnusable(t *testing.T) {
 		node, env.user.uid, env.user.gid, xdg, env.user.home, env.bin, env.rootfs)
 	r := runOpt(t, opts{bin: "unshare", asRoot: true}, "--mount", "--propagation", "private", "sh", "-c", script)
 	wantRuntimeError(t, r, "/dev/net/tun")
+	wantDoctorHint(t, r)
 	if left := listTree(filepath.Join(xdg, "rabbitc")); len(left) > 0 {
 		t.Errorf("state left behind: %v", left)
 	}

@@ -3,8 +3,8 @@
 #
 # As root (idempotent): installs the missing Debian packages, creates the
 # unprivileged test user ($RABBITC_TEST_USER, default "rabbit") with
-# /etc/subuid and /etc/subgid ranges, and makes /dev/net/tun and /dev/fuse
-# usable.
+# /etc/subuid and /etc/subgid ranges and a second one without
+# ($RABBITC_TEST_USER-nosub), and makes /dev/net/tun and /dev/fuse usable.
 #
 # Also as root, once: builds the Debian image fixture of
 # tests/images_distro_test.go under $RABBITC_TEST_CACHE (default
@@ -129,6 +129,24 @@ disable_system_registry() {
 	fi
 }
 
+# nosub_user: a second user without subordinate ids, for
+# tests/doctor_test.go: a system user, to whom useradd gives none, and any
+# range removed should one have been added since.
+nosub_user() {
+	local u=$TEST_USER-nosub f uid
+	if ! id "$u" >/dev/null 2>&1; then
+		echo "setup: creating the user $u (no subordinate ids)" >&2
+		useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
+	fi
+	uid=$(id -u "$u")
+	for f in /etc/subuid /etc/subgid; do
+		if has_range "$f" "$u"; then
+			echo "setup: removing the ranges of $u from $f" >&2
+			sed -i -E "/^($u|$uid):/d" "$f"
+		fi
+	done
+}
+
 setup_as_root() {
 	local pkgs
 	pkgs=$(missing_packages)
@@ -153,6 +171,7 @@ setup_as_root() {
 			echo "$TEST_USER:$start:65536" >>"$f"
 		fi
 	done
+	nosub_user
 	# The tests build as root and run the binaries as the test user from a
 	# 0755 temporary directory; a home of its own is all the user needs
 	# (also for running `go test` as that user: GOPATH and the build cache

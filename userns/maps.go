@@ -73,38 +73,81 @@ func WriteMaps(pid int, cfg Config) (Maps, error) {
 	if cfg.UID == 0 {
 		return writeIdentityMaps(pid)
 	}
-	uidRanges, gidRanges, rangesErr := idtools.GetSubIDRanges(cfg.UID, cfg.Username)
-	uidTool, uidErr := exec.LookPath("newuidmap")
-	gidTool, gidErr := exec.LookPath("newgidmap")
-	var why string
-	switch {
-	case uidErr != nil || gidErr != nil:
-		why = "newuidmap/newgidmap not found in $PATH (install the uidmap package)"
-	case rangesErr != nil:
-		name := cfg.Username
-		if name == "" {
-			name = strconv.Itoa(cfg.UID)
-		}
-		why = fmt.Sprintf("%s (add \"%s:100000:65536\" to /etc/subuid and /etc/subgid)", firstLine(rangesErr), name)
-	}
-	if why != "" {
+	p := planMaps(cfg)
+	if p.fallback != "" {
 		if err := writeSingleMaps(pid, cfg); err != nil {
 			return Maps{}, err
 		}
-		return Maps{UIDs: 1, GIDs: 1, Warning: "mapping only your own uid and gid into the container: " + why}, nil
+		return Maps{UIDs: 1, GIDs: 1, Warning: "mapping only your own uid and gid into the container: " + p.fallback}, nil
 	}
 	// The two maps are independent files: both setuid helpers run at once,
 	// which takes one helper's start-up (~3 ms here) off every container start.
 	gidDone := make(chan error, 1)
-	go func() { gidDone <- runMapTool(gidTool, MapArgs(pid, cfg.GID, gidRanges), "/etc/subgid", cfg) }()
-	uidErr = runMapTool(uidTool, MapArgs(pid, cfg.UID, uidRanges), "/etc/subuid", cfg)
+	go func() { gidDone <- runMapTool(p.gidTool, MapArgs(pid, cfg.GID, p.gidRanges), "/etc/subgid", cfg) }()
+	uidErr := runMapTool(p.uidTool, MapArgs(pid, cfg.UID, p.uidRanges), "/etc/subuid", cfg)
 	if err := <-gidDone; err != nil {
 		return Maps{}, err
 	}
 	if uidErr != nil {
 		return Maps{}, uidErr
 	}
-	return Maps{UIDs: MappedIDs(uidRanges), GIDs: MappedIDs(gidRanges)}, nil
+	return Maps{UIDs: MappedIDs(p.uidRanges), GIDs: MappedIDs(p.gidRanges)}, nil
+}
+
+// mapPlan is how WriteMaps maps a user other than root: the subordinate
+// ranges through the helpers, or, when either is missing, the user alone
+// (fallback says why).
+type mapPlan struct {
+	uidRanges, gidRanges []Range
+	uidTool, gidTool     string
+	fallback             string
+}
+
+func planMaps(cfg Config) mapPlan {
+	var p mapPlan
+	uidRanges, gidRanges, rangesErr := idtools.GetSubIDRanges(cfg.UID, cfg.Username)
+	uidTool, uidErr := exec.LookPath("newuidmap")
+	gidTool, gidErr := exec.LookPath("newgidmap")
+	switch {
+	case uidErr != nil || gidErr != nil:
+		p.fallback = "newuidmap/newgidmap not found in $PATH (install the uidmap package)"
+	case rangesErr != nil:
+		name := cfg.Username
+		if name == "" {
+			name = strconv.Itoa(cfg.UID)
+		}
+		p.fallback = fmt.Sprintf("%s (add \"%s:100000:65536\" to /etc/subuid and /etc/subgid)", firstLine(rangesErr), name)
+	default:
+		p = mapPlan{uidRanges: uidRanges, gidRanges: gidRanges, uidTool: uidTool, gidTool: gidTool}
+	}
+	return p
+}
+
+// PlannedMaps is what WriteMaps would write for cfg, without writing: the
+// uid and gid maps, and its warning when it maps the user alone.
+func PlannedMaps(cfg Config) (uids, gids []IDMap, warning string) {
+	if cfg.UID == 0 {
+		root := []IDMap{{0, 0, 65536}}
+		return root, root, ""
+	}
+	p := planMaps(cfg)
+	if p.fallback != "" {
+		return []IDMap{{0, uint32(cfg.UID), 1}}, []IDMap{{0, uint32(cfg.GID), 1}}, p.fallback
+	}
+	return mapLines(cfg.UID, p.uidRanges), mapLines(cfg.GID, p.gidRanges), ""
+}
+
+// mapLines is the map MapArgs gives newuidmap, as lines.
+func mapLines(hostID int, ranges []Range) []IDMap {
+	out := []IDMap{{0, uint32(hostID), 1}}
+	next := 1
+	for _, r := range ranges {
+		if r.Length > 0 {
+			out = append(out, IDMap{uint32(next), uint32(r.Start), uint32(r.Length)})
+			next += r.Length
+		}
+	}
+	return out
 }
 
 func runMapTool(tool string, args []string, file string, cfg Config) error {

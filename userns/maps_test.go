@@ -2,6 +2,8 @@ package userns
 
 import (
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +30,23 @@ func TestMapArgs(t *testing.T) {
 				t.Errorf("MappedIDs = %d, want %d", got, tc.ids)
 			}
 		})
+	}
+}
+
+// mapLines, which rabbitc info shows, is the map MapArgs hands newuidmap.
+func TestMapLinesMatchMapArgs(t *testing.T) {
+	for _, ranges := range [][]Range{
+		{{Start: 100000, Length: 65536}},
+		{{Start: 100000, Length: 1000}, {Start: 0, Length: 0}, {Start: 300000, Length: 65536}},
+		nil,
+	} {
+		var args []string
+		for _, l := range mapLines(1000, ranges) {
+			args = append(args, strconv.Itoa(int(l.ContainerID)), strconv.Itoa(int(l.HostID)), strconv.Itoa(int(l.Size)))
+		}
+		want := MapArgs(42, 1000, ranges)[1:]
+		if strings.Join(args, " ") != strings.Join(want, " ") {
+			t.Errorf("ranges %v: mapLines gives %v, MapArgs %v", ranges, args, want)
+		}
 	}
 }

@@ -69,6 +69,13 @@
 // to the container's log (package ctrlog), and reports once the payload
 // runs; the verbs on containers (ps.go, verbs.go, logs.go) read the state.
 //
+// `rabbitc doctor` (doctor.go) runs package hostcheck's checks, with what
+// only this package knows (the user, the binary, netns's verdict on
+// slirp4netns); its probes run as `rabbitc init probe` in new namespaces.
+// run's errors about the host's setup are wrapped with aboutHost, which
+// ends them with "run `rabbitc doctor`". `rabbitc info` (info.go) prints
+// the paths, maps and helpers in use.
+//
 // A container's state lives in one directory, $XDG_RUNTIME_DIR/rabbitc/ID
 // (or /tmp/rabbitc-UID/ID): state.json (status, pids and start times, exit
 // code; replaced by rename under a flock of the directory), config.json (the

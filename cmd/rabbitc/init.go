@@ -48,6 +48,9 @@ func containerMain(ch *userns.Channel) int {
 		}
 	}
 	if err := rootfs.Setup(rcfg); err != nil {
+		if errors.Is(err, rootfs.ErrOverlay) {
+			err = aboutHost(err)
+		}
 		return fail(err, 0)
 	}
 	if err := s.runHooks("createContainer"); err != nil {

@@ -15,8 +15,13 @@ import (
 	"github.com/rabbitc/rabbitc/userns"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...
+// -X main.buildDate=..." (the Makefile's GOBUILD).
+var (
+	version   = "dev"
+	commit    = "unknown"
+	buildDate = "unknown"
+)
 
 // exitError carries an exit code through cobra without printing anything.
 type exitError struct{ code int }
@@ -165,13 +170,14 @@ func newRootCommand() *cobra.Command {
 
 	ver := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, commit, build date and Go version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "rabbitc %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
 		},
 	}
 	root.AddCommand(newRunCommand(), newExecCommand(), newPsCommand(), newStopCommand(), newKillCommand(), newRmCommand(), newWaitCommand(), newInspectCommand(), newLogsCommand(), ver)
+	root.AddCommand(newDoctorCommand(), newInfoCommand())
 	root.AddCommand(newImageForwarders()...)
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -133,8 +134,11 @@ func newOCIRoot() (*cobra.Command, *ociGlobals) {
 	return root, g
 }
 
+// versionText is what rabbitc --version and rabbitc version print, in
+// runc's shape: OCI engines read the first line.
 func versionText() string {
-	return fmt.Sprintf("rabbitc version %s\nspec: %s\n", version, ociVersion)
+	return fmt.Sprintf("rabbitc version %s\ncommit: %s\nbuilt: %s\nspec: %s\ngo: %s %s/%s\n",
+		version, commit, buildDate, ociVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // ociError reports err as the --log and --log-format flags ask: runc's

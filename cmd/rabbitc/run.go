@@ -169,7 +169,7 @@ func (r *runner) create() error {
 	// directory's path (the sandbox removes the directory if rabbitc dies),
 	// and with a name or -d the directory itself.
 	if err := planState(r.spec); err != nil {
-		return err
+		return aboutHost(err)
 	}
 	r.onDelete(r.endState) // after the container is gone
 	if err := r.makeStateDir(); err != nil {
@@ -301,10 +301,10 @@ func (r *runner) mapAndPrepare() (*netns.Features, error) {
 	}
 	mr := <-mapsc
 	if mr.err != nil {
-		return nil, mr.err
+		return nil, aboutHost(mr.err)
 	}
 	if mr.maps.Warning != "" {
-		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s\n", mr.maps.Warning)
+		fmt.Fprintf(os.Stderr, "rabbitc: warning: %s%s\n", mr.maps.Warning, doctorHint)
 	}
 	r.trace.mark("maps-written")
 	return feat, nil
@@ -391,7 +391,7 @@ func (r *runner) waitInitReady() error {
 			if master != nil {
 				master.Close()
 			}
-			return err
+			return aboutHost(err)
 		}
 		r.trace.mark("slirp-ready")
 	}
@@ -561,11 +561,14 @@ func (r *runner) prepare() (*netns.Features, error) {
 	var err error
 	if s.Net.Mode == netns.ModeSlirp {
 		if feat, err = netns.Check(s.Net); err != nil {
-			return nil, err
+			return nil, aboutHost(err) // s.Net was validated by newSpec
 		}
 	}
 	if len(s.Publish) > 0 {
 		if r.listeners, err = portfwd.Listen(s.Publish); err != nil {
+			if errors.Is(err, syscall.EACCES) { // net.ipv4.ip_unprivileged_port_start
+				err = aboutHost(err)
+			}
 			return nil, err
 		}
 	}
@@ -676,7 +679,7 @@ func (r *runner) startChild(syncChild, portChild *os.File) error {
 		f.Close()
 	}
 	if err != nil {
-		return userns.CloneError(err)
+		return aboutHost(userns.CloneError(err))
 	}
 	r.child = p
 	return nil

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/rabbitc/rabbitc/hostcheck"
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/portfwd"
 	"github.com/rabbitc/rabbitc/userns"
@@ -18,9 +19,9 @@ import (
 // initMain runs a stage: "sandbox" (stage 1, in the new user and network
 // namespaces), "container" (stage 2, init, which becomes the payload),
 // "direct" (init started by rabbitc itself, see runner.startChild),
-// "watchdog", "reaper", "exec" (exec.go), or one of the user namespace
-// stages of an image's storage, "storage-probe" and "storage-copy"
-// (storage.go), and "rmtree".
+// "watchdog", "reaper", "exec" (exec.go), "probe" (doctor.go), or one of
+// the user namespace stages of an image's storage, "storage-probe" and
+// "storage-copy" (storage.go), and "rmtree".
 // Stages print nothing: they send Error and the parent prints it.
 func initMain(stage string) int {
 	ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
@@ -52,6 +53,8 @@ func initMain(stage string) int {
 		return reaperMain(os.Args[3:])
 	case "exec":
 		return execMain(ch)
+	case "probe": // rabbitc doctor's children in new namespaces
+		return hostcheck.ProbeMain(os.Args[3:])
 	}
 	os.Stderr.WriteString("rabbitc: init is internal to rabbitc\n")
 	return 125
@@ -217,7 +220,7 @@ func (sb *sandbox) startInit(fuse *fuseDaemon) (*userns.Process, error) {
 	// From the main goroutine, locked to the main thread (main.go).
 	p, err := userns.Start(cmd, syscall.SIGKILL)
 	if err != nil {
-		return nil, userns.CloneError(err)
+		return nil, aboutHost(userns.CloneError(err))
 	}
 	sb.init.Store(p)
 	return p, nil

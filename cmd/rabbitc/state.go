@@ -80,15 +80,14 @@ func (st *state) current() (status string, exitCode int) {
 // stateRoot returns the directory holding every container's state,
 // creating it owned by the user and private.
 func stateRoot() (string, error) {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		root := filepath.Join(d, "rabbitc")
+	root := stateRootPath()
+	if os.Getenv("XDG_RUNTIME_DIR") != "" {
 		if err := os.MkdirAll(root, 0o700); err != nil {
 			return "", fmt.Errorf("create state directory %s: %w (check $XDG_RUNTIME_DIR)", root, err)
 		}
 		return root, nil
 	}
 	// /tmp is shared: never follow a link or use a directory another user made.
-	root := filepath.Join(os.TempDir(), "rabbitc-"+strconv.Itoa(os.Getuid()))
 	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create state directory %s: %w", root, err)
 	}
@@ -101,6 +100,14 @@ func stateRoot() (string, error) {
 		return "", fmt.Errorf("state directory %s: not a private directory owned by you (remove it, or set $XDG_RUNTIME_DIR)", root)
 	}
 	return root, nil
+}
+
+// stateRootPath is where stateRoot keeps the state, without making it.
+func stateRootPath() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "rabbitc")
+	}
+	return filepath.Join(os.TempDir(), "rabbitc-"+strconv.Itoa(os.Getuid()))
 }
 
 // planState picks the container's state directory (creating the root that
