@@ -5,6 +5,7 @@ package netaccel
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -244,8 +245,16 @@ func Install() (listener int, err error) {
 var minKernel = [2]int{5, 9}
 
 // Supported tells whether this kernel has what Install and the Supervisor
-// need; the error names what is missing.
+// need, and whether the host lets the supervisor pin switched sockets; the
+// error names what is missing.
 func Supported() error {
+	if err := supportedKernel(); err != nil {
+		return err
+	}
+	return probePin()
+}
+
+func supportedKernel() error {
 	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
 	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action)))
 	if errno != 0 {
@@ -266,6 +275,21 @@ func Supported() error {
 	}
 	if v[0] < minKernel[0] || v[0] == minKernel[0] && v[1] < minKernel[1] {
 		return fmt.Errorf("kernel %s lacks SECCOMP_IOCTL_NOTIF_ADDFD (needs Linux %d.%d)", rel, minKernel[0], minKernel[1])
+	}
+	return nil
+}
+
+// probePin attaches and locks a pin on a scratch socket. Linux lets any
+// process attach a classic socket filter, but a security module may not
+// (some require CAP_NET_ADMIN): without the pin no socket is switched.
+func probePin() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := pin(fd, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 1)); err != nil {
+		return fmt.Errorf("attach a socket filter to a host socket: %w (refused by a security module; switched sockets need one)", err)
 	}
 	return nil
 }

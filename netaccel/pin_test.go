@@ -191,6 +191,7 @@ func rawUnspec(length int) []byte {
 // pinned peer answers; after a disconnect, another server on the same
 // host never sees the socket complete a handshake.
 func TestPinKernel(t *testing.T) {
+	requirePin(t)
 	a := newCountingServer(t, "")
 	b := newCountingServer(t, "")
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
