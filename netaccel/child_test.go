@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -33,10 +34,11 @@ const childEnv = "_RABBITC_NETACCEL_TEST_CHILD"
 // childTask is what the re-exec'd test binary does.
 type childTask struct {
 	Scenario   string
-	HostPort   int // a server on the host's 127.0.0.1 answering "ping" with "pong"
-	OtherPort  int // a server on the host's 127.0.0.1 nobody may reach
-	FullPort   int // a listener on the host's 127.0.0.1 whose queue is full: SYNs go unanswered
-	ClosedPort int // a port of the host's 127.0.0.1 nothing listens on
+	HostPort   int    // a server on the host's 127.0.0.1 answering "ping" with "pong"
+	OtherPort  int    // a server on the host's 127.0.0.1 nobody may reach
+	FullPort   int    // a listener on the host's 127.0.0.1 whose queue is full: SYNs go unanswered
+	ClosedPort int    // a port of the host's 127.0.0.1 nothing listens on
+	Helper     string // the i386 helper (testdata/compat386)
 }
 
 const syncFD = 3
@@ -208,6 +210,7 @@ var scenarios = map[string]func(childTask, results){
 	"refused":     scenarioRefused,
 	"options":     scenarioOptions,
 	"ipv6":        scenarioIPv6,
+	"compat":      scenarioCompat,
 }
 
 // A blocking connect to 10.0.2.2 reaches the host's server; the socket
@@ -657,4 +660,29 @@ func scenarioIPv6(t childTask, r results) {
 	fd, _ = unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	r.set("family-mismatch", unix.Connect(fd, sockaddr(alias(t.HostPort))))
 	unix.Close(fd)
+}
+
+// An i386 program given a switched socket can neither disconnect, connect,
+// listen nor bind it, through socketcall or the direct calls; its own
+// sockets are never switched.
+func scenarioCompat(t childTask, r results) {
+	fd := tcpSocket(0) // inherited by the helper
+	defer unix.Close(fd)
+	r.set("connect", unix.Connect(fd, sockaddr(alias(t.HostPort))))
+	cmd := exec.Command(t.Helper, strconv.Itoa(fd), strconv.Itoa(t.HostPort))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		r.set("helper", err.Error())
+		return
+	}
+	var res map[string]string
+	if err := json.Unmarshal(out, &res); err != nil {
+		r.set("helper", fmt.Sprintf("%q: %v", out, err))
+		return
+	}
+	for k, v := range res {
+		r[k] = v
+	}
+	r.set("after.reply", exchange(fd))
 }

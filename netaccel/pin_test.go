@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -235,5 +236,29 @@ func TestPinKernel(t *testing.T) {
 	}
 	if n := a.accepted(); n != 1 {
 		t.Errorf("the pinned server accepted %d connections, want 1", n)
+	}
+}
+
+// A socket of the supervisor's own namespace is a host socket, whether
+// SIOCGSKNS answers (root) or refuses (an unprivileged supervisor, which
+// does not own the host's namespace); a Unix socket is nobody's business.
+func TestClassify(t *testing.T) {
+	s := &Supervisor{}
+	var err error
+	if s.hostNS[0], s.hostNS[1], err = NetnsOf("/proc/thread-self/ns/net"); err != nil {
+		t.Fatal(err)
+	}
+	tcp, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(tcp)
+	u, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(u)
+	if k := s.classify(tcp); k != kindHost {
+		t.Errorf("host TCP socket: kind %d, want host", k)
+	}
+	if k := s.classify(u); k != kindOther {
+		t.Errorf("Unix socket: kind %d, want other", k)
+	}
+	if k := s.classify(int(os.Stdin.Fd())); k != kindOther {
+		t.Errorf("stdin: kind %d, want other", k)
 	}
 }

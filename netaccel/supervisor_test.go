@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,11 +99,17 @@ func slirpPolicy() Policy {
 // what the supervisor counted.
 func runChild(t *testing.T, scenario string, srv *hostServers, cfg Config) (results, Stats) {
 	t.Helper()
+	return runChildTask(t, childTask{Scenario: scenario}, srv, cfg)
+}
+
+func runChildTask(t *testing.T, ct childTask, srv *hostServers, cfg Config) (results, Stats) {
+	t.Helper()
 	if err := supportedKernel(); err != nil {
 		t.Skipf("kernel: %v", err)
 	}
-	task, _ := json.Marshal(childTask{Scenario: scenario, HostPort: srv.host.port(), OtherPort: srv.other.port(),
-		FullPort: srv.fullPort, ClosedPort: srv.closedPort})
+	scenario := ct.Scenario
+	ct.HostPort, ct.OtherPort, ct.FullPort, ct.ClosedPort = srv.host.port(), srv.other.port(), srv.fullPort, srv.closedPort
+	task, _ := json.Marshal(ct)
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -485,6 +493,54 @@ func TestIPv6Sockets(t *testing.T) {
 	if res["family-mismatch"] == "ok" {
 		t.Error("an AF_INET6 socket connected with an AF_INET address")
 	}
+	if st.Switched != 1 {
+		t.Errorf("switched %d, want 1", st.Switched)
+	}
+}
+
+// build386 builds testdata/compat386 for i386 with the toolchain that
+// built this test.
+func build386(t *testing.T) string {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skip("i386 programs run on amd64 only")
+	}
+	if _, err := os.Stat("/proc/sys/abi"); err != nil {
+		t.Skipf("no compat ABI: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "compat386")
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", out, "./testdata/compat386")
+	cmd.Env = append(os.Environ(), "GOARCH=386", "CGO_ENABLED=0")
+	if os.Getenv("GOCACHE") == "" {
+		if dir, err := os.UserCacheDir(); err != nil || unix.Access(dir, unix.W_OK) != nil {
+			cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(os.TempDir(), "netaccel-gocache-"+strconv.Itoa(os.Getuid())))
+		}
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the i386 helper: %v\n%s", err, b)
+	}
+	if err := exec.Command(out).Run(); errors.Is(err, unix.ENOEXEC) {
+		t.Skipf("the kernel runs no i386 programs (IA32 emulation off): %v", err)
+	} else if err != nil {
+		t.Fatalf("run the i386 helper: %v", err)
+	}
+	return out
+}
+
+func TestCompatCallsOnSwitchedSocket(t *testing.T) {
+	requirePin(t)
+	helper := build386(t)
+	srv := newHostServers(t)
+	res, st := runChildTask(t, childTask{Scenario: "compat", Helper: helper}, srv, defaultConfig())
+	expect(t, res, map[string]string{
+		"connect":                   "ok",
+		"socketcall.connect-unspec": "EOPNOTSUPP", "socketcall.connect-alias": "EOPNOTSUPP",
+		"socketcall.listen": "EOPNOTSUPP", "socketcall.bind": "EOPNOTSUPP",
+		"direct.connect-unspec": "EOPNOTSUPP", "direct.listen": "EOPNOTSUPP", "direct.bind": "EOPNOTSUPP",
+		"direct.sendto-fastopen": "EOPNOTSUPP",
+		"own.connect-alias":      "ENETUNREACH", "own.socketcall.connect-alias": "ENETUNREACH",
+		"after.reply": "pong",
+	})
 	if st.Switched != 1 {
 		t.Errorf("switched %d, want 1", st.Switched)
 	}
