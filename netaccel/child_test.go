@@ -43,6 +43,9 @@ type childTask struct {
 
 const syncFD = 3
 
+// stuckConnects is how many threads of the flood scenario hang in connect.
+const stuckConnects = 2
+
 func childMain(task string) int {
 	var t childTask
 	if err := json.Unmarshal([]byte(task), &t); err != nil {
@@ -377,10 +380,21 @@ func scenarioNested(t childTask, r results) {
 }
 
 // Many threads connect at once through a supervisor with few workers and
-// waits: every call returns, switched or (overloaded) left to the
-// container's namespace, where it finds no route.
+// waits, the waits taken first by blocking connects that never complete
+// (no timeout; the process exits under them): every other call returns,
+// switched or (overloaded) left to the container's namespace, where it
+// finds no route.
 func scenarioFlood(t childTask, r results) {
 	const threads, each = 32, 25
+	for i := 0; i < stuckConnects; i++ {
+		go func() {
+			runtime.LockOSThread()
+			fd := tcpSocket(unix.SOCK_CLOEXEC)
+			err := unix.Connect(fd, sockaddr(alias(t.FullPort)))
+			panic(fmt.Sprintf("a connect to the full listener returned: %v", err))
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
 	var mu sync.Mutex
 	counts := map[string]int{}
 	var wg sync.WaitGroup
