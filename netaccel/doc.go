@@ -151,8 +151,9 @@
 // # Load
 //
 // At most Config.Workers notifications are handled at once; when all are
-// busy a connect is answered CONTINUE at once (it goes through slirp4netns)
-// and a bind or listen is handled by the receiving loop, which takes a few
+// busy a connect is answered CONTINUE at once (it goes through slirp4netns;
+// on a switched socket the pin keeps it from reaching anyone new) and a
+// bind or listen is handled by the receiving loop, which takes a few
 // system calls. A blocking connect's wait gives its worker back and takes
 // one of Config.Waits; with none free a new connect is not switched, and a
 // restarted one on a switched socket answers EINTR. Nothing leaves a

@@ -82,7 +82,8 @@ type Supervisor struct {
 
 // New returns a supervisor for the listener Install returned in the
 // container (passed over to this process). The supervisor owns fd: Serve
-// closes it when it returns.
+// closes it when it returns (on an error from New, the caller still owns
+// it).
 func New(fd int, cfg Config) (*Supervisor, error) {
 	l, err := newListener(fd)
 	if err != nil {
@@ -481,8 +482,10 @@ func (s *Supervisor) eligible(t *target, fd, sock, family int) (nonblock, cloexe
 	if err := unix.Fstat(sock, &st); err != nil {
 		return false, false, "fstat"
 	}
+	// The descriptor still names the socket inspected (otherwise the
+	// application raced itself; the ADDFD would replace what is there).
 	info, err := t.fdinfo(fd)
-	if err != nil || info.ino != st.Ino {
+	if err != nil || info.haveIno && info.ino != st.Ino {
 		return false, false, "the descriptor changed"
 	}
 	if why, err := t.sharing(fd, st.Ino); err != nil || why != "" {

@@ -154,6 +154,7 @@ func (t *target) readProc(name string) ([]byte, error) {
 type fdInfo struct {
 	cloexec bool
 	ino     uint64
+	haveIno bool
 }
 
 func (t *target) fdinfo(fd int) (fdInfo, error) {
@@ -183,9 +184,10 @@ func (t *target) fdinfo(fd int) (fdInfo, error) {
 			haveIno = true
 		}
 	}
-	if !haveFlags || !haveIno {
-		return fdInfo{}, fmt.Errorf("fdinfo %d: no flags or ino", fd)
+	if !haveFlags {
+		return fdInfo{}, fmt.Errorf("fdinfo %d: no flags", fd)
 	}
+	info.haveIno = haveIno // Linux 5.14
 	return info, nil
 }
 
