@@ -573,7 +573,7 @@ func (s *Supervisor) connectContainer(ctx context.Context, t *target, fd, sock i
 		return s.keep("addfd: %v", err) // nothing was installed
 	}
 	s.switched.Add(1)
-	return s.finishConnect(ctx, t, host, hostSockaddr(dst.family, peer), !nonblock, hs)
+	return s.finishConnect(ctx, t, host, hostSockaddr(dst.family, peer), !nonblock, hs, w)
 }
 
 // connectHost handles a connect on a host socket: one the supervisor
@@ -608,19 +608,13 @@ func (s *Supervisor) connectHost(ctx context.Context, t *target, sock int, raw [
 	if err != nil {
 		return result(unix.EBADF)
 	}
-	blocking := fl&unix.O_NONBLOCK == 0
-	if blocking && !w.startWait() {
-		// Every wait is taken (or this is the receiving loop): as if a
-		// signal had interrupted the call.
-		return result(unix.EINTR)
-	}
 	cookie, err := unix.GetsockoptUint64(sock, unix.SOL_SOCKET, unix.SO_COOKIE)
 	if err != nil {
 		return result(unix.EBADF)
 	}
 	hs := s.acquire(cookie)
 	defer s.release(cookie, hs)
-	return s.finishConnect(ctx, t, sock, hostSockaddr(family, peer), blocking, hs)
+	return s.finishConnect(ctx, t, sock, hostSockaddr(family, peer), fl&unix.O_NONBLOCK == 0, hs, w)
 }
 
 // finishConnect makes the connect of a host socket installed in the
@@ -633,10 +627,16 @@ func (s *Supervisor) connectHost(ctx context.Context, t *target, sock int, raw [
 // task leaves the call (a signal): the socket stays installed and
 // connecting, as a native connect interrupted by a signal leaves it, and
 // the restarted call, if any, comes back here and waits on.
-func (s *Supervisor) finishConnect(ctx context.Context, t *target, sock int, sa unix.Sockaddr, blocking bool, hs *hostSock) verdict {
+func (s *Supervisor) finishConnect(ctx context.Context, t *target, sock int, sa unix.Sockaddr, blocking bool, hs *hostSock, w *worker) verdict {
 	errno := s.connectOnce(sock, sa, hs)
 	if !blocking || errno != unix.EINPROGRESS && errno != unix.EALREADY {
 		return result(errno)
+	}
+	if !w.startWait() {
+		// Every wait is taken: as if a signal had interrupted the call.
+		// (A switch takes its wait before the ADDFD, so this is a later
+		// call on a switched socket.)
+		return result(unix.EINTR)
 	}
 	deadline := s.deadline(t, sock, hs)
 	for {
