@@ -1,0 +1,260 @@
+//go:build linux
+
+package netaccel
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// errGone is a notification whose task left the call (a signal, or it
+// died): it needs no answer.
+var errGone = errors.New("notification no longer valid")
+
+// target is the task behind one notification: its descriptors (through a
+// pidfd), its memory and its /proc directory. Every handle is opened
+// before a validity check, so that a tid reused by another task after the
+// notification was sent is never acted on.
+type target struct {
+	l     *listener
+	id    uint64
+	tid   int
+	pidfd int
+	proc  int // /proc/TID, a directory descriptor
+}
+
+func openTarget(l *listener, n notif) (*target, error) {
+	tid := int(n.Pid)
+	if tid <= 0 {
+		return nil, fmt.Errorf("notification %d: task not visible from the supervisor's pid namespace", n.ID)
+	}
+	t := &target{l: l, id: n.ID, tid: tid, pidfd: -1, proc: -1}
+	var err error
+	t.proc, err = unix.Open("/proc/"+strconv.Itoa(tid), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.close()
+		if !l.valid(n.ID) {
+			return nil, errGone
+		}
+		return nil, fmt.Errorf("open /proc/%d: %w", tid, err)
+	}
+	t.pidfd, err = unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+	if errors.Is(err, unix.EINVAL) {
+		// Before Linux 6.9 a pidfd names a thread-group leader; the
+		// threads of a process share its descriptor table.
+		var tgid int
+		if tgid, err = t.tgid(); err == nil {
+			t.pidfd, err = unix.PidfdOpen(tgid, 0)
+		}
+	}
+	if err != nil {
+		t.close()
+		if !l.valid(n.ID) {
+			return nil, errGone
+		}
+		return nil, fmt.Errorf("pidfd_open %d: %w", tid, err)
+	}
+	if !l.valid(n.ID) {
+		t.close()
+		return nil, errGone
+	}
+	return t, nil
+}
+
+func (t *target) close() {
+	if t.pidfd >= 0 {
+		unix.Close(t.pidfd)
+	}
+	if t.proc >= 0 {
+		unix.Close(t.proc)
+	}
+}
+
+func (t *target) valid() bool { return t.l.valid(t.id) }
+
+func (t *target) tgid() (int, error) {
+	b, err := t.readProc("status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no Tgid", t.tid)
+}
+
+// read copies len(buf) bytes of the task's memory at addr, whole or not
+// at all. The caller reads each argument once and decides on that copy.
+func (t *target) read(addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(buf)}}
+	n, err := unix.ProcessVMReadv(t.tid, local, remote, 0)
+	if err == nil && n == len(buf) {
+		return nil
+	}
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		// process_vm_readv compiled out or refused: /proc/TID/mem.
+		fd, err := unix.Openat(t.proc, "mem", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		n, err = unix.Pread(fd, buf, int64(addr))
+		if err == nil && n == len(buf) {
+			return nil
+		}
+	}
+	if err == nil {
+		err = fmt.Errorf("read %d of %d bytes", n, len(buf))
+	}
+	return fmt.Errorf("read the memory of task %d at %#x: %w", t.tid, addr, err)
+}
+
+// getfd duplicates the task's descriptor fd into the supervisor: the same
+// open file, close-on-exec here.
+func (t *target) getfd(fd int) (int, error) {
+	return unix.PidfdGetfd(t.pidfd, fd, 0)
+}
+
+func (t *target) readProc(name string) ([]byte, error) {
+	fd, err := unix.Openat(t.proc, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			out = append(out, buf[:n]...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+	}
+}
+
+// fdInfo is what /proc/TID/fdinfo/FD says of a descriptor.
+type fdInfo struct {
+	cloexec bool
+	ino     uint64
+	haveIno bool
+}
+
+func (t *target) fdinfo(fd int) (fdInfo, error) {
+	b, err := t.readProc("fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return fdInfo{}, err
+	}
+	var info fdInfo
+	var haveFlags, haveIno bool
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "flags":
+			fl, err := strconv.ParseUint(v, 8, 64)
+			if err != nil {
+				return fdInfo{}, fmt.Errorf("fdinfo %d: flags %q", fd, v)
+			}
+			info.cloexec, haveFlags = fl&unix.O_CLOEXEC != 0, true
+		case "ino":
+			if info.ino, err = strconv.ParseUint(v, 10, 64); err != nil {
+				return fdInfo{}, fmt.Errorf("fdinfo %d: ino %q", fd, v)
+			}
+			haveIno = true
+		}
+	}
+	if !haveFlags {
+		return fdInfo{}, fmt.Errorf("fdinfo %d: no flags", fd)
+	}
+	info.haveIno = haveIno // Linux 5.14
+	return info, nil
+}
+
+// sharing tells whether the socket with inode ino, open at descriptor fd,
+// is also open at another descriptor of the task, or registered with one
+// of its epoll instances. Either would keep using the socket the switch
+// replaces: ADDFD swaps one descriptor, and an epoll instance holds the
+// file it was given. The registrations come from each epoll descriptor's
+// fdinfo, whose "ino" names every registered file, also one registered
+// under a descriptor number since closed (kcmp(KCMP_EPOLL_TFD) would need
+// that number). Epoll instances and descriptors of other processes
+// (inherited across fork) are not seen.
+func (t *target) sharing(fd int, ino uint64) (string, error) {
+	dir, err := unix.Openat(t.proc, "fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dir)
+	sockLink := "socket:[" + strconv.FormatUint(ino, 10) + "]"
+	self := strconv.Itoa(fd)
+	var epolls []string
+	buf := make([]byte, 8192)
+	link := make([]byte, 64)
+	for {
+		n, err := unix.ReadDirent(dir, buf)
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			break
+		}
+		var names []string
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		for _, name := range names {
+			m, err := unix.Readlinkat(dir, name, link)
+			if err != nil {
+				continue // closed since the listing
+			}
+			switch l := string(link[:m]); {
+			case l == sockLink && name != self:
+				return "the socket is also open at descriptor " + name, nil
+			case l == "anon_inode:[eventpoll]":
+				epolls = append(epolls, name)
+			}
+		}
+	}
+	want := []byte("ino:" + strconv.FormatUint(ino, 16) + " ")
+	for _, ep := range epolls {
+		b, err := t.readProc("fdinfo/" + ep)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			line := sc.Bytes()
+			if bytes.HasPrefix(line, []byte("tfd:")) && bytes.Contains(append(line, ' '), want) {
+				return "the socket is registered with epoll descriptor " + ep, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// socketcallArgs reads the first three arguments of an i386 socketcall.
+func (t *target) socketcallArgs(ptr uint64) ([3]uint32, error) {
+	var a [3]uint32
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), 12)
+	err := t.read(ptr, b)
+	return a, err
+}
