@@ -252,11 +252,16 @@ func TestDebPackage(t *testing.T) {
 	}
 
 	out := makeIn(t, "deb", "DPKG_DEB_FLAGS=-Zgzip") // xz takes 8 s more here
-	debs, _ := filepath.Glob(filepath.Join(env.repo, "build", "rabbitc_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb made %q:\n%s", debs, out)
+	// "deb: build/rabbitc_VERSION_ARCH.deb (SIZE)"; older ones may be there.
+	var deb string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "deb:" {
+			deb = filepath.Join(env.repo, f[1])
+		}
 	}
-	deb := debs[0]
+	if !strings.HasPrefix(filepath.Base(deb), "rabbitc_") || !fileExists(deb) {
+		t.Fatalf("make deb did not say which package it made, or it is not there (%q):\n%s", deb, out)
+	}
 	fields := map[string]string{}
 	for _, f := range []string{"Package", "Architecture", "Depends", "Recommends"} {
 		v, err := exec.Command("dpkg-deb", "-f", deb, f).Output()
