@@ -100,6 +100,22 @@ func (s *Store) readTags() (map[string]tagRecord, error) {
 	return tf.Tags, nil
 }
 
+// Refs lists the references a store under root has (as List names them),
+// sorted, reading tags.json alone: unlike Open it creates and removes
+// nothing, for a shell's completion of image names.
+func Refs(root string) ([]string, error) {
+	tags, err := (&Store{root: root}).readTags()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(tags))
+	for ref := range tags {
+		out = append(out, ref)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // writeTags replaces tags.json; the caller holds the meta lock.
 func (s *Store) writeTags(tags map[string]tagRecord) error {
 	b, err := json.MarshalIndent(tagsFile{Tags: tags}, "", "  ")

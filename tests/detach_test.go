@@ -25,6 +25,7 @@ type detachedEnv struct {
 	xdg      string
 	monitors []int
 	env      []string // more of rabbitc's environment (XDG_DATA_HOME for images)
+	bin      string   // another rabbitc binary (the installed one)
 }
 
 func newDetachedEnv(t *testing.T) *detachedEnv {
@@ -35,7 +36,7 @@ func newDetachedEnv(t *testing.T) *detachedEnv {
 }
 
 func (d *detachedEnv) opts() opts {
-	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...)}
+	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...), bin: d.bin}
 }
 
 // run runs a rabbitc command that is not run -d, with the leftover checks.

@@ -49,7 +49,7 @@ var env struct {
 	skipReason string // the kernel lacks a feature: tests skip with this message
 }
 
-const fixIt = "run `make test` as root once, or `sudo tests/setup.sh`"
+const fixIt = "run `make test` as root once, or tests/setup.sh as root"
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))

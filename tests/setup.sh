@@ -24,6 +24,12 @@ PACKAGES=(uidmap slirp4netns busybox-static iproute2 util-linux ca-certificates 
 # user namespace; the tests force it): it needs /dev/fuse usable by every
 # user, as Debian's udev rules make it.
 PACKAGES+=(fuse-overlayfs)
+# kmod: modprobe, which loads tun (and the kernel asks for when /dev/net/tun
+# is opened first), absent from a minimal system.
+PACKAGES+=(kmod)
+# The packaging tests (tests/install_test.go): apparmor_parser checks the
+# AppArmor profile; bash-completion runs the installed completion.
+PACKAGES+=(apparmor bash-completion)
 # The OCI client tests (tests/oci_clients_test.go, tests/oci/): the clients
 # that call an OCI runtime and the reference runtimes they are compared with.
 # catatonit is rootless podman's pause process; podman 4.3 recommends
@@ -66,9 +72,9 @@ userns_hint() {
 		if [ "$v" = "${f##*:}" ]; then
 			echo "setup: unprivileged user namespaces are disabled (${f%%:*}=$v); rabbitc needs them:" >&2
 			case ${f%%:*} in
-			kernel.unprivileged_userns_clone) echo "  sudo sysctl -w kernel.unprivileged_userns_clone=1" >&2 ;;
-			kernel.apparmor_restrict_unprivileged_userns) echo "  sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0  (or add an AppArmor profile for rabbitc)" >&2 ;;
-			user.max_user_namespaces) echo "  sudo sysctl -w user.max_user_namespaces=15000" >&2 ;;
+			kernel.unprivileged_userns_clone) echo "  as root: sysctl -w kernel.unprivileged_userns_clone=1" >&2 ;;
+			kernel.apparmor_restrict_unprivileged_userns) echo "  as root: make install (it installs rabbitc's AppArmor profile), or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" >&2 ;;
+			user.max_user_namespaces) echo "  as root: sysctl -w user.max_user_namespaces=15000" >&2 ;;
 			esac
 		fi
 	done
@@ -79,8 +85,8 @@ check_as_user() {
 	me=$(id -un)
 	pkgs=$(missing_packages)
 	if [ -n "$pkgs" ]; then
-		echo "setup: missing Debian packages; run:" >&2
-		echo "  sudo apt-get install -y $pkgs" >&2
+		echo "setup: missing Debian packages; run as root:" >&2
+		echo "  apt-get install -y $pkgs" >&2
 		ok=1
 	fi
 	if ! command -v go >/dev/null; then
@@ -91,15 +97,15 @@ check_as_user() {
 		if ! has_range /etc/subuid "$me" || ! has_range /etc/subgid "$me"; then
 			local s
 			s=$(next_free /etc/subuid)
-			echo "setup: $me has no range in /etc/subuid or /etc/subgid; run:" >&2
-			echo "  sudo usermod --add-subuids $s-$((s + 65535)) --add-subgids $s-$((s + 65535)) $me" >&2
+			echo "setup: $me has no range in /etc/subuid or /etc/subgid; run as root:" >&2
+			echo "  usermod --add-subuids $s-$((s + 65535)) --add-subgids $s-$((s + 65535)) $me" >&2
 			ok=1
 		fi
 		if [ ! -e /dev/net/tun ]; then
-			echo "setup: /dev/net/tun is missing; run: sudo modprobe tun" >&2
+			echo "setup: /dev/net/tun is missing; run as root: modprobe tun" >&2
 			ok=1
 		elif [ ! -r /dev/net/tun ] || [ ! -w /dev/net/tun ]; then
-			echo "setup: /dev/net/tun is not usable by $me; run: sudo chmod 0666 /dev/net/tun" >&2
+			echo "setup: /dev/net/tun is not usable by $me; run as root: chmod 0666 /dev/net/tun" >&2
 			ok=1
 		fi
 		if [ -e /dev/fuse ] && { [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; }; then
@@ -181,7 +187,7 @@ setup_as_root() {
 		mkdir -p "$home"
 		chown "$TEST_USER:" "$home"
 	fi
-	if [ ! -e /dev/net/tun ]; then
+	if [ ! -e /dev/net/tun ] && command -v modprobe >/dev/null; then
 		modprobe tun 2>/dev/null || true
 	fi
 	if [ ! -e /dev/net/tun ]; then

@@ -371,9 +371,10 @@ func splitRef(r string) (string, string) {
 func newRmiCommand() *cobra.Command {
 	var inUse []string
 	cmd := &cobra.Command{
-		Use:   "rmi IMAGE...",
-		Short: "Remove images (their layers too, when no other image uses them)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:               "rmi IMAGE...",
+		Short:             "Remove images (their layers too, when no other image uses them)",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeImages,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
 			if err != nil {
@@ -444,9 +445,10 @@ func newImageCommand() *cobra.Command {
 		},
 	}
 	inspect := &cobra.Command{
-		Use:   "inspect IMAGE",
-		Short: "Print an image's manifest and config as JSON",
-		Args:  cobra.ExactArgs(1),
+		Use:               "inspect IMAGE",
+		Short:             "Print an image's manifest and config as JSON",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeOneImage,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
 			if err != nil {

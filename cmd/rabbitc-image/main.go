@@ -9,9 +9,6 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -20,17 +17,9 @@ import (
 	"github.com/rabbitc/rabbitc/userns"
 )
 
-func main() {
-	if len(os.Args) > 2 && os.Args[1] == "init" {
-		ch := userns.NewChannel(os.NewFile(userns.SyncFD, "sync"))
-		switch os.Args[2] {
-		case "unpack":
-			os.Exit(unpackMain(ch))
-		case "rmtree":
-			os.Exit(userns.ServeRmtree(ch))
-		}
-		os.Exit(125)
-	}
+// newRootCommand is rabbitc-image's command tree (named rabbitc: users
+// reach it as rabbitc's image commands).
+func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "rabbitc",
 		Short:         "rabbitc's images",
@@ -38,16 +27,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newPullCommand(), newImagesCommand(), newRmiCommand(), newImageCommand(), newResolveCommand(), newSystemCommand(), newLoginCommand(), newLogoutCommand())
-	err := root.Execute()
-	if err == nil {
-		return
-	}
-	var se *userns.StageError
-	if errors.As(err, &se) {
-		err = errors.New(se.Msg)
-	}
-	fmt.Fprintf(os.Stderr, "rabbitc: %s\n", err)
-	os.Exit(125)
+	return root
 }
 
 // removeTrees removes paths, from a user namespace with the containers'

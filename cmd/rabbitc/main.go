@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -48,18 +49,6 @@ func init() {
 		return
 	}
 	runtime.LockOSThread()
-}
-
-func main() {
-	closeInherited()
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		stage := ""
-		if len(os.Args) > 2 {
-			stage = os.Args[2]
-		}
-		os.Exit(initMain(stage))
-	}
-	os.Exit(cliMain(os.Args[1:]))
 }
 
 // closeInherited marks every descriptor above 2 close-on-exec, first thing
@@ -106,6 +95,9 @@ func cliMain(args []string) int {
 		root = newRunRoot()
 	default:
 		root = newRootCommand()
+		if len(args) > 0 && strings.HasPrefix(args[0], cobra.ShellCompRequestCmd) {
+			addCompletions(root) // complete.go
+		}
 	}
 	code, err := execute(root, args)
 	if err == nil {
