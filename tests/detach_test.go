@@ -25,6 +25,7 @@ type detachedEnv struct {
 	xdg      string
 	monitors []int
 	env      []string // more of rabbitc's environment (XDG_DATA_HOME for images)
+	netAdmin bool     // opts.netAdmin
 }
 
 func newDetachedEnv(t *testing.T) *detachedEnv {
@@ -35,7 +36,7 @@ func newDetachedEnv(t *testing.T) *detachedEnv {
 }
 
 func (d *detachedEnv) opts() opts {
-	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...)}
+	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...), netAdmin: d.netAdmin}
 }
 
 // run runs a rabbitc command that is not run -d, with the leftover checks.

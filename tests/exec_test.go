@@ -31,13 +31,24 @@ type target struct {
 // the sandbox starts init), and finds its ID with ps.
 func startTarget(t *testing.T, path, script string, flags ...string) *target {
 	t.Helper()
+	return startTargetOpt(t, opts{}, path, script, flags...)
+}
+
+// startTargetOpt is startTarget with rabbitc's options, and one more path:
+// "net", the direct path with the default network (nothing published).
+func startTargetOpt(t *testing.T, o opts, path, script string, flags ...string) *target {
+	t.Helper()
 	args := rcNoNet(flags, sh(script))
-	if path == "sandbox" {
+	switch path {
+	case "sandbox":
 		requireNet(t)
 		args = rc("-p", fmt.Sprintf("127.0.0.1:%d:80", freePort(t, 1)), flags, sh(script))
+	case "net":
+		requireNet(t)
+		args = rc(flags, sh(script))
 	}
-	p := start(t, opts{}, args...)
-	p.waitOutput(t, opts{}, "ready", 15*time.Second)
+	p := start(t, o, args...)
+	p.waitOutput(t, o, "ready", 15*time.Second)
 	c := &target{p: p, o: opts{env: []string{"XDG_RUNTIME_DIR=" + p.xdg}}, path: path}
 	// The state is written just after the payload starts.
 	deadline := time.Now().Add(5 * time.Second)
