@@ -327,12 +327,13 @@ func fullPort(t *testing.T) int {
 
 // rabbitc killed (SIGKILL) while the payload waits in a switched connect
 // that the supervisor waits on: the container dies with it, nothing is
-// left (its trapped calls would otherwise fail).
+// left. (Its trapped calls would fail from then on, ENOSYS: the probe's
+// shell would go on to sleep.)
 func TestNetAccelKilledDuringConnect(t *testing.T) {
 	requireAccel(t)
 	port := fullPort(t)
 	o := opts{netAdmin: true}
-	p := start(t, o, rc("--allow-host-loopback", sh(fmt.Sprintf("echo ready; exec /bin/probe connect 10.0.2.2:%d", port)))...)
+	p := start(t, o, rc("--allow-host-loopback", sh(fmt.Sprintf("echo ready; /bin/probe connect 10.0.2.2:%d; sleep 60", port)))...)
 	p.waitOutput(t, o, "ready", 10*time.Second)
 	pid := findPayload(t, p, "probe")
 	deadline := time.Now().Add(10 * time.Second)
