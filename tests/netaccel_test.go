@@ -160,7 +160,7 @@ func requireAccel(t *testing.T) {
 }
 
 // A connect to the host's loopback through 10.0.2.2 is switched on both
-// start paths and in a detached container's monitor: the container's
+// start paths, under --init, and in a detached container's monitor: the container's
 // socket is the host's, and the server sees the client at its address.
 func TestNetAccelSwitched(t *testing.T) {
 	requireAccel(t)
@@ -175,6 +175,13 @@ func TestNetAccelSwitched(t *testing.T) {
 		}
 		if !strings.Contains(r.stderr, "network acceleration: 1 connects switched") {
 			t.Errorf("--debug does not count the switch at exit:\n%s", r)
+		}
+	})
+	t.Run("init", func(t *testing.T) { // --init's reaper is PID 1, the payload its child
+		r := runOpt(t, o, rc("--init", args)...)
+		wantCode(t, r, 0)
+		if c := oneConn(t, r); !c.switched() {
+			t.Errorf("the connect was not switched to a host socket (%+v):\n%s", c, r)
 		}
 	})
 	t.Run("sandbox", func(t *testing.T) {

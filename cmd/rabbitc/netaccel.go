@@ -145,6 +145,17 @@ func progOf(b []byte) ([]unix.SockFilter, error) {
 	return p, nil
 }
 
+// addNetFilter puts the filter in what init gets with Start.
+func (r *runner) addNetFilter() {
+	if !r.accel.on {
+		return
+	}
+	if r.startMsg == nil {
+		r.startMsg = &startSpec{}
+	}
+	r.startMsg.NetFilter = r.accel.prog
+}
+
 // readNetns records the container's network namespace while init waits
 // for Start (its pid cannot be reused before).
 func (r *runner) readNetns() {

@@ -375,7 +375,7 @@ func (r *runner) sendInit() error {
 		}
 		r.startMsg = &startSpec{Filter: sec.Filter, FilterFlags: sec.FilterFlags}
 	}
-	r.compileNetFilter() // here too
+	r.compileNetFilter() // as the profile, while init sets up
 	return nil
 }
 
@@ -428,12 +428,7 @@ func (r *runner) start() error {
 	if r.killedBy.Load() != 0 {
 		return errors.New("killed")
 	}
-	if r.accel.on {
-		if r.startMsg == nil {
-			r.startMsg = &startSpec{}
-		}
-		r.startMsg.NetFilter = r.accel.prog
-	}
+	r.addNetFilter()
 	if err := r.ch.SendStart(r.startMsg); err != nil {
 		return err
 	}
