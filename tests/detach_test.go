@@ -26,6 +26,7 @@ type detachedEnv struct {
 	monitors []int
 	env      []string // more of rabbitc's environment (XDG_DATA_HOME for images)
 	bin      string   // another rabbitc binary (the installed one)
+	netAdmin bool     // opts.netAdmin
 }
 
 func newDetachedEnv(t *testing.T) *detachedEnv {
@@ -36,7 +37,7 @@ func newDetachedEnv(t *testing.T) *detachedEnv {
 }
 
 func (d *detachedEnv) opts() opts {
-	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...), bin: d.bin}
+	return opts{env: append([]string{"XDG_RUNTIME_DIR=" + d.xdg}, d.env...), bin: d.bin, netAdmin: d.netAdmin}
 }
 
 // run runs a rabbitc command that is not run -d, with the leftover checks.

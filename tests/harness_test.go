@@ -34,6 +34,7 @@ type opts struct {
 	asRoot     bool          // when the tests run as root: run rabbitc as root, not as the test user
 	bin        string        // another rabbitc binary
 	dir        string        // rabbitc's working directory on the host
+	netAdmin   bool          // as the test user, with an ambient CAP_NET_ADMIN (netaccel_test.go says why)
 }
 
 // result is what one rabbitc run did.
@@ -374,6 +375,9 @@ func start(t *testing.T, o opts, args ...string) *proc {
 	}
 	if asUser {
 		cmd.SysProcAttr.Credential = credential()
+		if o.netAdmin || os.Getenv("RABBITC_TEST_NET_ADMIN") != "" {
+			cmd.SysProcAttr.AmbientCaps = []uintptr{unix.CAP_NET_ADMIN}
+		}
 	}
 	// A leftover process holding our pipes must not block Wait forever.
 	cmd.WaitDelay = 3 * time.Second

@@ -24,6 +24,7 @@ import (
 //	  |    (only once the maps are written)                        |
 //	  | <------------------------------------- InitReady [pty fd] |
 //	  | -- Start ------------------------------------------------> |
+//	  | <------------ NetFilterInstalled [listener] (if asked for) |
 //	  | <------------------ EOF (exec succeeded, fd was CLOEXEC)   |
 //	  |                  or Error{Code 126/127} (exec failed)      |
 //
@@ -31,7 +32,9 @@ import (
 // Only one process reads the child end at a time: the sandbox its Spec,
 // before it starts init, and init afterwards. When rabbitc starts init
 // itself (nothing published, no sandbox), init sends ChildHello and the
-// sandbox's Spec and InitStarted are skipped.
+// sandbox's Spec and InitStarted are skipped. NetFilterInstalled comes only
+// when init's spec asks for the network filter (cmd/rabbitc, netaccel): it
+// carries the filter's listener, or, without one, why init has none.
 
 // Message types, named for who sends them and what finished.
 const (
@@ -41,6 +44,7 @@ const (
 	msgInitReady   = "InitReady"
 	msgStart       = "Start"
 	msgExecReady   = "ExecReady"
+	msgNetFilter   = "NetFilterInstalled"
 	msgError       = "Error"
 )
 
@@ -350,6 +354,33 @@ func (c *Channel) WaitExecReady() (*Pidfd, *os.File, error) {
 		closeAll(files[2:])
 	}
 	return NewPidfd(files[0]), pty, nil
+}
+
+// SendNetFilterInstalled passes the listener of the network filter init
+// installed last before exec; with listener nil, why says why it installed
+// none (the container then runs without it).
+func (c *Channel) SendNetFilterInstalled(listener *os.File, why error) error {
+	if listener != nil {
+		return c.send(Message{Type: msgNetFilter}, listener)
+	}
+	return c.send(Message{Type: msgNetFilter, Msg: why.Error()})
+}
+
+// WaitNetFilterInstalled returns the listener, or nil and why init has
+// none.
+func (c *Channel) WaitNetFilterInstalled() (*os.File, string, error) {
+	m, files, err := c.waitFor(msgNetFilter)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(files) == 0 {
+		if m.Msg == "" {
+			m.Msg = "no listener came with " + msgNetFilter
+		}
+		return nil, m.Msg, nil
+	}
+	closeAll(files[1:])
+	return files[0], "", nil
 }
 
 // SendError reports a stage's failure; code is the exit code it asks for

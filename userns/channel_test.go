@@ -87,11 +87,37 @@ func TestChannelRoundTrip(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 127 || se.Stage != "init" {
 		t.Fatalf("got %v, want StageError", err)
 	}
+	// the network filter's listener, or why there is none
+	if err := c.SendNetFilterInstalled(pipeEnd(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	if f, why, err := p.WaitNetFilterInstalled(); err != nil || f == nil || why != "" {
+		t.Fatalf("WaitNetFilterInstalled = %v, %q, %v", f, why, err)
+	} else {
+		f.Close()
+	}
+	if err := c.SendNetFilterInstalled(nil, errors.New("load the network seccomp filter: permission denied")); err != nil {
+		t.Fatal(err)
+	}
+	if f, why, err := p.WaitNetFilterInstalled(); err != nil || f != nil || why != "load the network seccomp filter: permission denied" {
+		t.Fatalf("WaitNetFilterInstalled without a listener = %v, %q, %v", f, why, err)
+	}
 	// EOF after exec
 	c.Close()
 	if err := p.WaitExec(); err != nil {
 		t.Fatalf("WaitExec after close = %v", err)
 	}
+}
+
+// pipeEnd is a descriptor to pass: the write end of a pipe.
+func pipeEnd(t *testing.T) *os.File {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	t.Cleanup(func() { w.Close() })
+	return w
 }
 
 func TestChannelLargeMessage(t *testing.T) {

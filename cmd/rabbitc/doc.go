@@ -4,7 +4,7 @@
 // (all validation happens in newSpec; the stages never see a flag), the
 // order of the parent's steps and their undo, the exit code and the single
 // error line. The work of each step lives in its package: userns, rootfs,
-// netns, portfwd, security.
+// netns, portfwd, security, netaccel.
 //
 // One container model: spec (spec.go) is an OCI runtime spec plus the few
 // things only rabbitc's own run adds (its network, published ports, --init,
@@ -49,6 +49,12 @@
 // With --init, init execs `rabbitc init reaper` from a sealed copy of the
 // binary instead of the payload (reaper.go), which stays PID 1 and starts
 // the payload as its child.
+//
+// Where the network is slirp4netns, init installs package netaccel's
+// seccomp filter last before exec and sends its listener to the parent
+// (NetFilterInstalled), whose supervisor switches the payload's outbound
+// TCP connects to host sockets (netaccel.go: the steps, --net-accel,
+// --debug).
 //
 // `rabbitc exec` (exec.go) starts one more stage, `rabbitc init exec
 // FLAGS`, which the binary's own ELF entry point (package nsenter, linked

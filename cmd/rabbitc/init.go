@@ -157,6 +157,11 @@ func containerMain(ch *userns.Channel) int {
 	if err := security.Finalize(sec); err != nil {
 		return fail(err, 0)
 	}
+	if start.NetFilter != nil && !s.OCIMode {
+		if err := sendNetFilter(ch, start.NetFilter); err != nil {
+			return 125
+		}
+	}
 	tr.mark("init:exec")
 	if err := passExtraFDs(s.ExtraFDs); err != nil {
 		return fail(err, 0)

@@ -240,6 +240,8 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU of the slirp4netns tap device (default 65520)")
 	fs.StringArrayVar(&o.addHosts, "add-host", nil, "add NAME:IP to /etc/hosts (IP host-gateway: the host, 10.0.2.2 with slirp4netns)")
 	fs.BoolVar(&o.hostLoop, "allow-host-loopback", false, "let the container reach the host's 127.0.0.1 at 10.0.2.2 (exposes every service on it)")
+	fs.StringVar(&o.netAccel, "net-accel", netAccelOn, "on: outbound TCP through host sockets where the host allows it (README, Networking); off: all through slirp4netns")
+	fs.BoolVar(&o.debug, "debug", false, "print why network acceleration is off, and what it did at exit")
 	fs.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to the default set (NET_ADMIN, ALL, ...)")
 	fs.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from the default set (NET_RAW, ALL, ...)")
 	fs.StringArrayVar(&o.securityOpt, "security-opt", nil, "seccomp=unconfined, seccomp=FILE.json, no-new-privileges=false, slirp4netns-sandbox=false, slirp4netns-seccomp=false")

@@ -122,6 +122,7 @@ type runner struct {
 	listeners  *portfwd.Listeners
 	console    *console
 	outputs    sync.WaitGroup // copies of the payload's output through pipes
+	accel      accel          // network acceleration (netaccel.go)
 }
 
 // run is the container's life as an engine drives a runtime: create
@@ -374,6 +375,7 @@ func (r *runner) sendInit() error {
 		}
 		r.startMsg = &startSpec{Filter: sec.Filter, FilterFlags: sec.FilterFlags}
 	}
+	r.compileNetFilter() // as the profile, while init sets up
 	return nil
 }
 
@@ -386,6 +388,7 @@ func (r *runner) waitInitReady() error {
 		return err
 	}
 	r.trace.mark("init-ready")
+	r.readNetns()
 	if r.slirp != nil {
 		if err := r.slirp.WaitReady(context.Background()); err != nil {
 			if master != nil {
@@ -425,7 +428,11 @@ func (r *runner) start() error {
 	if r.killedBy.Load() != 0 {
 		return errors.New("killed")
 	}
+	r.addNetFilter()
 	if err := r.ch.SendStart(r.startMsg); err != nil {
+		return err
+	}
+	if err := r.startNetAccel(); err != nil {
 		return err
 	}
 	if err := r.ch.WaitExec(); err != nil {
@@ -579,6 +586,7 @@ func (r *runner) prepare() (*netns.Features, error) {
 		}
 		s.Filter, s.FilterFlags = sec.Filter, sec.FilterFlags
 	}
+	r.prepareNetAccel()
 	gcStates(filepath.Dir(s.StateDir))
 	if s.ContainerDir != "" {
 		gcContainerDirs(filepath.Dir(s.StateDir))
@@ -598,7 +606,7 @@ func (r *runner) filterAtStart() bool {
 
 // filter is the compiled seccomp program, for the state (filterFile).
 func (r *runner) filter() *security.Config {
-	if r.startMsg != nil {
+	if r.startMsg != nil && r.startMsg.Filter != nil {
 		return &security.Config{Filter: r.startMsg.Filter, FilterFlags: r.startMsg.FilterFlags}
 	}
 	return &security.Config{Filter: r.spec.Filter, FilterFlags: r.spec.FilterFlags}
@@ -786,6 +794,7 @@ func (r *runner) setupErr(err error) error {
 // have cleared.
 func (r *runner) wait() (int, error) {
 	var slirpDone, watchdogDone <-chan struct{}
+	accelDone := r.accel.done
 	if r.slirp != nil {
 		slirpDone = r.slirp.Done()
 	}
@@ -825,6 +834,13 @@ func (r *runner) wait() (int, error) {
 			r.killInit()
 			<-r.child.Done()
 			return 0, errors.New("the watchdog was killed: the container was stopped (nothing would have ended it had rabbitc been killed)")
+		case err := <-accelDone:
+			accelDone = nil // nil: the container's last task has gone
+			if err != nil {
+				r.killInit()
+				<-r.child.Done()
+				return 0, fmt.Errorf("network acceleration: %w: the container was stopped (its connects would have failed; --net-accel=off runs it without)", err)
+			}
 		}
 	}
 }

@@ -164,6 +164,10 @@ func newOCISpec() *specs.Spec {
 type startSpec struct {
 	Filter      []byte  `json:",omitempty"` // the compiled seccomp program (security.Config.Filter)
 	FilterFlags uintptr `json:",omitempty"`
+	// NetFilter is network acceleration's seccomp program (netaccel.Filter,
+	// as bytes): init installs it last before exec and sends its listener
+	// (netaccel.go).
+	NetFilter []byte `json:",omitempty"`
 }
 
 // runOptions are the flags of `rabbitc run` (and of the bare seed form).
@@ -199,6 +203,8 @@ type runOptions struct {
 	pull        string // --pull missing|always|never
 	platform    string // --platform, for an image
 	quiet       bool   // -q: no pull progress
+	netAccel    string // --net-accel on|off
+	debug       bool   // --debug
 
 	image         string         // the image, when no --rootfs was given (the first argument)
 	resolved      *resolvedImage // the image, pulled and unpacked (imagecmd.go)
@@ -219,6 +225,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		if err := checkName(o.name); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkNetAccel(o.netAccel); err != nil {
+		return nil, err
 	}
 	if o.detach && (o.tty || o.interactive) {
 		return nil, errors.New("-d with -t or -i: a detached container has no terminal to attach to (run it with -d alone, then rabbitc exec -it ID sh)")

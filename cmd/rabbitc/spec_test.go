@@ -122,6 +122,7 @@ func TestNewSpecErrors(t *testing.T) {
 			"--security-opt slirp4netns-seccomp=false needs --net slirp4netns (got --net none)"},
 		{"host loopback with host", runOptions{rootfs: dir, net: "host", hostLoop: true}, "--allow-host-loopback needs --net slirp4netns"},
 		{"bad slirp option", runOptions{rootfs: dir, net: "slirp4netns", securityOpt: []string{"slirp4netns-sandbox=maybe"}}, "invalid boolean"},
+		{"bad net-accel", runOptions{rootfs: dir, net: "slirp4netns", netAccel: "auto"}, `invalid --net-accel "auto" (use on or off)`},
 	} {
 		_, err := newSpec(&tc.o, nil, false)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

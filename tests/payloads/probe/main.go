@@ -8,6 +8,8 @@
 //	probe keyring             the session keyring's serial
 //	probe exewrite            open every /proc/*/exe for writing, write if it opens
 //	probe dial ADDR           TCP connect (3 s timeout) and print the first line read
+//	probe connect IP:PORT     a blocking IPv4 connect, as C programs make it: the socket's
+//	                          local and peer addresses, then the first line read
 //	probe ifaces              network interfaces with MTU, flags and addresses
 //	probe stat PATH...        file type, device numbers, mode and link target
 //	probe masked PATH...      entries of a directory or bytes of a file
@@ -25,6 +27,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,6 +58,8 @@ func main() {
 		exewrite()
 	case "dial":
 		os.Exit(dial(args[0]))
+	case "connect":
+		os.Exit(connectAddrs(args[0]))
 	case "ifaces":
 		ifaces()
 	case "stat":
@@ -87,6 +92,8 @@ func errName(err error) string {
 		syscall.EBADF: "EBADF", syscall.EACCES: "EACCES", syscall.EFAULT: "EFAULT", syscall.EBUSY: "EBUSY",
 		syscall.EINVAL: "EINVAL", syscall.ENOTTY: "ENOTTY", syscall.ETXTBSY: "ETXTBSY", syscall.EROFS: "EROFS",
 		syscall.ENOSYS: "ENOSYS", syscall.ENOKEY: "ENOKEY", syscall.EOPNOTSUPP: "EOPNOTSUPP",
+		syscall.ECONNREFUSED: "ECONNREFUSED", syscall.ENETUNREACH: "ENETUNREACH", syscall.EHOSTUNREACH: "EHOSTUNREACH",
+		syscall.ETIMEDOUT: "ETIMEDOUT", syscall.EINPROGRESS: "EINPROGRESS",
 		syscall.ENOSPC: "ENOSPC", syscall.EEXIST: "EEXIST", syscall.ENOTDIR: "ENOTDIR", syscall.EISDIR: "EISDIR",
 		syscall.ELOOP: "ELOOP", syscall.EAGAIN: "EAGAIN", syscall.ESRCH: "ESRCH", syscall.EXDEV: "EXDEV",
 	}
@@ -256,6 +263,50 @@ func dial(addr string) int {
 		return 1
 	}
 	fmt.Println("connected:", strings.TrimSpace(line))
+	return 0
+}
+
+// connectAddrs connects a blocking socket to addr (IPv4) with connect(2)
+// itself, not Go's non-blocking dial, and prints "connect: ok" or the
+// errno, the socket's "local:" and "peer:" addresses (a socket switched to
+// the host shows the host's side), and the first line the peer sends.
+func connectAddrs(addr string) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		fmt.Println("connect: not an IPv4 address and port:", addr)
+		return 2
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		fmt.Println("socket:", errName(err))
+		return 1
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
+	fmt.Println("connect:", errName(err))
+	if err != nil {
+		return 1
+	}
+	for _, side := range []struct {
+		name string
+		get  func(int) (unix.Sockaddr, error)
+	}{{"local", unix.Getsockname}, {"peer", unix.Getpeername}} {
+		sa, err := side.get(fd)
+		if in4, ok := sa.(*unix.SockaddrInet4); ok && err == nil {
+			fmt.Printf("%s: %s\n", side.name, netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)))
+		} else {
+			fmt.Printf("%s: %s\n", side.name, errName(err))
+		}
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	buf := make([]byte, 256) // the servers of the tests send one short line
+	n, err := unix.Read(fd, buf)
+	if n <= 0 {
+		fmt.Println("read:", errName(err))
+		return 1
+	}
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	fmt.Println("read:", line)
 	return 0
 }
 
