@@ -70,6 +70,9 @@ type Host struct {
 	StateDir string   // where run keeps containers' state
 	StoreDir string   // the image store
 	Slirp    Slirp    // what netns made of slirp4netns
+	// NetAccel is why network acceleration cannot run here (nil: it can),
+	// as netaccel.Supported says.
+	NetAccel error
 }
 
 // Run runs every check, in the order a user fixes them.
@@ -86,7 +89,7 @@ func Run(h Host) []Check {
 	if userns.Status == OK {
 		overlay = Overlay(h.Probe, h.StoreDir)
 	}
-	cs = append(cs, overlay, SeccompNotify(), Cgroups(h.UID))
+	cs = append(cs, overlay, SeccompNotify(h.NetAccel), Cgroups(h.UID))
 	return append(cs, Dirs(h)...)
 }
 

@@ -150,6 +150,24 @@ func TestDoctorHealthy(t *testing.T) {
 	checkDoctorJSON(t, lines, run(t, "doctor", "--format", "json"))
 }
 
+// The seccomp-notify line says whether network acceleration runs: with the
+// socket filter it needs (CAP_NET_ADMIN on a host that refuses it to users,
+// netaccel_test.go), and without where the host refuses it.
+func TestDoctorNetAccel(t *testing.T) {
+	r := runOpt(t, opts{netAdmin: true}, "doctor")
+	if l := doctorLine(t, r, "seccomp-notify"); !strings.HasPrefix(l, "ok       seccomp-notify: ") || !strings.Contains(l, "network acceleration") {
+		t.Errorf("with the socket filter allowed: %s", l)
+	}
+	if os.Getenv("RABBITC_TEST_NET_ADMIN") != "" {
+		return
+	}
+	r = run(t, "doctor")
+	l := doctorLine(t, r, "seccomp-notify")
+	if strings.HasPrefix(l, "warning  seccomp-notify: ") && !strings.Contains(l, "network acceleration is off: ") {
+		t.Errorf("a warning that does not say why acceleration is off: %s", l)
+	}
+}
+
 func isSetuidRoot(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode()&os.ModeSetuid != 0 && st.Sys().(*syscall.Stat_t).Uid == 0

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rabbitc/rabbitc/hostcheck"
+	"github.com/rabbitc/rabbitc/netaccel"
 	"github.com/rabbitc/rabbitc/netns"
 	"github.com/rabbitc/rabbitc/userns"
 )
@@ -98,7 +99,8 @@ func doctorHost() hostcheck.Host {
 		User: u.Username, UID: u.UID, GID: u.GID, Exe: exe,
 		Probe:    []string{"/proc/self/exe", "init", "probe"},
 		StateDir: stateRootPath(), StoreDir: store,
-		Slirp: slirpReport(),
+		Slirp:    slirpReport(),
+		NetAccel: netaccel.Supported(),
 	}
 }
 
