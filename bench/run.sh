@@ -11,14 +11,16 @@
 #   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
 #   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
 #   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
-#   BENCH_ONLY=start,firstbyte,forward,exec,oci,images   phases to run (default all)
+#   BENCH_ONLY=start,firstbyte,forward,exec,oci,images,outbound   phases to run (default all)
 #   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
 #   BENCH_KEEP=1         keep the scratch directory
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static time)
+packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static time iproute2)
+all_phases=start,firstbyte,forward,exec,oci,images,outbound
+phases=${BENCH_ONLY:-$all_phases}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -34,7 +36,7 @@ user_stage() {
 	mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
 	local args=(-rabbitc "$work/bin/rabbitc" -httpd "$work/bin/httpd" -rootfs "$work/rootfs"
 		-podman-rootfs "$work/rootfs-podman" -work "$work/scratch" -out "$work/results"
-		-only "${BENCH_ONLY:-start,firstbyte,forward,exec,oci,images}")
+		-only "$phases")
 	if [ "${BENCH_QUICK:-0}" = 1 ]; then
 		args+=(-quick -rounds "${BENCH_ROUNDS:-3}" -load-rounds "${BENCH_LOAD_ROUNDS:-3}" -load-seconds "${BENCH_LOAD_SECONDS:-1}")
 	else
@@ -42,6 +44,8 @@ user_stage() {
 	fi
 	local rc=0
 	"$work/bin/rabbitbench" "${args[@]}" || rc=$?
+	# The CAP_NET_ADMIN helper's socket (see ns_stage): nothing else gets it.
+	[ -z "${RABBITBENCH_CAP_LAUNCHER_FD:-}" ] || eval "exec ${RABBITBENCH_CAP_LAUNCHER_FD}>&-"
 	# Every podman container here is ours (private HOME and runtime directory).
 	if command -v podman >/dev/null; then
 		podman rm -a -f -t 0 >/dev/null 2>&1 || true
@@ -68,12 +72,76 @@ ns_stage() {
 		mount -t tmpfs -o ro,size=4k,mode=0555 rabbitc-bench /sys/fs/cgroup/unified
 	fi
 	mount --make-rshared /
-	exec setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
-		env -i PATH="$PATH" USER="$user" LOGNAME="$user" LANG="${LANG:-C.UTF-8}" \
-		BENCH_QUICK="${BENCH_QUICK:-0}" BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_LOAD_ROUNDS="${BENCH_LOAD_ROUNDS:-}" \
-		BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-}" BENCH_ONLY="${BENCH_ONLY:-}" \
-		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" RABBITC_BENCH_COMMIT="${RABBITC_BENCH_COMMIT:-}" \
-		bash "$here/run.sh" --user-stage "$work"
+	local env=(env -i PATH="$PATH" USER="$user" LOGNAME="$user" LANG="${LANG:-C.UTF-8}"
+		BENCH_QUICK="${BENCH_QUICK:-0}" BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_LOAD_ROUNDS="${BENCH_LOAD_ROUNDS:-}"
+		BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-}" BENCH_ONLY="${BENCH_ONLY:-}"
+		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" RABBITC_BENCH_COMMIT="${RABBITC_BENCH_COMMIT:-}"
+		RABBITC_BENCH_TESTHOST="${RABBITC_BENCH_TESTHOST:-}" RABBITC_BENCH_TESTHOST_DEV="${RABBITC_BENCH_TESTHOST_DEV:-}")
+	local stage=(bash "$here/run.sh" --user-stage "$work")
+	if [[ ",$phases," == *,outbound,* ]] && setpriv --help 2>&1 | grep -q -- --ambient-caps; then
+		# The outbound phase measures rabbitc once more with CAP_NET_ADMIN
+		# (labelled so; see bench/cmd/rabbitbench/launcher.go): a helper,
+		# the bench user with CAP_NET_ADMIN as an ambient capability, starts
+		# that rabbitc on the bench's request and nothing else, and runs the
+		# user stage itself with every capability dropped.
+		exec setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
+			--inh-caps=+net_admin --ambient-caps=+net_admin "${env[@]}" \
+			"$work/bin/rabbitbench" cap-launcher "$work/bin/rabbitc" -- \
+			setpriv --inh-caps=-all --ambient-caps=-all -- "${stage[@]}"
+	fi
+	exec setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups "${env[@]}" "${stage[@]}"
+}
+
+# testhost_up, as root: the outbound phase's test host, a network namespace
+# behind a veth pair with iperf3 -s in it (run as the bench user), on the
+# first documentation subnet (RFC 5737) that the host uses for nothing else;
+# nothing is sent there before rabbitbench has checked that the host routes
+# it through this veth. testhost_down undoes it.
+testhost_up() {
+	local user=$1 work=$2 net="" n
+	for n in 192.0.2 198.51.100 203.0.113; do
+		if ! ip -4 -o addr show | grep -q "inet $n\." &&
+			[ -z "$(ip -4 route show match "$n.1" | grep -v '^default')" ]; then
+			net=$n
+			break
+		fi
+	done
+	if [ -z "$net" ]; then
+		log "outbound: every documentation subnet is in use on this host: no test host"
+		return 0
+	fi
+	th_ns=rabbitc-bench-$$ th_dev=rbb$$h
+	ip netns add "$th_ns" &&
+		ip link add "$th_dev" type veth peer name "rbb$$t" netns "$th_ns" &&
+		ip addr add "$net.2/24" dev "$th_dev" &&
+		ip link set "$th_dev" up &&
+		ip -n "$th_ns" addr add "$net.1/24" dev "rbb$$t" &&
+		ip -n "$th_ns" link set lo up &&
+		ip -n "$th_ns" link set "rbb$$t" up || {
+		log "outbound: could not make the test host"
+		return 0
+	}
+	ip netns exec "$th_ns" setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
+		env -i PATH="$PATH" setsid iperf3 -s -B "$net.1" -p 5201 >"$work/testhost-iperf3.log" 2>&1 &
+	th_pid=$!
+	local i
+	for i in $(seq 100); do
+		ip netns exec "$th_ns" ss -Hltn "sport = :5201" | grep -q . && break
+		sleep 0.05
+	done
+	export RABBITC_BENCH_TESTHOST="$net.1:5201" RABBITC_BENCH_TESTHOST_DEV="$th_dev"
+	log "outbound: test host $net.1 (iperf3 -s) in network namespace $th_ns, the host's side $net.2 on $th_dev"
+}
+
+testhost_down() {
+	if [ -n "${th_pid:-}" ]; then
+		kill "$th_pid" 2>/dev/null || true
+		wait "$th_pid" 2>/dev/null || true
+	fi
+	# Deleting the namespace deletes its end of the veth pair, and so both.
+	[ -z "${th_ns:-}" ] || ip netns del "$th_ns" 2>/dev/null || true
+	[ -z "${th_dev:-}" ] || ! ip link show "$th_dev" >/dev/null 2>&1 || ip link del "$th_dev" 2>/dev/null || true
+	th_pid="" th_ns="" th_dev=""
 }
 
 case "${1:-}" in
@@ -110,6 +178,7 @@ export RABBITC_BENCH_COMMIT
 work=$(mktemp -d /tmp/rabbitc-bench.XXXXXX)
 chmod 0755 "$work"
 cleanup() {
+	testhost_down
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		log "kept $work"
 	elif [ "$(id -u)" = 0 ]; then
@@ -140,7 +209,7 @@ CGO_ENABLED=0 "$GO" build -o "$work/bin/httpd" ./bench/cmd/benchhttpd
 # The bench rootfs: static busybox, our static HTTP server, and iperf3 with
 # the shared libraries it needs (from ldd).
 rootfs=$work/rootfs
-mkdir -p "$rootfs"/{bin,dev,proc,sys,etc,tmp,root,usr/bin}
+mkdir -p "$rootfs"/{bin,dev,proc,sys,etc,tmp,root,usr/bin,ctl}
 chmod 1777 "$rootfs/tmp"
 busybox=$(command -v busybox || echo /bin/busybox)
 cp "$busybox" "$rootfs/bin/busybox"
@@ -171,6 +240,7 @@ if [ "$(id -u)" = 0 ]; then
 		BENCH_HYBRID=1
 		export RABBITC_BENCH_NOTE="cgroups: this host is hybrid (v1, and v2 with $(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers)on it), which crun refuses; the bench hid /sys/fs/cgroup/unified in its own mount namespace, so every runtime ran without cgroups"
 	fi
+	[[ ",$phases," != *,outbound,* ]] || testhost_up "$user" "$work"
 	log "running as $user"
 	rc=0
 	unshare --mount --propagation private bash "$here/run.sh" --ns-stage "$work" "$user" || rc=$?

@@ -9,6 +9,12 @@
 //
 // It is started by bench/run.sh, which installs the peers, builds rabbitc and
 // the bench rootfs, and drops to an unprivileged user; rabbitbench itself
-// never needs privileges. Every load is bounded in time (iperf3 -t, wrk -d)
-// and all traffic goes to 127.0.0.1 or into the namespaces it created.
+// never needs privileges. The one exception is a helper mode (cap-launcher,
+// launcher.go) that run.sh starts with CAP_NET_ADMIN as an ambient
+// capability: it runs the bench with no capability and starts, on its
+// request, the outbound phase's one labelled rabbitc contender with it.
+// Every load is bounded in time (iperf3 -t, wrk -d) and all traffic goes to
+// 127.0.0.1, into the namespaces it created, or to the test host that
+// run.sh made (a network namespace behind a veth pair), which it checks the
+// host routes through that veth.
 package main

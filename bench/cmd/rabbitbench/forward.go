@@ -184,6 +184,12 @@ func (p *fwdPeer) waitReady() error {
 // its own; with ownSession (argv is the server payload itself, run by no
 // runtime) in a session of its own, whose process group is the same.
 func (e *env) startPeer(name string, ownSession bool, argv []string, extraEnv ...string) *fwdPeer {
+	return e.startPeerVia(nil, name, ownSession, argv, extraEnv...)
+}
+
+// startPeerVia is startPeer, through the CAP_NET_ADMIN helper when l is
+// set (argv[0] is then rabbitc, which the helper runs; see launcher.go).
+func (e *env) startPeerVia(l *launcher, name string, ownSession bool, argv []string, extraEnv ...string) *fwdPeer {
 	p := &fwdPeer{name: name, exited: make(chan error, 1)}
 	p.iperfPort, p.httpPort = e.port(), e.port()
 	for i, a := range argv {
@@ -203,17 +209,25 @@ func (e *env) startPeer(name string, ownSession bool, argv []string, extraEnv ..
 		p.skipped = fmt.Sprintf("%s not found in $PATH", argv[0])
 		return p
 	}
-	if err := p.cmd.Start(); err != nil {
-		p.skipped = err.Error()
-		return p
+	if l != nil {
+		if err := p.startVia(l, argv[1:]); err != nil {
+			p.skipped = err.Error()
+			return p
+		}
+	} else {
+		if err := p.cmd.Start(); err != nil {
+			p.skipped = err.Error()
+			return p
+		}
+		top := p.cmd.Process.Pid
+		waited.Store(top, true)
+		go func() {
+			err := p.cmd.Wait()
+			waited.Delete(top)
+			p.exited <- err
+		}()
 	}
 	top := p.cmd.Process.Pid
-	waited.Store(top, true)
-	go func() {
-		err := p.cmd.Wait()
-		waited.Delete(top)
-		p.exited <- err
-	}()
 	p.stop = func() {
 		// The payload is in a session (and process group) of its own:
 		// note the whole tree before it comes apart.
@@ -325,30 +339,46 @@ func (e *env) pastaPeer() *fwdPeer {
 	return p
 }
 
-// podmanPeer runs a detached podman container; its helpers (conmon,
-// slirp4netns, rootlessport and its child, the pause process) are found
-// through podman inspect and the listener.
+// podmanPeer runs a detached podman container with both ports published;
+// rootlessport forwards them.
 func (e *env) podmanPeer() *fwdPeer {
-	p := &fwdPeer{name: "podman (rootlessport)", exited: make(chan error, 1), stop: func() {}}
+	return e.podmanContainer("podman (rootlessport)", "slirp4netns", true, nil, "/bin/sh", "-c", payload)
+}
+
+// podmanSeq numbers the containers of podmanContainer.
+var podmanSeq int
+
+// podmanContainer runs a detached podman container on network; with
+// publish, iperf3's and the HTTP server's ports published on 127.0.0.1 (the
+// forwarders are then the holders of the listener, rootlessport, else the
+// network's own process, slirp4netns or pasta). Its helpers (conmon,
+// slirp4netns or pasta, rootlessport and its child, the pause process) are
+// found through podman inspect and the listener.
+func (e *env) podmanContainer(name, network string, publish bool, extra []string, cmd ...string) *fwdPeer {
+	p := &fwdPeer{name: name, exited: make(chan error, 1), stop: func() {}}
 	if _, err := exec.LookPath("podman"); err != nil {
 		p.skipped = "podman not found in $PATH"
 		return p
 	}
-	p.iperfPort, p.httpPort = e.port(), e.port()
-	name := fmt.Sprintf("rabbitbench-%d", os.Getpid())
-	out, err := exec.Command("podman", "run", "-d", "--name", name, "--network", "slirp4netns",
-		"-p", fmt.Sprintf("127.0.0.1:%d:5201", p.iperfPort), "-p", fmt.Sprintf("127.0.0.1:%d:80", p.httpPort),
-		"--rootfs", e.podmanRootfs, "/bin/sh", "-c", payload).CombinedOutput()
+	podmanSeq++
+	ctr := fmt.Sprintf("rabbitbench-%d-%d", os.Getpid(), podmanSeq)
+	args := []string{"run", "-d", "--name", ctr, "--network", network}
+	if publish {
+		p.iperfPort, p.httpPort = e.port(), e.port()
+		args = append(args, "-p", fmt.Sprintf("127.0.0.1:%d:5201", p.iperfPort), "-p", fmt.Sprintf("127.0.0.1:%d:80", p.httpPort))
+	}
+	args = append(append(append(args, extra...), "--rootfs", e.podmanRootfs), cmd...)
+	out, err := exec.Command("podman", args...).CombinedOutput()
 	if err != nil {
 		p.skipped = fmt.Sprintf("podman run: %v: %s", err, oneLine(string(out)))
-		exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
+		exec.Command("podman", "rm", "-f", "-t", "0", ctr).Run()
 		return p
 	}
 	// crun, under podman, puts the payload in a session of its own already.
 	p.server = func() (int, error) {
-		out, err := exec.Command("podman", "inspect", "-f", "{{.State.Pid}}", name).Output()
+		out, err := exec.Command("podman", "inspect", "-f", "{{.State.Pid}}", ctr).Output()
 		if err != nil {
-			return 0, fmt.Errorf("podman inspect %s: %w", name, err)
+			return 0, fmt.Errorf("podman inspect %s: %w", ctr, err)
 		}
 		return strconv.Atoi(strings.TrimSpace(string(out)))
 	}
@@ -368,36 +398,63 @@ func (e *env) podmanPeer() *fwdPeer {
 		if pid, err := p.server(); err == nil {
 			procs = append(procs, descendants(pid)...)
 		}
-		exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
+		exec.Command("podman", "rm", "-f", "-t", "0", ctr).Run()
 		e.finishProcs(p.name, procs, 5*time.Second)
 	}
-	p.forwarders = func() ([]int, error) {
-		pid, err := listenerPID(p.iperfPort)
-		return []int{pid}, err
-	}
-	p.helpers = func() ([]int, error) {
-		out, err := exec.Command("podman", "inspect", "-f", "{{.State.ConmonPid}} {{.NetworkSettings.SandboxKey}}", name).Output()
+	inspect := func() (conmon int, sandbox string, err error) {
+		out, err := exec.Command("podman", "inspect", "-f", "{{.State.ConmonPid}} {{.NetworkSettings.SandboxKey}}", ctr).Output()
 		if err != nil {
-			return nil, fmt.Errorf("podman inspect %s: %w", name, err)
+			return 0, "", fmt.Errorf("podman inspect %s: %w", ctr, err)
 		}
 		f := strings.Fields(string(out))
 		if len(f) != 2 {
-			return nil, fmt.Errorf("podman inspect %s: %q", name, out)
+			return 0, "", fmt.Errorf("podman inspect %s: %q", ctr, out)
 		}
-		conmon, _ := strconv.Atoi(f[0])
-		pids := []int{conmon}
-		fw, err := listenerPID(p.iperfPort)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range descendants(fw) {
-			pids = append(pids, s.pid)
-		}
+		conmon, _ = strconv.Atoi(f[0])
+		return conmon, f[1], nil
+	}
+	// net is the network's own process: slirp4netns or pasta, which podman
+	// starts with the container's network namespace on its command line.
+	net := func(sandbox string) []int {
+		var pids []int
 		for _, s := range allProcs() {
-			if s.comm == "slirp4netns" && strings.Contains(cmdline(s.pid), f[1]) {
+			if (s.comm == "slirp4netns" || s.comm == "pasta") && strings.Contains(cmdline(s.pid), sandbox) {
 				pids = append(pids, s.pid)
 			}
 		}
+		return pids
+	}
+	p.forwarders = func() ([]int, error) {
+		if publish {
+			pid, err := listenerPID(p.iperfPort)
+			return []int{pid}, err
+		}
+		_, sandbox, err := inspect()
+		if err != nil {
+			return nil, err
+		}
+		pids := net(sandbox)
+		if len(pids) == 0 {
+			return nil, fmt.Errorf("podman %s: no slirp4netns or pasta process for %s", ctr, sandbox)
+		}
+		return pids, nil
+	}
+	p.helpers = func() ([]int, error) {
+		conmon, sandbox, err := inspect()
+		if err != nil {
+			return nil, err
+		}
+		pids := []int{conmon}
+		if publish {
+			fw, err := listenerPID(p.iperfPort)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range descendants(fw) {
+				pids = append(pids, s.pid)
+			}
+		}
+		pids = append(pids, net(sandbox)...)
 		if pid := pausePID(); pid > 0 {
 			pids = append(pids, pid)
 		}
@@ -443,46 +500,105 @@ func (e *env) iperf(p *fwdPeer, streams int, reverse bool) ([]measure, error) {
 	if reverse {
 		args = append(args, "-R")
 	}
-	var out []byte
-	fwd, all, err := cpuDuring(p, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(e.loadSecs+8)*time.Second)
-		defer cancel()
-		var err error
-		out, err = exec.CommandContext(ctx, "iperf3", args...).Output()
-		if err != nil {
-			return fmt.Errorf("iperf3 %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
-		}
-		return nil
+	r, fwd, all, err := measureIperf(p, func() ([]byte, error) {
+		return iperfClient(args, time.Duration(e.loadSecs+8)*time.Second, false)
 	})
 	if err != nil {
 		return nil, err
 	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				Bytes         float64 `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("parse iperf3 json: %w", err)
-	}
-	if r.Error != "" {
-		return nil, fmt.Errorf("iperf3: %s", r.Error)
-	}
-	gb := r.End.SumReceived.Bytes / 1e9
-	if gb <= 0 {
-		return nil, fmt.Errorf("iperf3 moved no bytes")
-	}
-	ms := []measure{{metric: "throughput", unit: "Gbit/s", higher: true, value: r.End.SumReceived.BitsPerSecond / 1e9}}
+	gb := r.bytes / 1e9
+	ms := []measure{r.throughput()}
 	if p.forwarders != nil && p.name != "direct loopback" {
 		ms = append(ms,
 			measure{metric: "forwarder CPU per GB", unit: "s/GB", value: fwd / gb},
 			measure{metric: "all helpers' CPU per GB", unit: "s/GB", value: all / gb})
 	}
 	return ms, nil
+}
+
+// measureIperf runs one iperf3 client (run returns its -J output) and
+// returns what it measured and the CPU seconds that p's forwarders and all
+// its helpers spent meanwhile.
+func measureIperf(p *fwdPeer, run func() ([]byte, error)) (r iperfResult, fwd, all float64, err error) {
+	var out []byte
+	fwd, all, err = cpuDuring(p, func() error {
+		var err error
+		out, err = run()
+		return err
+	})
+	if err != nil {
+		return r, 0, 0, err
+	}
+	r, err = parseIperf(out)
+	return r, fwd, all, err
+}
+
+func (r iperfResult) throughput() measure {
+	return measure{metric: "throughput", unit: "Gbit/s", higher: true, value: r.bitsPerSecond / 1e9}
+}
+
+// iperfClient runs iperf3 on the host with args, killed after timeout;
+// with ownSession in a session of its own (see setsidPayload).
+func iperfClient(args []string, timeout time.Duration, ownSession bool) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "iperf3", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: ownSession}
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("iperf3 %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out)))
+	}
+	return out, nil
+}
+
+// iperfResult is what the bench reads from iperf3 -J.
+type iperfResult struct {
+	bytes, bitsPerSecond float64 // received, over all streams
+	seconds              float64 // the receiver's length of the test
+	// cpuLocal and cpuRemote are the CPU (user+system, from getrusage)
+	// that the client and the server spent over the test, in percent of
+	// its length (iperf3's own cpu_utilization_percent).
+	cpuLocal, cpuRemote float64
+	// localHosts is the client's address of each data stream, as
+	// getsockname gave it to the client.
+	localHosts []string
+}
+
+func parseIperf(out []byte) (iperfResult, error) {
+	var r struct {
+		Start struct {
+			Connected []struct {
+				LocalHost string `json:"local_host"`
+			} `json:"connected"`
+		} `json:"start"`
+		End struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+				Seconds       float64 `json:"seconds"`
+			} `json:"sum_received"`
+			CPU struct {
+				HostTotal   float64 `json:"host_total"`
+				RemoteTotal float64 `json:"remote_total"`
+			} `json:"cpu_utilization_percent"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return iperfResult{}, fmt.Errorf("parse iperf3 json: %w: %s", err, oneLine(string(out)))
+	}
+	if r.Error != "" {
+		return iperfResult{}, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	if r.End.SumReceived.Bytes <= 0 {
+		return iperfResult{}, fmt.Errorf("iperf3 moved no bytes")
+	}
+	res := iperfResult{bytes: r.End.SumReceived.Bytes, bitsPerSecond: r.End.SumReceived.BitsPerSecond,
+		seconds: r.End.SumReceived.Seconds, cpuLocal: r.End.CPU.HostTotal, cpuRemote: r.End.CPU.RemoteTotal}
+	for _, c := range r.Start.Connected {
+		res.localHosts = append(res.localHosts, c.LocalHost)
+	}
+	return res, nil
 }
 
 var (

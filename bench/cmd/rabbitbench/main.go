@@ -39,6 +39,9 @@ func main() {
 	if len(os.Args) > 3 && os.Args[1] == execAfterFDArg {
 		os.Exit(execAfterFD(os.Args[2], os.Args[3:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == capLauncherArg {
+		os.Exit(capLauncher(os.Args[2:]))
+	}
 	e := &env{uid: os.Getuid(), gid: os.Getgid(), traces: map[string]*traceTable{}, started: time.Now()}
 	var out, only string
 	flag.StringVar(&e.rabbitc, "rabbitc", "", "rabbitc binary")
@@ -52,7 +55,7 @@ func main() {
 	flag.IntVar(&e.loadSecs, "load-seconds", 1, "seconds per iperf3 or wrk run")
 	flag.IntVar(&e.nextPort, "port-base", 21000, "first host port to publish on 127.0.0.1")
 	flag.BoolVar(&e.quick, "quick", false, "label the results as a quick run")
-	flag.StringVar(&only, "only", "start,firstbyte,forward,exec,oci,images", "comma-separated phases to run")
+	flag.StringVar(&only, "only", "start,firstbyte,forward,exec,oci,images,outbound", "comma-separated phases to run")
 	flag.Parse()
 	if e.rabbitc == "" || e.httpd == "" || e.rootfs == "" || e.work == "" || out == "" {
 		fmt.Fprintln(os.Stderr, "rabbitbench: -rabbitc, -httpd, -rootfs, -work and -out are required (run bench/run.sh)")
@@ -103,6 +106,9 @@ func main() {
 	}
 	if phases["images"] {
 		images(e, res)
+	}
+	if phases["outbound"] {
+		outbound(e, res)
 	}
 	// conmon and podman's cleanup may end just after their round.
 	time.Sleep(200 * time.Millisecond)

@@ -22,6 +22,20 @@ type bar struct {
 	peer          string
 	atMost        bool
 	limit         float64
+	// subject is the contender measured against peer: rabbitc when empty.
+	subject string
+}
+
+// peerBar is a bar of rabbitc against peer.
+func peerBar(text, group, metric, peer string, atMost bool, limit float64) bar {
+	return bar{text: text, group: group, metric: metric, peer: peer, atMost: atMost, limit: limit}
+}
+
+func (b bar) who() string {
+	if b.subject == "" {
+		return rabbitcName
+	}
+	return b.subject
 }
 
 func bars() []bar {
@@ -29,40 +43,68 @@ func bars() []bar {
 	nonet := "start, no network: start to exit of /bin/true"
 	fb := "start, slirp4netns + 1 publish: start to first HTTP byte"
 	bs = append(bs,
-		bar{"start, no network ≤ 1.0× crun rootless", nonet, "start to exit", "crun rootless", true, 1.0},
-		bar{"start, no network ≤ 2.0× newuidmap floor", nonet, "start to exit", "floor 2: unshare newuidmap + chroot", true, 2.0},
-		bar{"start, no network, no seccomp ≤ 1.0× crun rootless without seccomp (issue 13)", "start, no network, no seccomp: start to exit of /bin/true", "start to exit", "crun rootless, no seccomp", true, 1.0},
-		bar{"run -d returns ≤ 1.2× the foreground start (issue 13)", "start, detached: run -d --rm returns, against a foreground run to exit, of /bin/true", "start to return", "rabbitc foreground", true, 1.2},
-		bar{"start to first byte ≤ 0.5× RootlessKit+runc", fb, "start to first byte", "RootlessKit builtin + runc", true, 0.5},
-		bar{"start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25},
-		bar{"start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3},
-		bar{"exec into a running container ≤ 1.0× crun rootless", execGroup, "exec to exit", "crun rootless", true, 1.0},
-		bar{"OCI create + start of a bundle ≤ 1.0× crun rootless (issue 14)", ociGroup, "create + start", "crun rootless", true, 1.0},
-		bar{"pull ≤ 0.7× podman (overlay), wall (issue 15)", pullGroup, "wall", "podman (overlay)", true, 0.7},
-		bar{"pull ≤ 0.8× podman (overlay), CPU (issue 15)", pullGroup, "CPU", "podman (overlay)", true, 0.8},
-		bar{"first run of a cached image ≤ 0.15× podman (issue 15)", firstRunGroup, "start to exit", "podman", true, 0.15},
+		peerBar("start, no network ≤ 1.0× crun rootless", nonet, "start to exit", "crun rootless", true, 1.0),
+		peerBar("start, no network ≤ 2.0× newuidmap floor", nonet, "start to exit", "floor 2: unshare newuidmap + chroot", true, 2.0),
+		peerBar("start, no network, no seccomp ≤ 1.0× crun rootless without seccomp (issue 13)", "start, no network, no seccomp: start to exit of /bin/true", "start to exit", "crun rootless, no seccomp", true, 1.0),
+		peerBar("run -d returns ≤ 1.2× the foreground start (issue 13)", "start, detached: run -d --rm returns, against a foreground run to exit, of /bin/true", "start to return", "rabbitc foreground", true, 1.2),
+		peerBar("start to first byte ≤ 0.5× RootlessKit+runc", fb, "start to first byte", "RootlessKit builtin + runc", true, 0.5),
+		peerBar("start to first byte ≤ 0.25× podman", fb, "start to first byte", "podman", true, 0.25),
+		peerBar("start to first byte ≤ 1.3× slirp floor", fb, "start to first byte", "floor: unshare + slirp4netns hostfwd", true, 1.3),
+		peerBar("exec into a running container ≤ 1.0× crun rootless", execGroup, "exec to exit", "crun rootless", true, 1.0),
+		peerBar("OCI create + start of a bundle ≤ 1.0× crun rootless (issue 14)", ociGroup, "create + start", "crun rootless", true, 1.0),
+		peerBar("pull ≤ 0.7× podman (overlay), wall (issue 15)", pullGroup, "wall", "podman (overlay)", true, 0.7),
+		peerBar("pull ≤ 0.8× podman (overlay), CPU (issue 15)", pullGroup, "CPU", "podman (overlay)", true, 0.8),
+		peerBar("first run of a cached image ≤ 0.15× podman (issue 15)", firstRunGroup, "start to exit", "podman", true, 0.15),
 	)
 	rk := "RootlessKit builtin"
 	for _, dir := range []string{"host→container", "container→host"} {
 		for _, n := range []int{1, 4} {
 			g := fmt.Sprintf("iperf3 %s, %d stream(s)", dir, n)
 			bs = append(bs,
-				bar{fmt.Sprintf("throughput %s %d stream(s) ≥ 1.0× RootlessKit builtin", dir, n), g, "throughput", rk, false, 1.0},
-				bar{fmt.Sprintf("forwarder CPU/GB %s %d stream(s) ≤ 0.6× RootlessKit builtin", dir, n), g, "forwarder CPU per GB", rk, true, 0.6},
+				peerBar(fmt.Sprintf("throughput %s %d stream(s) ≥ 1.0× RootlessKit builtin", dir, n), g, "throughput", rk, false, 1.0),
+				peerBar(fmt.Sprintf("forwarder CPU/GB %s %d stream(s) ≤ 0.6× RootlessKit builtin", dir, n), g, "forwarder CPU per GB", rk, true, 0.6),
 			)
 		}
 	}
 	for _, c := range []string{"1 connection", "32 connections"} {
 		g := "HTTP keep-alive, " + c
 		bs = append(bs,
-			bar{"requests/s over " + c + " ≥ 1.0× RootlessKit builtin", g, "requests per second", rk, false, 1.0},
-			bar{"p99 over " + c + " ≤ 1.2× RootlessKit builtin", g, "p99 latency", rk, true, 1.2},
+			peerBar("requests/s over "+c+" ≥ 1.0× RootlessKit builtin", g, "requests per second", rk, false, 1.0),
+			peerBar("p99 over "+c+" ≤ 1.2× RootlessKit builtin", g, "p99 latency", rk, true, 1.2),
 		)
 	}
 	bs = append(bs,
-		bar{"new-connection rate ≥ 1.2× RootlessKit builtin", "HTTP new connection per request (Connection: close), 32 clients", "requests per second", rk, false, 1.2},
-		bar{"idle memory ≤ 0.7× RootlessKit (parent+child+slirp4netns)", "memory: idle, after one request (RSS of the runtime's processes)", "RSS", rk, true, 0.7},
+		peerBar("new-connection rate ≥ 1.2× RootlessKit builtin", "HTTP new connection per request (Connection: close), 32 clients", "requests per second", rk, false, 1.2),
+		peerBar("idle memory ≤ 0.7× RootlessKit (parent+child+slirp4netns)", "memory: idle, after one request (RSS of the runtime's processes)", "RSS", rk, true, 0.7),
 	)
+	return append(bs, outboundBars()...)
+}
+
+// outboundBars are issue 16's outbound bars, for rabbitc as it runs here
+// and for the contender given CAP_NET_ADMIN (see launcher.go).
+func outboundBars() []bar {
+	var bs []bar
+	for _, g := range outboundGroups() {
+		t := "loopback"
+		if g.target == targetTestHost {
+			t = "test host"
+		}
+		dir := "→server"
+		if g.reverse {
+			dir = "←server"
+		}
+		// Short enough for the chart's labels: "rabbitc+NET_ADMIN" is the
+		// accelerated contender, "slirp4netns" podman's.
+		for _, subj := range []struct{ name, short string }{{rabbitcName, "rabbitc"}, {accelName, "rabbitc+NET_ADMIN"}} {
+			for _, peer := range []struct {
+				name, short string
+				limit       float64
+			}{{directName, "direct", 0.95}, {pastaName, "pasta", 1.5}, {podmanSlirp, "slirp4netns", 4}} {
+				bs = append(bs, bar{text: fmt.Sprintf("outbound %s %s -P %d: %s ≥ %g× %s", t, dir, g.streams, subj.short, peer.limit, peer.short),
+					group: g.name(), metric: "throughput", peer: peer.name, limit: peer.limit, subject: subj.name})
+			}
+		}
+	}
 	return bs
 }
 
@@ -171,16 +213,16 @@ type barResult struct {
 func evalBars(res *results) []barResult {
 	var out []barResult
 	for _, b := range bars() {
-		r, ok := res.pairedRatio(b.group, b.metric, b.peer)
+		r, ok := res.pairedRatioOf(b.group, b.metric, b.who(), b.peer)
 		if !ok {
-			r, ok = res.ratio(b.group, b.metric, b.peer)
+			r, ok = res.ratioOf(b.group, b.metric, b.who(), b.peer)
 		}
 		br := barResult{bar: b, ratio: r}
 		switch {
 		case !ok:
 			br.status = "n/a"
 			for _, n := range res.notes {
-				if n.group == b.group && (n.peer == b.peer || n.peer == rabbitcName) && strings.HasPrefix(n.text, "not run") {
+				if n.group == b.group && (n.peer == b.peer || n.peer == b.who()) && strings.HasPrefix(n.text, "not run") {
 					br.status = "n/a: " + n.peer + " " + n.text
 				}
 			}
@@ -333,7 +375,7 @@ func writeText(w io.Writer, rs []row, bs []barResult, e *env, info []string) {
 			fmtNum(r.median), fmtNum(r.min), fmtNum(r.max), r.n, ratio, paired)
 	}
 	writeTraceText(w, e)
-	fmt.Fprintf(w, "\n== bars (issues 4, 13, 14 and 15)\n")
+	fmt.Fprintf(w, "\n== bars (issues 4, 13, 14, 15 and 16)\n")
 	for _, b := range bs {
 		status, why, _ := strings.Cut(b.status, ": ")
 		fmt.Fprintf(w, "  %-7s %-72s %s\n", status, b.text, ratioText(b.ratio))
@@ -387,7 +429,7 @@ func writeMarkdown(w io.Writer, rs []row, bs []barResult, e *env, info []string)
 			fmt.Fprintf(w, "- %s\n", mdEscape(l))
 		}
 	}
-	fmt.Fprintln(w, "\n### Bars (issues 4 and 13): median over the rounds of rabbitc ÷ the peer in the same round")
+	fmt.Fprintln(w, "\n### Bars (issues 4, 13, 14, 15 and 16): median over the rounds of rabbitc ÷ the peer in the same round (issue 16's: of the contender the bar names)")
 	fmt.Fprintln(w, "\n| bar | ratio | status |\n|---|---:|---|")
 	for _, b := range bs {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", mdEscape(b.text), ratioText(b.ratio), mdEscape(b.status))

@@ -89,7 +89,12 @@ func (r *results) lookup(group, metric, peer string) *series {
 
 // ratio is rabbitc's median divided by the peer's median for one metric.
 func (r *results) ratio(group, metric, peer string) (float64, bool) {
-	a := r.lookup(group, metric, rabbitcName)
+	return r.ratioOf(group, metric, rabbitcName, peer)
+}
+
+// ratioOf is subject's median divided by the peer's median.
+func (r *results) ratioOf(group, metric, subject, peer string) (float64, bool) {
+	a := r.lookup(group, metric, subject)
 	b := r.lookup(group, metric, peer)
 	if a == nil || b == nil || len(a.vals) == 0 || len(b.vals) == 0 {
 		return math.NaN(), false
@@ -105,7 +110,12 @@ func (r *results) ratio(group, metric, peer string) (float64, bool) {
 // in the same round. Both ran back to back in every round, so a slow spell
 // of the machine cancels out of each quotient.
 func (r *results) pairedRatio(group, metric, peer string) (float64, bool) {
-	a := r.lookup(group, metric, rabbitcName)
+	return r.pairedRatioOf(group, metric, rabbitcName, peer)
+}
+
+// pairedRatioOf is pairedRatio for subject instead of rabbitc.
+func (r *results) pairedRatioOf(group, metric, subject, peer string) (float64, bool) {
+	a := r.lookup(group, metric, subject)
 	b := r.lookup(group, metric, peer)
 	if a == nil || b == nil || len(a.rounds) == 0 || len(b.rounds) == 0 {
 		return math.NaN(), false
