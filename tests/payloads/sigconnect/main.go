@@ -94,8 +94,11 @@ func main() {
 			if done.Load() {
 				return
 			}
-			if unix.Tgkill(pid, tid, unix.SIGUSR1) == nil {
-				sent.Add(1)
+			// Counted first: the thread may be back from connect before
+			// tgkill returns here.
+			sent.Add(1)
+			if unix.Tgkill(pid, tid, unix.SIGUSR1) != nil {
+				sent.Add(-1)
 			}
 		}
 	}()
