@@ -58,7 +58,9 @@
 // inside the container is left alone), not open at another descriptor of
 // the task, not registered with any of its epoll instances (their fdinfo
 // lists the inode of every registered file, also one registered under a
-// descriptor number since closed, which kcmp(KCMP_EPOLL_TFD) would need),
+// descriptor number since closed, which kcmp(KCMP_EPOLL_TFD) would need;
+// the descriptors of a task of another user, whose fd directory is closed
+// to the supervisor, are listed from its fdinfo directory),
 // not O_ASYNC, with nothing a host socket could not take over (bound to a
 // device, SO_MARK, IP_TRANSPARENT, TCP_REPAIR, a ULP, IP options, a socket
 // filter of its own), and only to a destination the policy allows.

@@ -200,8 +200,17 @@ func (t *target) fdinfo(fd int) (fdInfo, error) {
 // under a descriptor number since closed (kcmp(KCMP_EPOLL_TFD) would need
 // that number). Epoll instances and descriptors of other processes
 // (inherited across fork) are not seen.
+//
+// The fd directory is open to the task's owner only (mode 0500, no
+// capability of the container's user namespace counts), so a task of
+// another user than the supervisor's, one of the container's other users
+// (USER www-data, a server's workers after setuid), is looked at through
+// its fdinfo directory, which ptrace access opens: sharingFdinfo.
 func (t *target) sharing(fd int, ino uint64) (string, error) {
 	dir, err := unix.Openat(t.proc, "fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		return t.sharingFdinfo(fd, ino)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -209,46 +218,114 @@ func (t *target) sharing(fd int, ino uint64) (string, error) {
 	sockLink := "socket:[" + strconv.FormatUint(ino, 10) + "]"
 	self := strconv.Itoa(fd)
 	var epolls []string
-	buf := make([]byte, 8192)
 	link := make([]byte, 64)
-	for {
-		n, err := unix.ReadDirent(dir, buf)
+	names, err := dirNames(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range names {
+		m, err := unix.Readlinkat(dir, name, link)
 		if err != nil {
-			return "", err
+			continue // closed since the listing
 		}
-		if n == 0 {
-			break
-		}
-		var names []string
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
-		for _, name := range names {
-			m, err := unix.Readlinkat(dir, name, link)
-			if err != nil {
-				continue // closed since the listing
-			}
-			switch l := string(link[:m]); {
-			case l == sockLink && name != self:
-				return "the socket is also open at descriptor " + name, nil
-			case l == "anon_inode:[eventpoll]":
-				epolls = append(epolls, name)
-			}
+		switch l := string(link[:m]); {
+		case l == sockLink && name != self:
+			return "the socket is also open at descriptor " + name, nil
+		case l == "anon_inode:[eventpoll]":
+			epolls = append(epolls, name)
 		}
 	}
-	want := []byte("ino:" + strconv.FormatUint(ino, 16) + " ")
 	for _, ep := range epolls {
 		b, err := t.readProc("fdinfo/" + ep)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			line := sc.Bytes()
-			if bytes.HasPrefix(line, []byte("tfd:")) && bytes.Contains(append(line, ' '), want) {
-				return "the socket is registered with epoll descriptor " + ep, nil
-			}
+		if registered(b, ino) {
+			return "the socket is registered with epoll descriptor " + ep, nil
 		}
 	}
 	return "", nil
+}
+
+// sharingFdinfo is sharing from the fdinfo of every descriptor: its "ino"
+// line (Linux 5.14) names the file open there, and an epoll instance's
+// "tfd" lines the files registered with it. It reads a file per
+// descriptor where sharing reads a link.
+func (t *target) sharingFdinfo(fd int, ino uint64) (string, error) {
+	dir, err := unix.Openat(t.proc, "fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	names, err := dirNames(dir)
+	unix.Close(dir)
+	if err != nil {
+		return "", err
+	}
+	self := strconv.Itoa(fd)
+	sawSelf := false
+	for _, name := range names {
+		b, err := t.readProc("fdinfo/" + name)
+		if err != nil {
+			continue // closed since the listing
+		}
+		own, ok := fdinfoIno(b)
+		switch {
+		case name == self:
+			if !ok || own != ino {
+				return "", fmt.Errorf("fdinfo %s: no ino of the socket", name)
+			}
+			sawSelf = true
+		case ok && own == ino:
+			return "the socket is also open at descriptor " + name, nil
+		case registered(b, ino):
+			return "the socket is registered with epoll descriptor " + name, nil
+		}
+	}
+	if !sawSelf {
+		return "", fmt.Errorf("fdinfo %s: not listed", self)
+	}
+	return "", nil
+}
+
+// dirNames lists an open directory.
+func dirNames(dir int) ([]string, error) {
+	var names []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.ReadDirent(dir, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
+
+// fdinfoIno is the "ino" line of an fdinfo file.
+func fdinfoIno(b []byte) (uint64, bool) {
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ino:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// registered tells whether an epoll instance's fdinfo lists the file
+// with inode ino (its "tfd" lines give it in hex).
+func registered(fdinfo []byte, ino uint64) bool {
+	want := []byte("ino:" + strconv.FormatUint(ino, 16) + " ")
+	sc := bufio.NewScanner(bytes.NewReader(fdinfo))
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte("tfd:")) && bytes.Contains(append(line, ' '), want) {
+			return true
+		}
+	}
+	return false
 }
 
 // socketcallArgs reads the first three arguments of an i386 socketcall.

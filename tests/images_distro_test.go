@@ -66,9 +66,20 @@ func debianImage(t *testing.T) (string, debianFixture) {
 	if err != nil {
 		t.Fatalf("fixture %s: %v (remove the directory and run tests/setup.sh again)", dir, err)
 	}
+	cfg := v1.Config{Cmd: fx.Cmd, User: fx.User, ExposedPorts: map[string]struct{}{fx.Port: {}}}
+	ref := pushLayers(t, "debian/mini-httpd:bookworm", cfg,
+		filepath.Join(dir, "layer1.tar.gz"), filepath.Join(dir, "layer2.tar.gz"))
+	return ref, fx
+}
+
+// pushLayers pushes an image of the layer tarballs (gzip) with cfg (and
+// Debian's PATH) to a registry of its own on 127.0.0.1 and returns its
+// reference.
+func pushLayers(t *testing.T, repoTag string, cfg v1.Config, files ...string) string {
+	t.Helper()
 	var layers []v1.Layer
-	for _, f := range []string{"layer1.tar.gz", "layer2.tar.gz"} {
-		l, err := tarball.LayerFromFile(filepath.Join(dir, f))
+	for _, f := range files {
+		l, err := tarball.LayerFromFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,14 +98,14 @@ func debianImage(t *testing.T) (string, debianFixture) {
 	if a := goarch(); a != "" {
 		cf.Architecture = a
 	}
-	cf.Config = v1.Config{Cmd: fx.Cmd, User: fx.User, ExposedPorts: map[string]struct{}{fx.Port: {}},
-		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}
+	cf.Config = cfg
+	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/debian/mini-httpd:bookworm"
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/" + repoTag
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +113,7 @@ func debianImage(t *testing.T) (string, debianFixture) {
 	if err := remote.Write(r, img); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-	return ref, fx
+	return ref
 }
 
 // TestDistroImageServes: Debian's mini_httpd, from an image of Debian's

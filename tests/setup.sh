@@ -215,6 +215,7 @@ setup_as_root() {
 		return 1
 	fi
 	debian_image
+	net_clients_layer
 	userns_hint
 }
 
@@ -282,6 +283,65 @@ debian_image() {
 	rm -f "$log"
 }
 
+# A layer made by installing packages with dpkg in a chroot of a tree
+# (whose tarballs are the layers below): layer_begin ROOT WORK notes what
+# the tree holds and marks the time; dpkg_install ROOT WORK PACKAGE...
+# installs the packages the tree lacks; layer_end ROOT WORK OUT.tar.gz
+# takes what changed: entries whose ctime is after the mark (new,
+# rewritten, renamed over, chmod-ed; their directories too), and a whiteout
+# for each entry that went. WORK is an empty directory.
+layer_begin() {
+	local root=$1 w=$2
+	mkdir "$w/debs" "$w/wh"
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$w/before"
+	touch "$w/mark"
+	sleep 1
+}
+
+dpkg_install() {
+	local root=$1 w=$2
+	shift 2
+	# The packages, resolved by apt against the tree's dpkg status and
+	# downloaded from the host's sources.
+	apt-get update -qq
+	apt-get -q -y --download-only --no-install-recommends \
+		-o APT::Sandbox::User=root -o Debug::NoLocking=1 \
+		-o Dir::State::status="$root/var/lib/dpkg/status" -o Dir::Cache::archives="$w/debs/" \
+		install "$@"
+	ls "$w"/debs/*.deb
+	mkdir "$root/tmp/debs"
+	cp "$w"/debs/*.deb "$root/tmp/debs/"
+	# No service starts in the chroot.
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 0755 "$root/usr/sbin/policy-rc.d"
+	# dpkg -i takes the files in name order: a package whose pre-dependency
+	# comes after it (python3-minimal's python3.11-minimal) fails the first
+	# pass and is installed by the second.
+	chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb || dpkg -i /tmp/debs/*.deb'
+	rm -rf "$root/tmp/debs" "$root/usr/sbin/policy-rc.d"
+}
+
+layer_end() {
+	local root=$1 w=$2 out=$3 gone
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$w/after"
+	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -cnewer "$w/mark" -print | grep -vx '\.' | sort) >"$w/changed"
+	# A whiteout for each entry that went whose directory stayed.
+	declare -A went=()
+	while IFS= read -r gone; do
+		went[$gone]=1
+	done < <(comm -23 "$w/before" "$w/after")
+	for gone in "${!went[@]}"; do
+		if [ -z "${went[$(dirname "$gone")]:-}" ]; then
+			mkdir -p "$w/wh/$(dirname "$gone")"
+			: >"$w/wh/$(dirname "$gone")/.wh.$(basename "$gone")"
+		fi
+	done
+	echo "== $(basename "$out"): $(wc -l <"$w/changed") entries, $(find "$w/wh" -name '.wh.*' | wc -l) whiteouts"
+	(cd "$w/wh" && find . -name '.wh.*' | sort) >"$w/whiteouts"
+	tar --numeric-owner --xattrs --no-recursion -C "$root" -T "$w/changed" -C "$w/wh" -T "$w/whiteouts" -cf - |
+		gzip -n >"$out"
+}
+
 # build_debian_image MIRROR OUT runs in a subshell (its own traps and lock).
 build_debian_image() {
 	set -euo pipefail
@@ -302,7 +362,7 @@ build_debian_image() {
 	tmp=$(mktemp -d "$FIXTURES/.tmp-XXXXXX")
 	trap 'drop_tmp "$tmp"' EXIT
 	root=$tmp/root
-	mkdir "$tmp/image" "$tmp/debs" "$tmp/wh"
+	mkdir "$tmp/image"
 	echo "== debootstrap --variant=minbase bookworm $mirror"
 	local t0=$SECONDS
 	debootstrap --variant=minbase bookworm "$root" "$mirror"
@@ -316,49 +376,14 @@ build_debian_image() {
 	tar --numeric-owner --xattrs -C "$root" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -cf - . |
 		gzip -n >"$tmp/image/layer1.tar.gz"
 
-	# Layer 2: install mini-httpd with dpkg in a chroot of the same tree (its
-	# tarball is made), then take what changed: entries whose ctime is after
-	# the mark (new, rewritten, renamed over, chmod-ed; their directories
-	# too), and a whiteout for each entry that went.
-	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$tmp/before"
-	touch "$tmp/mark"
-	sleep 1
-	# The packages that minbase lacks, resolved by apt against the tree's
-	# dpkg status and downloaded from the host's sources.
-	apt-get update -qq
-	apt-get -q -y --download-only --no-install-recommends \
-		-o APT::Sandbox::User=root -o Debug::NoLocking=1 \
-		-o Dir::State::status="$root/var/lib/dpkg/status" -o Dir::Cache::archives="$tmp/debs/" \
-		install mini-httpd
-	ls "$tmp"/debs/*.deb
-	mkdir "$root/tmp/debs"
-	cp "$tmp"/debs/*.deb "$root/tmp/debs/"
-	# No service starts in the chroot.
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 0755 "$root/usr/sbin/policy-rc.d"
-	chroot "$root" sh -c 'dpkg -i /tmp/debs/*.deb'
-	rm -rf "$root/tmp/debs" "$root/usr/sbin/policy-rc.d"
+	# Layer 2: mini-httpd with its libraries, and a page.
+	mkdir "$tmp/l2"
+	layer_begin "$root" "$tmp/l2"
+	dpkg_install "$root" "$tmp/l2" mini-httpd
 	mkdir -p "$root/var/www/html"
 	printf '%s\n' "$DEBIAN_PAGE" >"$root/var/www/html/index.html"
 	chmod 0644 "$root/var/www/html/index.html"
-	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -print | sort) >"$tmp/after"
-	(cd "$root" && find . -path ./dev -prune -o -path ./proc -prune -o -path ./sys -prune -o -cnewer "$tmp/mark" -print | grep -vx '\.' | sort) >"$tmp/changed"
-	# A whiteout for each entry that went whose directory stayed.
-	local gone
-	declare -A went=()
-	while IFS= read -r gone; do
-		went[$gone]=1
-	done < <(comm -23 "$tmp/before" "$tmp/after")
-	for gone in "${!went[@]}"; do
-		if [ -z "${went[$(dirname "$gone")]:-}" ]; then
-			mkdir -p "$tmp/wh/$(dirname "$gone")"
-			: >"$tmp/wh/$(dirname "$gone")/.wh.$(basename "$gone")"
-		fi
-	done
-	echo "== layer 2: $(wc -l <"$tmp/changed") entries, $(find "$tmp/wh" -name '.wh.*' | wc -l) whiteouts"
-	(cd "$tmp/wh" && find . -name '.wh.*' | sort) >"$tmp/whiteouts"
-	tar --numeric-owner --xattrs --no-recursion -C "$root" -T "$tmp/changed" -C "$tmp/wh" -T "$tmp/whiteouts" -cf - |
-		gzip -n >"$tmp/image/layer2.tar.gz"
+	layer_end "$root" "$tmp/l2" "$tmp/image/layer2.tar.gz"
 
 	cat >"$tmp/image/image.json" <<-JSON
 		{
@@ -372,6 +397,74 @@ build_debian_image() {
 	chmod 0755 "$tmp/image"
 	chmod 0644 "$tmp/image"/*
 	sync -f "$tmp/image/image.json"
+	mv -T "$tmp/image" "$out"
+	echo "== done"
+}
+
+# The third layer of tests/netaccel_compat_test.go: python3 (with the
+# standard library's http.client) and nginx, installed by dpkg over the
+# Debian image's two layers, which it extends: it is made from their
+# tarballs, not by a new debootstrap (about 30 s here), into
+# $FIXTURES/$NET_CLIENTS_LAYER, world-readable: layer3.tar.gz and
+# layer.json (the directory of the layers below). Node.js is left out: its
+# runtime is over 80 MB installed in bookworm. Change NET_CLIENTS_LAYER
+# when the recipe changes (or DEBIAN_IMAGE does).
+NET_CLIENTS_LAYER=debian-bookworm-net-clients-1
+NET_CLIENTS_PACKAGES=(python3-minimal libpython3.11-stdlib nginx-light)
+
+net_clients_layer() {
+	local out=$FIXTURES/$NET_CLIENTS_LAYER base=$FIXTURES/$DEBIAN_IMAGE log t0=$SECONDS rc
+	[ -e "$out/layer.json" ] && return 0
+	if [ ! -e "$base/image.json" ]; then
+		echo "setup: warning: no Debian image fixture to extend: the python3/nginx tests of netaccel_compat_test.go will skip" >&2
+		return 0
+	fi
+	log=$FIXTURES/$NET_CLIENTS_LAYER.log
+	set +e
+	(build_net_clients_layer "$base" "$out") >"$log" 2>&1
+	rc=$?
+	set -e
+	if [ "$rc" != 0 ]; then
+		echo "setup: warning: could not build the python3/nginx layer (see $log): the tests that need it will skip" >&2
+		return 0
+	fi
+	echo "setup: built the python3/nginx layer $out in $((SECONDS - t0)) s" >&2
+	rm -f "$log"
+}
+
+# build_net_clients_layer BASE OUT runs in a subshell (its own traps and lock).
+build_net_clients_layer() {
+	set -euo pipefail
+	local base=$1 out=$2 root t wh
+	exec 9>"$FIXTURES/.lock"
+	flock 9
+	for t in "$FIXTURES"/.tmp-*; do
+		[ -e "$t" ] && drop_tmp "$t"
+	done
+	[ -e "$out/layer.json" ] && return 0
+	export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+	tmp=$(mktemp -d "$FIXTURES/.tmp-XXXXXX")
+	trap 'drop_tmp "$tmp"' EXIT
+	root=$tmp/root
+	mkdir "$root" "$tmp/image" "$tmp/l3"
+	# The tree of the layers below, the second's whiteouts applied.
+	tar --numeric-owner --xattrs -xzf "$base/layer1.tar.gz" -C "$root"
+	tar --numeric-owner --xattrs -xzf "$base/layer2.tar.gz" -C "$root"
+	(cd "$root" && find . -name '.wh.*' -print) | while IFS= read -r wh; do
+		rm -rf "${root:?}/$(dirname "$wh")/$(basename "$wh" | sed 's/^\.wh\.//')" "${root:?}/$wh"
+	done
+	# What maintainer scripts write to (the layers leave /dev empty, and
+	# layer_end does not look there).
+	for t in null:3 zero:5 random:8 urandom:9; do
+		mknod -m 0666 "$root/dev/${t%%:*}" c 1 "${t#*:}"
+	done
+	layer_begin "$root" "$tmp/l3"
+	dpkg_install "$root" "$tmp/l3" "${NET_CLIENTS_PACKAGES[@]}"
+	layer_end "$root" "$tmp/l3" "$tmp/image/layer3.tar.gz"
+	printf '{"base": "%s", "packages": "%s"}\n' "$DEBIAN_IMAGE" "${NET_CLIENTS_PACKAGES[*]}" >"$tmp/image/layer.json"
+	chmod 0755 "$tmp/image"
+	chmod 0644 "$tmp/image"/*
+	sync -f "$tmp/image/layer.json"
 	mv -T "$tmp/image" "$out"
 	echo "== done"
 }
