@@ -156,7 +156,8 @@ func (s *Supervisor) handOver(t *target, fd, sock int, p *pubSock) verdict {
 // to a listener and to the connections it accepts onto the host socket,
 // and names one it cannot match: SO_REUSEPORT (workers sharing the port
 // would each need the one host socket), IPV6_V6ONLY other than the host
-// socket's (fixed at its bind), or any the host refuses.
+// socket's (fixed at its bind), or any the host refuses. SO_REUSEADDR is
+// left set.
 func (s *Supervisor) matchOptions(sock int, p *pubSock) string {
 	if v, err := unix.GetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || v != 0 {
 		return "SO_REUSEPORT"
@@ -171,14 +172,15 @@ func (s *Supervisor) matchOptions(sock int, p *pubSock) string {
 	if err := copyOptions(sock, p.Fd, p.family, s.defs[p.family]); err != nil {
 		return err.Error()
 	}
-	for _, o := range [][2]int{{unix.SOL_SOCKET, unix.SO_REUSEADDR}, {unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT}} {
-		v, err := unix.GetsockoptInt(sock, o[0], o[1])
-		if err == nil {
-			err = unix.SetsockoptInt(p.Fd, o[0], o[1], v)
-		}
-		if err != nil {
-			return fmt.Sprintf("option %d/%d: %v", o[0], o[1], err)
-		}
+	// SO_REUSEADDR stays set whatever the server asked: the accepted
+	// connections inherit it, and without it their TIME_WAIT would keep
+	// the host port from being published again for a minute.
+	v, err := unix.GetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
+	if err == nil {
+		err = unix.SetsockoptInt(p.Fd, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, v)
+	}
+	if err != nil {
+		return fmt.Sprintf("TCP_DEFER_ACCEPT: %v", err)
 	}
 	return ""
 }

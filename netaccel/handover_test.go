@@ -95,4 +95,3 @@ func TestListenerPin(t *testing.T) {
 		}
 	}
 }
-
