@@ -98,6 +98,7 @@ func (s *Supervisor) bind(t *target, fd int, addr uint64, addrlen uint32) verdic
 	defer s.pub.mu.Unlock()
 	p := s.pub.find(dst)
 	if p == nil || p.handed {
+		s.missed(dst, p)
 		return s.refuseHost(t, fd)
 	}
 	sock, err := t.getfd(fd)
@@ -211,6 +212,24 @@ func (s *Supervisor) listen(t *target, fd int, backlog int) verdict {
 		return result(unix.EOPNOTSUPP)
 	}
 	return result(errnoOf(unix.Listen(sock, backlog)))
+}
+
+// missed tells Config.Trace about a bind of a published port that gets
+// no host socket (p is the one already handed over, if any).
+func (s *Supervisor) missed(dst inetAddr, p *pubSock) {
+	if s.cfg.Trace == nil {
+		return
+	}
+	for _, q := range s.pub.socks {
+		if q.Port == dst.ap.Port() {
+			why := "not the wildcard or the container's address, or another family"
+			if p != nil {
+				why = "the host socket was handed over already"
+			}
+			s.trace("bind to %s not handed over: %s", dst.ap, why)
+			return
+		}
+	}
 }
 
 // trace is CONTINUE, with why for Config.Trace.

@@ -287,7 +287,8 @@ func (s *Supervisor) isConnect(n notif) bool {
 	return nr == b.connect || nr == b.socketcall && uint32(n.Data.Args[0]) == sysConnect
 }
 
-// handle decides one notification. Only native connects are switched;
+// handle decides one notification. Only native connects are switched and
+// native binds and listens handed a published socket (handover.go);
 // every other call the filter traps, and an i386 one whatever it is, runs
 // in the container unless its socket is a host socket, which refuses.
 func (s *Supervisor) handle(ctx context.Context, n notif, w *worker) verdict {

@@ -32,6 +32,12 @@ import (
 //	wait                        a supervisor that fails ends the container, as slirp4netns does
 //	delete                      the supervisor cancelled (the container is gone by then)
 //
+// With --publish-mode=direct the TCP ports are bound pinned
+// (netaccel.PinListener) and out of the forwarder's reach (portfwd's
+// ListenConfig), and the supervisor hands their host sockets to the
+// payload's server (netaccel.Config.Published); the mode is refused where
+// acceleration is off (checkDirect).
+//
 // Only the payload and what it starts carry the filter: seccomp filters
 // belong to tasks, and `rabbitc exec`'s commands, which no task of the
 // container forks, go through slirp4netns (README, "Networking").
