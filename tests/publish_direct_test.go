@@ -154,20 +154,22 @@ func TestPublishDirectKill9(t *testing.T) {
 	d.run("rm", "-f", id)
 }
 
-// A bind the handover does not take (here to the container's 127.0.0.1)
-// runs in the container, and --debug says so; a bind to the wildcard is
-// counted as handed over.
+// A bind the handover does not take (to the container's 127.0.0.1, with
+// SO_REUSEPORT, a second bind of the port) runs in the container, and
+// --debug says so; a bind to the wildcard is counted as handed over.
 func TestPublishDirectDebug(t *testing.T) {
 	requireAccel(t)
-	for _, tc := range []struct{ addr, want string }{
-		{"127.0.0.1:80", "bind to 127.0.0.1:80 not handed over: not the wildcard or the container's address"},
-		{"0.0.0.0:80", "1 published sockets handed over"},
+	for _, tc := range []struct{ servers, want string }{
+		{"/bin/probe accept 127.0.0.1:80 1 0s &", "bind to 127.0.0.1:80 not handed over: not the wildcard or the container's address"},
+		{"/bin/probe accept 0.0.0.0:80 1 0s reuseport &", "not handed over: descriptor 3: SO_REUSEPORT"},
+		{"/bin/probe accept 0.0.0.0:80 1 0s & /bin/probe accept 0.0.0.0:80 1 0.3s &", "bind to 0.0.0.0:80 not handed over: the host socket was handed over already"},
+		{"/bin/probe accept 0.0.0.0:80 1 0s &", "1 published sockets handed over"},
 	} {
 		port := freePort(t, 1)
-		script := fmt.Sprintf("/bin/probe accept %s 1 0s & sleep 1; kill $!", tc.addr)
+		script := tc.servers + " sleep 1; kill $(jobs -p)"
 		r := runOpt(t, opts{netAdmin: true}, rc("--debug", "--publish-mode=direct", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), sh(script))...)
 		if !strings.Contains(r.stdout, "listen: ok") || !strings.Contains(r.stderr, tc.want) {
-			t.Errorf("server on %s: want it listening and --debug saying %q:\n%s", tc.addr, tc.want, r)
+			t.Errorf("%s: want it listening and --debug saying %q:\n%s", tc.servers, tc.want, r)
 		}
 	}
 }

@@ -10,9 +10,11 @@
 //	probe dial ADDR           TCP connect (3 s timeout) and print the first line read
 //	probe connect IP:PORT     a blocking IPv4 connect, as C programs make it: the socket's
 //	                          local and peer addresses, then the first line read
-//	probe accept IP:PORT N DELAY  after DELAY, an IPv4 server (socket, bind, listen) prints its
+//	probe accept IP:PORT N DELAY [reuseport]
+//	                          after DELAY, an IPv4 server (socket, bind, listen) prints its
 //	                          local address, then for each of N clients (0: forever) prints
-//	                          and sends "peer: ADDR", the address it sees the client at
+//	                          and sends "peer: ADDR", the address it sees the client at;
+//	                          with reuseport, SO_REUSEPORT is set before the bind
 //	probe ifaces              network interfaces with MTU, flags and addresses
 //	probe stat PATH...        file type, device numbers, mode and link target
 //	probe masked PATH...      entries of a directory or bytes of a file
@@ -326,6 +328,9 @@ func acceptPeers(args []string) int {
 	}
 	time.Sleep(delay)
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil && len(args) > 3 && args[3] == "reuseport" {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}
 	if err == nil {
 		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
 	}
