@@ -150,6 +150,38 @@
 // connect to 10.0.2.2:PORT), and it cannot attach socket filters of its
 // own (EPERM: the pin is locked).
 //
+// # Published sockets
+//
+// With Config.Published (rabbitc's --publish-mode=direct) the supervisor
+// also hands listening host sockets to the container (handover.go). A
+// native bind of a TCP socket of the container's namespace to a published
+// container port, on the wildcard or Config.ContainerAddr, of the host
+// socket's family, passes the checks of a switch (eligible) and those of
+// a listener (no SO_REUSEPORT: workers sharing the port cannot all have
+// the one host socket; IPV6_V6ONLY as the host socket's, fixed at its
+// bind); the options a connection inherits are copied (copyOptions, and
+// TCP_DEFER_ACCEPT), SO_REUSEADDR stays set. The host socket's O_NONBLOCK
+// is set as the application's (one open file, which the caller never
+// accepts on), it is installed at the same descriptor, and bind is
+// answered 0; listen on it is answered with a real listen on it (the
+// backlog). Each host socket is handed over once: a later bind of the port
+// (SO_REUSEPORT workers, a restarted server in the same container) runs
+// in the container's namespace, where no client reaches it, and Trace says
+// so. Everything else about a bind or a listen is as before: CONTINUE, or
+// EOPNOTSUPP on a host socket.
+//
+// The host socket needs a pin too ([PinListener], attached by the caller
+// between bind and listen so that every accepted connection inherits it):
+// an accepted connection can be disconnected (connect with AF_UNSPEC at a
+// length the filter does not trap) and connected again from the host's
+// namespace, and on kernels that allow it so can the listener (Linux
+// 6.18, where this was written, answers such a connect EINVAL). It cannot take a peer's address as a
+// switched socket's pin does, since a listener serves everyone; it drops
+// every segment with SYN and ACK set, which a passive open never receives
+// and an active open needs (TestListenerPin). connect on a handed-over
+// socket is refused (no peer pin: connectHost). So, as for switches,
+// [Supported] must hold, and the caller refuses the mode otherwise.
+//
 // # Load
 //
 // At most Config.Workers notifications are handled at once; when all are

@@ -4,6 +4,7 @@ package netaccel
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"unsafe"
 
@@ -144,4 +145,41 @@ func getsockoptRaw(fd, level, name int, p unsafe.Pointer, n *uint32) error {
 		return errno
 	}
 	return nil
+}
+
+// tcpFlagsOff is the offset of the TCP flags byte; SYN and ACK its bits.
+const (
+	tcpFlagsOff = 13
+	tcpSynAck   = 0x12
+)
+
+// listenerPin drops every segment with both SYN and ACK set and accepts
+// the rest. A listening socket handed to the container and the
+// connections it accepts (they inherit it) never need one: a passive open
+// receives SYN, then ACK. But the container can disconnect any of them
+// (connect with AF_UNSPEC and a length the filter does not trap; a
+// listener goes to CLOSE) and connect it again from the host's network
+// namespace; that active open completes only on a SYN-ACK, which this
+// drops, so it reaches nobody (TestListenerPin).
+func listenerPin() []unix.SockFilter {
+	return []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: tcpFlagsOff},
+		{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: tcpSynAck},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: tcpSynAck, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: pinDrop},
+		{Code: unix.BPF_RET | unix.BPF_K, K: pinAccept},
+	}
+}
+
+// PinListener attaches, and locks, the filter of a listening host socket
+// to hand over (Published): call it after bind and before listen, so that
+// every connection it accepts inherits it. It fails where [Supported]
+// does.
+func PinListener(fd int) error {
+	prog := listenerPin()
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return fmt.Errorf("attach a socket filter: %w", err)
+	}
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_LOCK_FILTER, 1)
 }

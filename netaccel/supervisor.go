@@ -45,6 +45,13 @@ type Config struct {
 	// Trace, when set, is told why a connect was not switched, one line
 	// each (for --debug). It is called from several goroutines.
 	Trace func(line string)
+	// Published are the listening host sockets of the TCP ports published
+	// with --publish-mode=direct; a bind of the container's server to one
+	// of their ports, on the wildcard or ContainerAddr, gets the socket
+	// (handover.go). The supervisor owns their descriptors: Serve closes
+	// them (after an error from New the caller still owns them).
+	Published     []Published
+	ContainerAddr netip.Addr
 }
 
 // NetnsOf returns the device and inode of the network namespace at path,
@@ -63,6 +70,7 @@ type Stats struct {
 	Continued  uint64 // calls answered CONTINUE: they run in the container's namespace
 	Refused    uint64 // calls on a host socket answered EOPNOTSUPP
 	Overloaded uint64 // connects answered CONTINUE because every worker or wait was busy
+	HandedOver uint64 // published listening sockets installed in the container
 }
 
 // Supervisor answers the notifications of one container's network filter.
@@ -76,8 +84,9 @@ type Supervisor struct {
 
 	mu    sync.Mutex
 	socks map[uint64]*hostSock // host sockets being worked on, by SO_COOKIE
+	pub   *handover
 
-	switched, continued, refused, overloaded atomic.Uint64
+	switched, continued, refused, overloaded, handed atomic.Uint64
 }
 
 // New returns a supervisor for the listener Install returned in the
@@ -107,12 +116,15 @@ func New(fd int, cfg Config) (*Supervisor, error) {
 		}
 		s.defs[fam] = d // nil without IPv6: nothing is taken for a default
 	}
+	if s.pub, err = newHandover(cfg.Published, cfg.ContainerAddr); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // Stats returns the counts so far.
 func (s *Supervisor) Stats() Stats {
-	return Stats{Switched: s.switched.Load(), Continued: s.continued.Load(), Refused: s.refused.Load(), Overloaded: s.overloaded.Load()}
+	return Stats{Switched: s.switched.Load(), Continued: s.continued.Load(), Refused: s.refused.Load(), Overloaded: s.overloaded.Load(), HandedOver: s.handed.Load()}
 }
 
 // Serve receives and answers notifications until ctx is done (it returns
@@ -122,6 +134,7 @@ func (s *Supervisor) Stats() Stats {
 // container's teardown.
 func (s *Supervisor) Serve(ctx context.Context) error {
 	defer unix.Close(s.l.fd)
+	defer s.pub.close()
 	// Wake the kernel's notifying task on this CPU (Linux 6.6): the
 	// answer usually comes within microseconds.
 	_ = s.l.syncWakeUp()
@@ -274,7 +287,8 @@ func (s *Supervisor) isConnect(n notif) bool {
 	return nr == b.connect || nr == b.socketcall && uint32(n.Data.Args[0]) == sysConnect
 }
 
-// handle decides one notification. Only native connects are switched;
+// handle decides one notification. Only native connects are switched and
+// native binds and listens handed a published socket (handover.go);
 // every other call the filter traps, and an i386 one whatever it is, runs
 // in the container unless its socket is a host socket, which refuses.
 func (s *Supervisor) handle(ctx context.Context, n notif, w *worker) verdict {
@@ -295,6 +309,10 @@ func (s *Supervisor) handle(ctx context.Context, n notif, w *worker) verdict {
 	switch nr := int(n.Data.Nr); {
 	case nr == b.connect && b.native:
 		return s.connect(ctx, t, fd, args[1], uint32(args[2]), w)
+	case nr == b.bind && b.native:
+		return s.bind(t, fd, args[1], uint32(args[2]))
+	case nr == b.listen && b.native:
+		return s.listen(t, fd, int(int32(args[1])))
 	case nr == b.connect || nr == b.bind || nr == b.listen:
 		return s.refuseHost(t, fd)
 	case nr == b.socketcall:

@@ -43,6 +43,10 @@
 // client that never reads holds one pipe (1 MiB) besides its sockets'
 // buffers: the container's writes block.
 //
+// ListenConfig.Direct binds chosen TCP ports for someone else to serve
+// (rabbitc hands them to the container's server): the forwarder never
+// accepts on them, and Close closes them with the rest.
+//
 // Do not use it for a forwarder that must see the client's address: the
 // container sees connections from its own address.
 package portfwd

@@ -42,8 +42,10 @@ type Listeners struct {
 	// forwarding altogether are returned by Wait instead.
 	OnError func(error)
 
-	lns   []*listener
-	stats counters
+	lns    []*listener
+	direct []Direct // TCP ports the forwarder leaves alone (ListenConfig.Direct)
+	specs  []Spec   // every port in the order given to Listen
+	stats  counters
 
 	mu      sync.Mutex
 	served  bool
@@ -105,14 +107,42 @@ type listener struct {
 	localCC string
 }
 
+// Direct is a listening host socket the forwarder leaves alone: its owner
+// hands it to the container (rabbitc's --publish-mode=direct). Connections
+// wait in its accept queue until someone accepts them.
+type Direct struct {
+	Spec Spec
+	Fd   int // owned by the Listeners: Close closes it
+}
+
+// ListenConfig says which TCP ports are bound for a direct handover
+// instead of the forwarder.
+type ListenConfig struct {
+	// Direct chooses the TCP ports the forwarder never serves. Their host
+	// sockets are plain (none of the forwarder's options, which accepted
+	// sockets would inherit), blocking, with SO_REUSEADDR.
+	Direct func(Spec) bool
+	// BeforeListen, if set, is called on each direct socket after bind and
+	// before listen: what it attaches is inherited by every connection.
+	BeforeListen func(fd int) error
+}
+
 // Listen binds every host socket of specs now, before anything else starts,
 // so that a port in use or a privileged port fails early. On failure the
 // sockets bound so far are closed and nothing is left behind.
-func Listen(specs []Spec) (*Listeners, error) {
+func Listen(specs []Spec) (*Listeners, error) { return ListenConfig{}.Listen(specs) }
+
+// Listen is [Listen] with some TCP ports left to a direct handover.
+func (c ListenConfig) Listen(specs []Spec) (*Listeners, error) {
 	l := &Listeners{wakefd: -1, done: make(chan struct{})}
 	localCC, probed := "", false // one probe for every wildcard listener
 	for _, sp := range specs {
-		fd, err := bindSocket(sp)
+		direct := sp.Proto == "tcp" && c.Direct != nil && c.Direct(sp)
+		var before func(int) error
+		if direct {
+			before = func(fd int) error { return c.beforeListen(fd) }
+		}
+		fd, err := bindSocket(sp, before)
 		if err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
@@ -124,6 +154,11 @@ func Listen(specs []Spec) (*Listeners, error) {
 				l.closeListeners()
 				return nil, fmt.Errorf("publish %s: %w", sp.published(), err)
 			}
+		}
+		l.specs = append(l.specs, sp)
+		if direct {
+			l.direct = append(l.direct, Direct{Spec: sp, Fd: fd})
+			continue
 		}
 		ip, _ := netip.ParseAddr(sp.HostIP)
 		ln := &listener{spec: sp, fd: fd, slot: -1, pktinfo: sp.Proto == "udp" && ip.IsUnspecified()}
@@ -138,11 +173,24 @@ func Listen(specs []Spec) (*Listeners, error) {
 	return l, nil
 }
 
+func (c ListenConfig) beforeListen(fd int) error {
+	if c.BeforeListen == nil {
+		return nil
+	}
+	return c.BeforeListen(fd)
+}
+
+// DirectListeners returns the host sockets ListenConfig.Direct chose, in
+// the order given to Listen.
+func (l *Listeners) DirectListeners() []Direct { return append([]Direct(nil), l.direct...) }
+
 // bindSocket creates, binds and (for TCP) listens on the host socket of sp.
 // It uses raw sockets rather than net.Listen: the event loop accepts with
 // accept4 itself, and "0.0.0.0" must mean IPv4 only (net.Listen("tcp",
-// "0.0.0.0:80") would open a dual-stack [::] socket).
-func bindSocket(sp Spec) (int, error) {
+// "0.0.0.0:80") would open a dual-stack [::] socket). A direct socket
+// (before not nil) is made plain and blocking, and before runs ahead of
+// listen.
+func bindSocket(sp Spec, before func(int) error) (int, error) {
 	ip, err := netip.ParseAddr(sp.HostIP)
 	if err != nil {
 		return -1, fmt.Errorf("host ip %q: %w", sp.HostIP, err)
@@ -161,7 +209,11 @@ func bindSocket(sp Spec) (int, error) {
 	opErr := func(call string, err error) error {
 		return annotateListenError(&net.OpError{Op: "listen", Net: sp.Proto, Addr: netAddr, Err: os.NewSyscallError(call, err)}, sp)
 	}
-	fd, err := unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	flags := unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	if before != nil {
+		flags = unix.SOCK_CLOEXEC
+	}
+	fd, err := unix.Socket(family, typ|flags, 0)
 	if err != nil {
 		return -1, opErr("socket", err)
 	}
@@ -181,6 +233,9 @@ func bindSocket(sp Spec) (int, error) {
 			unix.Close(fd)
 			return -1, opErr("setsockopt", err)
 		}
+	}
+	if before != nil {
+		return listenDirect(fd, sa, before, opErr)
 	}
 	if typ == unix.SOCK_STREAM {
 		// As Go does: a restarted rabbitc can bind the port at once even
@@ -214,6 +269,29 @@ func bindSocket(sp Spec) (int, error) {
 			unix.Close(fd)
 			return -1, opErr("listen", err)
 		}
+	}
+	return fd, nil
+}
+
+// listenDirect binds and listens a direct socket, with SO_REUSEADDR (as
+// a server sets it, so that a restarted container can bind the port
+// again at once) and before's work between bind and listen.
+func listenDirect(fd int, sa unix.Sockaddr, before func(int) error, opErr func(string, error) error) (int, error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		unix.Close(fd)
+		return -1, opErr("setsockopt", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, opErr("bind", err)
+	}
+	if err := before(fd); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Listen(fd, 4096); err != nil {
+		unix.Close(fd)
+		return -1, opErr("listen", err)
 	}
 	return fd, nil
 }
@@ -267,11 +345,7 @@ func boundPort(fd int) (int, error) {
 // Specs returns the published ports in the order given to Listen, with
 // the port the kernel chose where HostPort was 0.
 func (l *Listeners) Specs() []Spec {
-	specs := make([]Spec, len(l.lns))
-	for i, ln := range l.lns {
-		specs[i] = ln.spec
-	}
-	return specs
+	return append([]Spec(nil), l.specs...)
 }
 
 // Serve starts forwarding and returns at once. For each TCP connection, and
@@ -367,6 +441,12 @@ func (l *Listeners) Close() error {
 }
 
 func (l *Listeners) closeListeners() {
+	for i := range l.direct {
+		if l.direct[i].Fd >= 0 {
+			unix.Close(l.direct[i].Fd)
+			l.direct[i].Fd = -1
+		}
+	}
 	for _, ln := range l.lns {
 		if ln.fd >= 0 {
 			unix.Close(ln.fd)

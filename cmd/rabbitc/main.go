@@ -241,6 +241,7 @@ func addRunFlags(fs *pflag.FlagSet, o *runOptions) {
 	fs.StringArrayVar(&o.addHosts, "add-host", nil, "add NAME:IP to /etc/hosts (IP host-gateway: the host, 10.0.2.2 with slirp4netns)")
 	fs.BoolVar(&o.hostLoop, "allow-host-loopback", false, "let the container reach the host's 127.0.0.1 at 10.0.2.2 (exposes every service on it)")
 	fs.StringVar(&o.netAccel, "net-accel", netAccelOn, "on: outbound TCP through host sockets where the host allows it (README, Networking); off: all through slirp4netns")
+	fs.StringVar(&o.publishMode, "publish-mode", publishForward, "forward: published ports through rabbitc's forwarder; direct: the container's server gets the host's listening TCP socket and sees clients' addresses (needs network acceleration; README, Networking)")
 	fs.BoolVar(&o.debug, "debug", false, "print why network acceleration is off, and what it did at exit")
 	fs.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability to the default set (NET_ADMIN, ALL, ...)")
 	fs.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability from the default set (NET_RAW, ALL, ...)")

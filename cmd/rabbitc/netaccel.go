@@ -13,6 +13,7 @@ import (
 
 	"github.com/rabbitc/rabbitc/netaccel"
 	"github.com/rabbitc/rabbitc/netns"
+	"github.com/rabbitc/rabbitc/portfwd"
 	"github.com/rabbitc/rabbitc/userns"
 )
 
@@ -31,6 +32,12 @@ import (
 //	wait                        a supervisor that fails ends the container, as slirp4netns does
 //	delete                      the supervisor cancelled (the container is gone by then)
 //
+// With --publish-mode=direct the TCP ports are bound pinned
+// (netaccel.PinListener) and out of the forwarder's reach (portfwd's
+// ListenConfig), and the supervisor hands their host sockets to the
+// payload's server (netaccel.Config.Published); the mode is refused where
+// acceleration is off (checkDirect).
+//
 // Only the payload and what it starts carry the filter: seccomp filters
 // belong to tasks, and `rabbitc exec`'s commands, which no task of the
 // container forks, go through slirp4netns (README, "Networking").
@@ -47,6 +54,71 @@ func checkNetAccel(v string) error {
 		return fmt.Errorf("invalid --net-accel %q (use %s or %s)", v, netAccelOn, netAccelOff)
 	}
 	return nil
+}
+
+// The values of --publish-mode.
+const (
+	publishForward = "forward" // rabbitc's forwarder (portfwd), the default
+	publishDirect  = "direct"  // TCP ports: the host's socket handed to the server
+)
+
+// checkPublishMode validates --publish-mode ("" is the default, forward).
+func checkPublishMode(v string) error {
+	if v != "" && v != publishForward && v != publishDirect {
+		return fmt.Errorf("invalid --publish-mode %q (use %s or %s)", v, publishForward, publishDirect)
+	}
+	return nil
+}
+
+// checkDirect refuses --publish-mode=direct where network acceleration
+// is off: the handover is the supervisor's work. A docker user who asks
+// for the clients' addresses would not want a forwarder that hides them,
+// so there is no silent fallback.
+func (r *runner) checkDirect() error {
+	if r.opts.publishMode != publishDirect || r.accel.on {
+		return nil
+	}
+	why := netAccelOffReason(r.spec, r.opts.netAccel)
+	if why == "" {
+		why = netaccel.Supported().Error()
+	}
+	return fmt.Errorf("--publish-mode=direct needs network acceleration, which is off: %s (use --publish-mode=forward)", why)
+}
+
+// listenConfig binds the TCP ports of --publish-mode=direct for the
+// handover, pinned (netaccel.PinListener), out of the forwarder's reach.
+func (r *runner) listenConfig() portfwd.ListenConfig {
+	if r.opts.publishMode != publishDirect {
+		return portfwd.ListenConfig{}
+	}
+	return portfwd.ListenConfig{
+		Direct:       func(portfwd.Spec) bool { return true }, // TCP only: UDP stays forwarded
+		BeforeListen: netaccel.PinListener,
+	}
+}
+
+// published are the supervisor's own descriptors of the direct ports (it
+// closes them; the listeners close theirs at teardown).
+func (r *runner) published() ([]netaccel.Published, error) {
+	if r.listeners == nil {
+		return nil, nil
+	}
+	var pubs []netaccel.Published
+	for _, d := range r.listeners.DirectListeners() {
+		fd, err := unix.FcntlInt(uintptr(d.Fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			closePublished(pubs)
+			return nil, fmt.Errorf("publish %s: dup the host socket: %w", d.Spec, err)
+		}
+		pubs = append(pubs, netaccel.Published{Port: uint16(d.Spec.ContainerPort), Fd: fd})
+	}
+	return pubs, nil
+}
+
+func closePublished(pubs []netaccel.Published) {
+	for _, p := range pubs {
+		unix.Close(p.Fd)
+	}
 }
 
 // netAccelOffReason tells why a container runs without network
@@ -185,6 +257,9 @@ func (r *runner) startNetAccel() error {
 	if err != nil {
 		return err
 	}
+	if l == nil && r.opts.publishMode == publishDirect {
+		return fmt.Errorf("--publish-mode=direct needs network acceleration: %s (use --publish-mode=forward)", why)
+	}
 	if l == nil {
 		r.netAccelOff(why)
 		return nil
@@ -195,25 +270,32 @@ func (r *runner) startNetAccel() error {
 	if err != nil {
 		return fmt.Errorf("network acceleration: dup the listener: %w", err)
 	}
+	pubs, err := r.published()
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.accel.done, r.accel.started = make(chan error, 1), make(chan *netaccel.Supervisor, 1)
 	r.onDelete(func() {
 		cancel() // the container is gone: nothing waits on the supervisor
 		r.netAccelStats()
 	})
-	go func() { r.accel.done <- r.serveNetAccel(ctx, fd) }()
+	go func() { r.accel.done <- r.serveNetAccel(ctx, fd, pubs) }()
 	return nil
 }
 
 // serveNetAccel runs the supervisor until the container ends.
-func (r *runner) serveNetAccel(ctx context.Context, fd int) error {
-	cfg := netaccel.Config{Policy: netAccelPolicy(r.spec.Net), NetnsDev: r.accel.netns[0], NetnsIno: r.accel.netns[1]}
+func (r *runner) serveNetAccel(ctx context.Context, fd int, pubs []netaccel.Published) error {
+	cfg := netaccel.Config{Policy: netAccelPolicy(r.spec.Net), NetnsDev: r.accel.netns[0], NetnsIno: r.accel.netns[1],
+		Published: pubs, ContainerAddr: netip.MustParseAddr(netns.ContainerIP)}
 	if r.opts.debug {
 		cfg.Trace = func(line string) { r.debugf("network acceleration: %s", line) }
 	}
 	s, err := netaccel.New(fd, cfg)
 	if err != nil {
 		unix.Close(fd)
+		closePublished(pubs)
 		return err
 	}
 	r.accel.started <- s
@@ -228,8 +310,8 @@ func (r *runner) netAccelStats() {
 	select {
 	case s := <-r.accel.started:
 		st := s.Stats()
-		r.debugf("network acceleration: %d connects switched, %d calls continued, %d refused, %d overloaded",
-			st.Switched, st.Continued, st.Refused, st.Overloaded)
+		r.debugf("network acceleration: %d connects switched, %d calls continued, %d refused, %d overloaded, %d published sockets handed over",
+			st.Switched, st.Continued, st.Refused, st.Overloaded, st.HandedOver)
 	default:
 	}
 }

@@ -571,8 +571,12 @@ func (r *runner) prepare() (*netns.Features, error) {
 			return nil, aboutHost(err) // s.Net was validated by newSpec
 		}
 	}
+	r.prepareNetAccel()
+	if err := r.checkDirect(); err != nil {
+		return nil, err
+	}
 	if len(s.Publish) > 0 {
-		if r.listeners, err = portfwd.Listen(s.Publish); err != nil {
+		if r.listeners, err = r.listenConfig().Listen(s.Publish); err != nil {
 			if errors.Is(err, syscall.EACCES) { // net.ipv4.ip_unprivileged_port_start
 				err = aboutHost(err)
 			}
@@ -586,7 +590,6 @@ func (r *runner) prepare() (*netns.Features, error) {
 		}
 		s.Filter, s.FilterFlags = sec.Filter, sec.FilterFlags
 	}
-	r.prepareNetAccel()
 	gcStates(filepath.Dir(s.StateDir))
 	if s.ContainerDir != "" {
 		gcContainerDirs(filepath.Dir(s.StateDir))

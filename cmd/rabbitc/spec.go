@@ -204,6 +204,7 @@ type runOptions struct {
 	platform    string // --platform, for an image
 	quiet       bool   // -q: no pull progress
 	netAccel    string // --net-accel on|off
+	publishMode string // --publish-mode forward|direct
 	debug       bool   // --debug
 
 	image         string         // the image, when no --rootfs was given (the first argument)
@@ -225,6 +226,9 @@ func newSpec(o *runOptions, args []string, stdinTTY bool) (*spec, error) {
 		if err := checkName(o.name); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkPublishMode(o.publishMode); err != nil {
+		return nil, err
 	}
 	if err := checkNetAccel(o.netAccel); err != nil {
 		return nil, err

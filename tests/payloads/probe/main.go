@@ -10,6 +10,11 @@
 //	probe dial ADDR           TCP connect (3 s timeout) and print the first line read
 //	probe connect IP:PORT     a blocking IPv4 connect, as C programs make it: the socket's
 //	                          local and peer addresses, then the first line read
+//	probe accept IP:PORT N DELAY [reuseport]
+//	                          after DELAY, an IPv4 server (socket, bind, listen) prints its
+//	                          local address, then for each of N clients (0: forever) prints
+//	                          and sends "peer: ADDR", the address it sees the client at;
+//	                          with reuseport, SO_REUSEPORT is set before the bind
 //	probe ifaces              network interfaces with MTU, flags and addresses
 //	probe stat PATH...        file type, device numbers, mode and link target
 //	probe masked PATH...      entries of a directory or bytes of a file
@@ -60,6 +65,8 @@ func main() {
 		os.Exit(dial(args[0]))
 	case "connect":
 		os.Exit(connectAddrs(args[0]))
+	case "accept":
+		os.Exit(acceptPeers(args))
 	case "ifaces":
 		ifaces()
 	case "stat":
@@ -308,6 +315,53 @@ func connectAddrs(addr string) int {
 	line, _, _ := strings.Cut(string(buf[:n]), "\n")
 	fmt.Println("read:", line)
 	return 0
+}
+
+func acceptPeers(args []string) int {
+	ap, err1 := netip.ParseAddrPort(args[0])
+	var n int
+	_, err2 := fmt.Sscan(args[1], &n)
+	delay, err3 := time.ParseDuration(args[2])
+	if err := errors.Join(err1, err2, err3); err != nil || !ap.Addr().Is4() {
+		fmt.Println("accept: usage: probe accept IP:PORT N DELAY", err)
+		return 2
+	}
+	time.Sleep(delay)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil && len(args) > 3 && args[3] == "reuseport" {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
+	}
+	if err == nil {
+		err = unix.Listen(fd, 16)
+	}
+	fmt.Println("listen:", errName(err))
+	if err != nil {
+		return 1
+	}
+	fmt.Println("local:", sockAddr(unix.Getsockname(fd)))
+	for i := 0; n == 0 || i < n; i++ {
+		c, sa, err := unix.Accept(fd)
+		if err != nil {
+			fmt.Println("accept:", errName(err))
+			return 1
+		}
+		line := "peer: " + sockAddr(sa, nil)
+		fmt.Println(line)
+		unix.Write(c, []byte(line+"\n"))
+		unix.Close(c)
+	}
+	return 0
+}
+
+// sockAddr formats an IPv4 address and port, or the error.
+func sockAddr(sa unix.Sockaddr, err error) string {
+	if in4, ok := sa.(*unix.SockaddrInet4); ok && err == nil {
+		return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String()
+	}
+	return fmt.Sprintf("%T %v", sa, errName(err))
 }
 
 func ifaces() {
