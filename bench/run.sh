@@ -78,9 +78,10 @@ ns_stage() {
 		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" RABBITC_BENCH_COMMIT="${RABBITC_BENCH_COMMIT:-}"
 		RABBITC_BENCH_TESTHOST="${RABBITC_BENCH_TESTHOST:-}" RABBITC_BENCH_TESTHOST_DEV="${RABBITC_BENCH_TESTHOST_DEV:-}")
 	local stage=(bash "$here/run.sh" --user-stage "$work")
-	if [[ ",$phases," == *,outbound,* ]] && setpriv --help 2>&1 | grep -q -- --ambient-caps; then
-		# The outbound phase measures rabbitc once more with CAP_NET_ADMIN
-		# (labelled so; see bench/cmd/rabbitbench/launcher.go): a helper,
+	if [[ ",$phases," == *,outbound,* || ",$phases," == *,forward,* ]] && setpriv --help 2>&1 | grep -q -- --ambient-caps; then
+		# The outbound phase measures rabbitc once more with CAP_NET_ADMIN,
+		# the forward phase its --publish-mode=direct so (labelled so; see
+		# bench/cmd/rabbitbench/launcher.go): a helper,
 		# the bench user with CAP_NET_ADMIN as an ambient capability, starts
 		# that rabbitc on the bench's request and nothing else, and runs the
 		# user stage itself with every capability dropped.

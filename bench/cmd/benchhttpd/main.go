@@ -49,6 +49,10 @@ func run(addr string, waitFD int) error {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, reply)
 	})
+	mux.HandleFunc("/peer", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, r.RemoteAddr)
+	})
 	return http.Serve(ln, mux)
 }
 

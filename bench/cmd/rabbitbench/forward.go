@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +72,7 @@ func forwarding(e *env, res *results) {
 	peers := []*fwdPeer{
 		e.directPeer(),
 		e.rabbitcPeer(),
+		e.publishDirectPeer(),
 		e.rootlesskitPeer("RootlessKit builtin", "builtin"),
 		e.rootlesskitPeer("RootlessKit slirp4netns", "slirp4netns"),
 		e.podmanPeer(),
@@ -103,6 +106,7 @@ func forwarding(e *env, res *results) {
 		run   func(p *fwdPeer) ([]measure, error)
 	}
 	var loads []load
+	loads = append(loads, load{clientAddrGroup, e.clientAddr})
 	for _, dir := range []struct {
 		name string
 		rev  bool
@@ -309,6 +313,70 @@ func (e *env) directPeer() *fwdPeer {
 func (e *env) rabbitcPeer() *fwdPeer {
 	return e.startPeer(rabbitcName, false, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
 		"-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
+}
+
+// directPubName is rabbitc with --publish-mode=direct, started with
+// CAP_NET_ADMIN as the outbound phase's accelerated contender is (see
+// launcher.go): the socket filter that the handed-over listener's pin needs
+// is refused to the bench user on this VM.
+const directPubName = "rabbitc --publish-mode=direct (accelerated: ambient CAP_NET_ADMIN for the socket filter, this VM)"
+
+// publishDirectPeer publishes the same ports as rabbitcPeer with
+// --publish-mode=direct: the container's iperf3 and HTTP server get the
+// host's listening sockets, so no process forwards; the CPU charged is all
+// of rabbitc's own processes (the parent, where the supervisor runs, the
+// sandbox, slirp4netns).
+func (e *env) publishDirectPeer() *fwdPeer {
+	l := e.capLauncher()
+	if l == nil {
+		return &fwdPeer{name: directPubName, stop: func() {},
+			skipped: "no CAP_NET_ADMIN helper: bench/run.sh starts one when run as root (the bench user cannot raise a capability)"}
+	}
+	p := e.startPeerVia(l, directPubName, false, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
+		"--publish-mode=direct", "-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
+	p.forwarders = p.helpers
+	return p
+}
+
+// clientAddrGroup checks issue 16's last bar for published ports: the
+// server sees the client's address.
+const clientAddrGroup = "published port: the HTTP server sees the client's address (10 requests per round)"
+
+// clientAddr asks the peer's HTTP server 10 times (a new connection each)
+// for the address it sees the client at (benchhttpd's /peer) and returns
+// the share of answers equal to the client's own address and port, as
+// getsockname gives them to it.
+func (e *env) clientAddr(p *fwdPeer) ([]measure, error) {
+	const n = 10
+	seen := 0
+	for i := 0; i < n; i++ {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.httpPort), 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		local := c.LocalAddr().String()
+		_, err = fmt.Fprintf(c, "GET /peer HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(c)
+		}
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("GET /peer: %w", err)
+		}
+		head, body, ok := strings.Cut(string(b), "\r\n\r\n")
+		if !ok || !strings.Contains(strings.SplitN(head, "\r\n", 2)[0], " 200 ") {
+			return nil, fmt.Errorf("GET /peer: %s", oneLine(string(b)))
+		}
+		if i == 0 && p.name != "direct loopback" {
+			e.logf("forwarding: %s: the client at %s, the server sees %s", p.name, local, strings.TrimSpace(body))
+		}
+		if strings.TrimSpace(body) == local {
+			seen++
+		}
+	}
+	return []measure{{metric: "requests whose client address the server saw", unit: "%", higher: true, value: 100 * float64(seen) / n}}, nil
 }
 
 // chrootPayload runs the payload in the rootfs from a tool that gives no

@@ -18,11 +18,12 @@ import (
 )
 
 // The outbound phase measures rabbitc once more with CAP_NET_ADMIN in the
-// host's user namespace, on a machine whose security module lets a socket
-// filter be attached only with it (netaccel's pin needs one). The bench user
-// cannot raise a capability, and the bench must not run as root. So run.sh,
-// as root, starts this helper as the bench user with CAP_NET_ADMIN in its
-// ambient set; the helper starts the bench (run.sh's user stage) with every
+// host's user namespace, and the forwarding phase rabbitc's
+// --publish-mode=direct so, on a machine whose security module lets a
+// socket filter be attached only with it (netaccel's pin needs one). The
+// bench user cannot raise a capability, and the bench must not run as
+// root. So run.sh, as root, starts this helper as the bench user with
+// CAP_NET_ADMIN in its ambient set; the helper starts the bench (run.sh's user stage) with every
 // capability dropped, as its child, and hands it one end of a socket pair.
 // Over it the bench asks the helper to start `rabbitc run ...`, which
 // inherits the ambient capability: nothing else the bench runs has it, and
@@ -226,6 +227,14 @@ func openLauncher() *launcher {
 	}
 	unix.CloseOnExec(fd)
 	return &launcher{fd: fd}
+}
+
+// capLauncher is the helper of run.sh (nil when there is none), taken
+// from the environment once for the phases that use it: forward and
+// outbound.
+func (e *env) capLauncher() *launcher {
+	e.capOnce.Do(func() { e.capL = openLauncher() })
+	return e.capL
 }
 
 // start asks the helper to run rabbitc with args; stdout and stderr go to

@@ -33,6 +33,8 @@ type env struct {
 	floor2       *floorMaps
 	floor2Err    error
 	requests     requestCounts // what clients asked the images phase's registry
+	capOnce      sync.Once     // capLauncher's look-up
+	capL         *launcher
 }
 
 func main() {

@@ -220,7 +220,7 @@ func (e *env) outboundPeers() []*outPeer {
 		}
 		return rabbitc(nil, "--net-accel=off")(dir)
 	}).countSwitched = true
-	l := openLauncher()
+	l := e.capLauncher()
 	accel := add(accelName, func(dir string) *fwdPeer {
 		if l == nil {
 			return &fwdPeer{skipped: "no CAP_NET_ADMIN helper: bench/run.sh starts one when run as root (the bench user cannot raise a capability)", stop: func() {}}

@@ -77,7 +77,34 @@ func bars() []bar {
 		peerBar("new-connection rate ≥ 1.2× RootlessKit builtin", "HTTP new connection per request (Connection: close), 32 clients", "requests per second", rk, false, 1.2),
 		peerBar("idle memory ≤ 0.7× RootlessKit (parent+child+slirp4netns)", "memory: idle, after one request (RSS of the runtime's processes)", "RSS", rk, true, 0.7),
 	)
+	bs = append(bs, publishDirectBars()...)
 	return append(bs, outboundBars()...)
+}
+
+// publishDirectBars are issue 16's bars for a published port with
+// --publish-mode=direct, for the contender given CAP_NET_ADMIN (see
+// launcher.go), against the direct loopback in the same rounds.
+func publishDirectBars() []bar {
+	const subj, short, direct = directPubName, "rabbitc+NET_ADMIN --publish-mode=direct", "direct loopback"
+	b := func(text, group, metric string, atMost bool, limit float64) bar {
+		return bar{text: short + ": " + text, group: group, metric: metric, peer: direct, atMost: atMost, limit: limit, subject: subj}
+	}
+	var bs []bar
+	for _, dir := range []string{"host→container", "container→host"} {
+		for _, n := range []int{1, 4} {
+			bs = append(bs, b(fmt.Sprintf("throughput %s %d stream(s) ≥ 0.95× direct", dir, n),
+				fmt.Sprintf("iperf3 %s, %d stream(s)", dir, n), "throughput", false, 0.95))
+		}
+	}
+	for _, c := range []string{"1 connection", "32 connections"} {
+		g := "HTTP keep-alive, " + c
+		bs = append(bs,
+			b("requests/s over "+c+" ≥ 0.9× direct", g, "requests per second", false, 0.9),
+			b("median latency over "+c+" ≤ 1.15× direct", g, "p50 latency", true, 1.15))
+	}
+	return append(bs,
+		b("new-connection rate ≥ 0.85× direct", "HTTP new connection per request (Connection: close), 32 clients", "requests per second", false, 0.85),
+		b("the server sees the client's address (share of requests ≥ 1.0× direct)", clientAddrGroup, "requests whose client address the server saw", false, 1.0))
 }
 
 // outboundBars are issue 16's outbound bars, for rabbitc as it runs here
