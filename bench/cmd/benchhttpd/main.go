@@ -15,14 +15,15 @@ const reply = "Hello from rabbitc container"
 func main() {
 	addr := flag.String("addr", "0.0.0.0:80", "listen address, or auto for the first non-loopback IPv4 address on port 80")
 	waitFD := flag.Int("wait-fd", -1, "read one byte from this descriptor before listening")
+	network := flag.String("net", "tcp", "tcp, or tcp4 for an IPv4 socket (with tcp, Go listens on a wildcard address with a dual-stack IPv6 socket)")
 	flag.Parse()
-	if err := run(*addr, *waitFD); err != nil {
+	if err := run(*network, *addr, *waitFD); err != nil {
 		fmt.Fprintln(os.Stderr, "benchhttpd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, waitFD int) error {
+func run(network, addr string, waitFD int) error {
 	if waitFD >= 0 {
 		f := os.NewFile(uintptr(waitFD), "wait-fd")
 		b := make([]byte, 1)
@@ -34,7 +35,7 @@ func run(addr string, waitFD int) error {
 	if addr == "auto" {
 		addr = autoAddr()
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
