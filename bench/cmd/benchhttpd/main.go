@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -16,14 +17,15 @@ func main() {
 	addr := flag.String("addr", "0.0.0.0:80", "listen address, or auto for the first non-loopback IPv4 address on port 80")
 	waitFD := flag.Int("wait-fd", -1, "read one byte from this descriptor before listening")
 	network := flag.String("net", "tcp", "tcp, or tcp4 for an IPv4 socket (with tcp, Go listens on a wildcard address with a dual-stack IPv6 socket)")
+	noMPTCP := flag.Bool("no-mptcp", false, "listen with a plain TCP socket (Go listens with an MPTCP one by default since 1.24; plain TCP clients fall back to TCP)")
 	flag.Parse()
-	if err := run(*network, *addr, *waitFD); err != nil {
+	if err := run(*network, *addr, *waitFD, !*noMPTCP); err != nil {
 		fmt.Fprintln(os.Stderr, "benchhttpd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(network, addr string, waitFD int) error {
+func run(network, addr string, waitFD int, mptcp bool) error {
 	if waitFD >= 0 {
 		f := os.NewFile(uintptr(waitFD), "wait-fd")
 		b := make([]byte, 1)
@@ -35,7 +37,11 @@ func run(network, addr string, waitFD int) error {
 	if addr == "auto" {
 		addr = autoAddr()
 	}
-	ln, err := net.Listen(network, addr)
+	var lc net.ListenConfig
+	if !mptcp {
+		lc.SetMultipathTCP(false)
+	}
+	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}

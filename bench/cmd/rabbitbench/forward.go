@@ -23,12 +23,13 @@ import (
 // 5201 and the HTTP server on 80.
 const payload = "/usr/bin/iperf3 -s -p 5201 & exec /bin/httpd"
 
-// payloadIPv4 is payload with both servers on IPv4 sockets, for
+// payloadIPv4 is payload with both servers on plain TCP IPv4 sockets, for
 // --publish-mode=direct: rabbitc hands a published 127.0.0.1 port only to
-// a bind of the same family, and iperf3 -s and Go's listener on the
-// wildcard make dual-stack IPv6 sockets by default, which it does not hand
-// over (their clients would wait on a host socket nobody accepts on).
-const payloadIPv4 = "/usr/bin/iperf3 -s -4 -p 5201 & exec /bin/httpd -net tcp4"
+// a bind of a TCP socket of the same family, and by default iperf3 -s and
+// Go's listener on the wildcard make dual-stack IPv6 sockets, and Go's
+// (since 1.24) MPTCP ones, which it does not hand over (their clients
+// would wait on a host socket nobody accepts on).
+const payloadIPv4 = "/usr/bin/iperf3 -s -4 -p 5201 & exec /bin/httpd -net tcp4 -no-mptcp"
 
 // payloadComms are the processes of the container's payload, which are not
 // counted as the runtime's own.
