@@ -101,17 +101,14 @@ func (s *Supervisor) bind(t *target, fd int, addr uint64, addrlen uint32) verdic
 		s.missed(dst, p)
 		return s.refuseHost(t, fd)
 	}
-	sock, err := t.getfd(fd)
+	sock, gone, err := t.takeSocket(fd)
+	if gone {
+		return verdictDrop
+	}
 	if err != nil {
-		if !t.valid() {
-			return verdictDrop
-		}
 		return verdictContinue
 	}
 	defer unix.Close(sock)
-	if !t.valid() {
-		return verdictDrop
-	}
 	switch s.classify(sock) {
 	case kindHost:
 		return result(unix.EOPNOTSUPP)
@@ -193,17 +190,14 @@ func (s *Supervisor) listen(t *target, fd int, backlog int) verdict {
 	if s.pub == nil || len(s.pub.socks) == 0 {
 		return s.refuseHost(t, fd)
 	}
-	sock, err := t.getfd(fd)
+	sock, gone, err := t.takeSocket(fd)
+	if gone {
+		return verdictDrop
+	}
 	if err != nil {
-		if !t.valid() {
-			return verdictDrop
-		}
 		return verdictContinue
 	}
 	defer unix.Close(sock)
-	if !t.valid() {
-		return verdictDrop
-	}
 	if s.classify(sock) != kindHost {
 		return verdictContinue
 	}

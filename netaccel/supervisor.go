@@ -369,17 +369,14 @@ func (s *Supervisor) classify(sock int) sockKind {
 // refuseHost answers a call on descriptor fd: EOPNOTSUPP for a host
 // socket, CONTINUE otherwise.
 func (s *Supervisor) refuseHost(t *target, fd int) verdict {
-	sock, err := t.getfd(fd)
+	sock, gone, err := t.takeSocket(fd)
+	if gone {
+		return verdictDrop
+	}
 	if err != nil {
-		if !t.valid() {
-			return verdictDrop
-		}
 		return s.keep("descriptor %d: %v", fd, err) // no such descriptor: the kernel says so
 	}
 	defer unix.Close(sock)
-	if !t.valid() {
-		return verdictDrop
-	}
 	if s.classify(sock) == kindHost {
 		return result(unix.EOPNOTSUPP)
 	}
@@ -402,17 +399,14 @@ func (s *Supervisor) connect(ctx context.Context, t *target, fd int, addr uint64
 		}
 		return s.keep("address: %v", err) // the kernel reports EFAULT
 	}
-	sock, err := t.getfd(fd)
+	sock, gone, err := t.takeSocket(fd)
+	if gone {
+		return verdictDrop
+	}
 	if err != nil {
-		if !t.valid() {
-			return verdictDrop
-		}
 		return s.keep("descriptor %d: %v", fd, err)
 	}
 	defer unix.Close(sock)
-	if !t.valid() {
-		return verdictDrop
-	}
 	switch s.classify(sock) {
 	case kindHost:
 		return s.connectHost(ctx, t, sock, raw, w)

@@ -128,6 +128,22 @@ func (t *target) getfd(fd int) (int, error) {
 	return unix.PidfdGetfd(t.pidfd, fd, 0)
 }
 
+// takeSocket gets the task's descriptor fd (getfd) and then checks that
+// the notification still stands, as every answer built on the file must:
+// gone, the task left the call (answer verdictDrop, sock is not open);
+// err, the descriptor could not be taken.
+func (t *target) takeSocket(fd int) (sock int, gone bool, err error) {
+	sock, err = t.getfd(fd)
+	if err != nil {
+		return -1, !t.valid(), err
+	}
+	if !t.valid() {
+		unix.Close(sock)
+		return -1, true, nil
+	}
+	return sock, false, nil
+}
+
 func (t *target) readProc(name string) ([]byte, error) {
 	fd, err := unix.Openat(t.proc, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
