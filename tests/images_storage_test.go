@@ -11,10 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,12 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,8 +31,6 @@ import (
 // files of other ids: a setuid file, a hard link to it, a symlink.
 func storageImage(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
 	base := layerFromDir(t, env.rootfs, map[string]string{"etc/removed": "x\n", "data/old/gone": "x\n", "data/kept": "lower\n"})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -64,26 +54,8 @@ func storageImage(t *testing.T) string {
 		}
 	}
 	tw.Close()
-	img, err := mutate.AppendLayers(empty.Image, base, tarLayer(t, buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if a := goarch(); a != "" {
-		cf.Architecture = a
-	}
-	cf.Config = v1.Config{Env: []string{"PATH=/bin"}, Cmd: []string{"sh"}}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/storage:1"
-	r, _ := name.ParseReference(ref, name.Insecure)
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	return ref
+	img := imageOf(t, v1.Config{Env: []string{"PATH=/bin"}, Cmd: []string{"sh"}}, base, tarLayer(t, buf.Bytes()))
+	return serveImage(t, "test/storage:1", img)
 }
 
 // treeSum sums up a tree as the test process (root) sees it: every name,

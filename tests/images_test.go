@@ -33,11 +33,18 @@ import (
 // WorkingDir. It returns the reference.
 func testImage(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
 	base := layerFromDir(t, env.rootfs, map[string]string{"etc/removed": "x\n"})
 	top := layerFromFiles(t, map[string]string{"etc/layer2": "second layer\n", "etc/.wh.removed": ""})
-	img, err := mutate.AppendLayers(empty.Image, base, top)
+	img := imageOf(t, v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"},
+		WorkingDir: "/work/dir", StopSignal: "SIGUSR1", ExposedPorts: map[string]struct{}{"8080/tcp": {}}}, base, top)
+	return serveImage(t, "test/busybox:1", img)
+}
+
+// imageOf is an image of layers, bottom first, for this machine's
+// platform, with config cfg.
+func imageOf(t testing.TB, cfg v1.Config, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +57,20 @@ func testImage(t *testing.T) string {
 	if a := goarch(); a != "" {
 		cf.Architecture = a
 	}
-	cf.Config = v1.Config{Cmd: []string{"sh", "-c", "echo from-the-image-cmd; pwd"}, Env: []string{"IMG_VAR=from-image", "PATH=/bin:/usr/bin"},
-		WorkingDir: "/work/dir", StopSignal: "SIGUSR1", ExposedPorts: map[string]struct{}{"8080/tcp": {}}}
+	cf.Config = cfg
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/busybox:1"
+	return img
+}
+
+// serveImage pushes img as repoTag to a registry of its own on 127.0.0.1
+// (go-containerregistry's, served by the test) and returns the reference.
+func serveImage(t *testing.T, repoTag string, img v1.Image) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/" + repoTag
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +248,6 @@ func TestRunImageDetached(t *testing.T) {
 // opaque directory: as the image says, inside the container.
 func TestRunImageManyLayersAndIDs(t *testing.T) {
 	requireSetup(t)
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
 	layers := []v1.Layer{layerFromDir(t, env.rootfs, map[string]string{"data/old/gone": "x\n"})}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -259,25 +272,7 @@ func TestRunImageManyLayersAndIDs(t *testing.T) {
 	for i := 0; len(layers) < 70; i++ {
 		layers = append(layers, layerFromFiles(t, map[string]string{"layers/" + strings.Repeat("x", 10) + string(rune('a'+i%26)) + "-" + itoa(i): "x\n"}))
 	}
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if a := goarch(); a != "" {
-		cf.Architecture = a
-	}
-	cf.Config = v1.Config{Env: []string{"PATH=/bin"}}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/many:1"
-	r, _ := name.ParseReference(ref, name.Insecure)
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
+	ref := serveImage(t, "test/many:1", imageOf(t, v1.Config{Env: []string{"PATH=/bin"}}, layers...))
 	data := userDir(t, "xdg-data", 0o700)
 	o := opts{env: []string{"XDG_DATA_HOME=" + data}}
 	wantCode(t, runOpt(t, o, "pull", "-q", ref), 0)
