@@ -31,8 +31,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // peerServer listens on the host's 127.0.0.1 and sends each client one
@@ -305,40 +303,13 @@ func TestNetAccelNestedNamespace(t *testing.T) {
 	}
 }
 
-// fullPort listens on the host's 127.0.0.1 with a backlog of 0 and fills
-// its queue with a connection it never accepts: further SYNs are dropped,
-// so a connect to it neither succeeds nor fails.
-func fullPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	raw, err := l.(*net.TCPListener).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw.Control(func(fd uintptr) { err = unix.Listen(int(fd), 0) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatalf("fill the listener's queue: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return port
-}
-
 // rabbitc killed (SIGKILL) while the payload waits in a switched connect
 // that the supervisor waits on: the container dies with it, nothing is
 // left. (Its trapped calls would fail from then on, ENOSYS: the probe's
 // shell would go on to sleep.)
 func TestNetAccelKilledDuringConnect(t *testing.T) {
 	requireAccel(t)
-	port := fullPort(t)
+	port, _ := fullListener(t) // never freed: the connect waits
 	o := opts{netAdmin: true}
 	p := start(t, o, rc("--allow-host-loopback", sh(fmt.Sprintf("echo ready; /bin/probe connect 10.0.2.2:%d; sleep 60", port)))...)
 	p.waitOutput(t, o, "ready", 10*time.Second)
