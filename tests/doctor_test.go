@@ -325,16 +325,7 @@ func TestDoctorTunUnusable(t *testing.T) {
 // naming what to install, as rabbitc run's own refusals say.
 func TestDoctorSlirp(t *testing.T) {
 	requireNet(t)
-	dir := userDir(t, "path-without-slirp-doctor", 0o755)
-	for _, tool := range []string{"newuidmap", "newgidmap"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := mapToolsDir(t, "path-without-slirp-doctor")
 	r := runOpt(t, opts{path: dir}, "doctor")
 	wantDoctor(t, r, 1, "error    slirp4netns: not found in $PATH — fix (as root): apt-get install slirp4netns")
 

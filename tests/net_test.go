@@ -829,16 +829,7 @@ func TestTenOnSamePort(t *testing.T) {
 // slirp4netns missing from $PATH: one line naming it, exit 125.
 func TestSlirpMissing(t *testing.T) {
 	requireNet(t)
-	dir := userDir(t, "path-without-slirp", 0o755)
-	for _, tool := range []string{"newuidmap", "newgidmap"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := mapToolsDir(t, "path-without-slirp")
 	r := runOpt(t, opts{path: dir}, rc("--", "true")...)
 	wantRuntimeError(t, r, "slirp4netns")
 	wantDoctorHint(t, r)
@@ -877,23 +868,31 @@ type fakeSlirp struct {
 	dir, path, args string
 }
 
+// mapToolsDir is a directory for $PATH that holds newuidmap and newgidmap
+// (links to the host's) and nothing else: no slirp4netns.
+func mapToolsDir(t *testing.T, name string) string {
+	t.Helper()
+	dir := userDir(t, name, 0o755)
+	for _, tool := range []string{"newuidmap", "newgidmap"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 func newFakeSlirp(t *testing.T, name, help, version string, execReal bool) fakeSlirp {
 	t.Helper()
 	real, err := exec.LookPath("slirp4netns")
 	if err != nil {
 		t.Fatal("slirp4netns not found in $PATH (install slirp4netns >= 0.4: apt-get install slirp4netns)")
 	}
-	f := fakeSlirp{dir: userDir(t, name, 0o755)}
+	f := fakeSlirp{dir: mapToolsDir(t, name)}
 	f.path, f.args = filepath.Join(f.dir, "slirp4netns"), filepath.Join(f.dir, "args")
-	for _, tool := range []string{"newuidmap", "newgidmap"} {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(p, filepath.Join(f.dir, tool)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 	versionCmd := "exec " + q(real) + " --version"
 	if version != "" {
