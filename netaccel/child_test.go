@@ -39,6 +39,7 @@ type childTask struct {
 	FullPort   int    // a listener on the host's 127.0.0.1 whose queue is full: SYNs go unanswered
 	ClosedPort int    // a port of the host's 127.0.0.1 nothing listens on
 	Helper     string // the i386 helper (testdata/compat386)
+	PubPort    int    // the host port of the published socket (handover)
 }
 
 const syncFD = 3

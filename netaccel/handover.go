@@ -27,8 +27,9 @@ type handover struct {
 type pubSock struct {
 	Published
 	family int
+	v6only int // IPV6_V6ONLY of an AF_INET6 socket
 	ino    uint64
-	handed bool // installed in the container once: later binds run there
+	handed bool // installed in the container at least once
 }
 
 func newHandover(pubs []Published, target netip.Addr) (*handover, error) {
@@ -42,7 +43,13 @@ func newHandover(pubs []Published, target netip.Addr) (*handover, error) {
 		if err := unix.Fstat(p.Fd, &st); err != nil {
 			return nil, fmt.Errorf("published port %d: %w", p.Port, err)
 		}
-		h.socks = append(h.socks, pubSock{Published: p, family: fam, ino: st.Ino})
+		v6only := 0
+		if fam == unix.AF_INET6 {
+			if v6only, err = unix.GetsockoptInt(p.Fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil {
+				return nil, fmt.Errorf("published port %d: %w", p.Port, err)
+			}
+		}
+		h.socks = append(h.socks, pubSock{Published: p, family: fam, v6only: v6only, ino: st.Ino})
 	}
 	return h, nil
 }
@@ -53,17 +60,46 @@ func (h *handover) close() {
 	}
 }
 
-// find is the published socket for a bind to dst, or nil: the container
-// port, the family, and the wildcard or the container's address.
-func (h *handover) find(dst inetAddr) *pubSock {
+// atPort are the published sockets a bind to dst may get: those of its
+// container port, when dst is the wildcard or the container's address.
+func (h *handover) atPort(dst inetAddr) []*pubSock {
 	a := dst.ap.Addr()
 	if !a.IsUnspecified() && a != h.target {
 		return nil
 	}
+	var ps []*pubSock
 	for i := range h.socks {
-		if p := &h.socks[i]; p.Port == dst.ap.Port() && p.family == dst.family {
+		if p := &h.socks[i]; p.Port == dst.ap.Port() {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// pick is the published socket of ps that the container's socket sock
+// (family, bound to the wildcard when any) can stand for: one whose
+// clients it would have accepted itself. The same family and, for IPv6,
+// the same IPV6_V6ONLY first; else, for a dual-stack IPv6 socket on the
+// wildcard (Go's net.Listen(":80"), Node, iperf3 -s, python's
+// http.server), a published socket of either family: a host publishing
+// 0.0.0.0:8080 only has IPv4 clients to give. That server then holds an
+// IPv4 socket, as getsockname and accept tell it; programs that read the
+// family from the address, as Go and libuv do, see no difference.
+func pick(ps []*pubSock, sock, family int, wildcard bool) *pubSock {
+	v6only := 0
+	if family == unix.AF_INET6 {
+		var err error
+		if v6only, err = unix.GetsockoptInt(sock, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil {
+			return nil
+		}
+	}
+	for _, p := range ps {
+		if p.family == family && (family == unix.AF_INET || p.v6only == v6only) {
 			return p
 		}
+	}
+	if family == unix.AF_INET6 && v6only == 0 && wildcard && len(ps) > 0 {
+		return ps[0]
 	}
 	return nil
 }
@@ -96,9 +132,9 @@ func (s *Supervisor) bind(t *target, fd int, addr uint64, addrlen uint32) verdic
 	}
 	s.pub.mu.Lock()
 	defer s.pub.mu.Unlock()
-	p := s.pub.find(dst)
-	if p == nil || p.handed {
-		s.missed(dst, p)
+	ps := s.pub.atPort(dst)
+	if len(ps) == 0 {
+		s.missed(dst)
 		return s.refuseHost(t, fd)
 	}
 	sock, gone, err := t.takeSocket(fd)
@@ -113,17 +149,34 @@ func (s *Supervisor) bind(t *target, fd int, addr uint64, addrlen uint32) verdic
 	case kindHost:
 		return result(unix.EOPNOTSUPP)
 	case kindContainer:
-		return s.handOver(t, fd, sock, p)
+		return s.handOver(t, fd, sock, dst, ps)
 	}
 	return verdictContinue
 }
 
-// handOver installs p at fd when the container's socket is one p can
-// stand for; it answers 0 then (the socket is bound, and listens).
-func (s *Supervisor) handOver(t *target, fd, sock int, p *pubSock) verdict {
-	nonblock, cloexec, why := s.eligible(t, fd, sock, p.family)
+// handOver installs one of ps at fd when the container's socket is one it
+// can stand for (pick); it answers 0 then (the socket is bound, and
+// listens). A socket handed over before is handed again once no process
+// of the container has it open any more: a server that closes its
+// listener and binds a new one (iperf3 -s after every test, a server
+// reloading) gets it back, with the clients that queued meanwhile.
+func (s *Supervisor) handOver(t *target, fd, sock int, dst inetAddr, ps []*pubSock) verdict {
+	p := pick(ps, sock, dst.family, dst.ap.Addr().IsUnspecified())
+	if p == nil {
+		return s.trace("bind to %s not handed over: no published socket of its family (or IPV6_V6ONLY)", dst.ap)
+	}
+	if p.handed {
+		pid, err := holder(t, p.ino)
+		if err != nil {
+			return s.trace("bind to %s not handed over: %v", dst.ap, err)
+		}
+		if pid != 0 {
+			return s.trace("bind to %s not handed over: the host socket was handed over already and process %d has it open", dst.ap, pid)
+		}
+	}
+	nonblock, cloexec, why := s.eligible(t, fd, sock, dst.family, true)
 	if why == "" {
-		why = s.matchOptions(sock, p)
+		why = s.matchOptions(sock, dst.family, p)
 	}
 	if why != "" {
 		return s.trace("port %d not handed over: descriptor %d: %s", p.Port, fd, why)
@@ -150,24 +203,16 @@ func (s *Supervisor) handOver(t *target, fd, sock int, p *pubSock) verdict {
 	return result(0)
 }
 
-// matchOptions copies the options of the container's socket that matter
-// to a listener and to the connections it accepts onto the host socket,
-// and names one it cannot match: SO_REUSEPORT (workers sharing the port
-// would each need the one host socket), IPV6_V6ONLY other than the host
-// socket's (fixed at its bind), or any the host refuses. SO_REUSEADDR is
-// left set.
-func (s *Supervisor) matchOptions(sock int, p *pubSock) string {
+// matchOptions copies the options of the container's socket (of family)
+// that matter to a listener and to the connections it accepts onto the
+// host socket, and names one it cannot match: SO_REUSEPORT (workers
+// sharing the port would each need the one host socket), or any the host
+// refuses. SO_REUSEADDR is left set.
+func (s *Supervisor) matchOptions(sock, family int, p *pubSock) string {
 	if v, err := unix.GetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || v != 0 {
 		return "SO_REUSEPORT"
 	}
-	if p.family == unix.AF_INET6 {
-		a, err1 := unix.GetsockoptInt(sock, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-		b, err2 := unix.GetsockoptInt(p.Fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
-		if err1 != nil || err2 != nil || a != b {
-			return "IPV6_V6ONLY differs from the published socket's"
-		}
-	}
-	if err := copyOptions(sock, p.Fd, p.family, s.defs[p.family]); err != nil {
+	if err := copyOptions(sock, p.Fd, family, p.family, s.defs[family], true); err != nil {
 		return err.Error()
 	}
 	// SO_REUSEADDR stays set whatever the server asked: the accepted
@@ -208,19 +253,15 @@ func (s *Supervisor) listen(t *target, fd int, backlog int) verdict {
 	return result(errnoOf(unix.Listen(sock, backlog)))
 }
 
-// missed tells Config.Trace about a bind of a published port that gets
-// no host socket (p is the one already handed over, if any).
-func (s *Supervisor) missed(dst inetAddr, p *pubSock) {
+// missed tells Config.Trace about a bind of a published port, to another
+// address than the wildcard or the container's, that gets no host socket.
+func (s *Supervisor) missed(dst inetAddr) {
 	if s.cfg.Trace == nil {
 		return
 	}
 	for _, q := range s.pub.socks {
 		if q.Port == dst.ap.Port() {
-			why := "not the wildcard or the container's address, or another family"
-			if p != nil {
-				why = "the host socket was handed over already"
-			}
-			s.trace("bind to %s not handed over: %s", dst.ap, why)
+			s.trace("bind to %s not handed over: not the wildcard or the container's address", dst.ap)
 			return
 		}
 	}

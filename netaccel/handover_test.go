@@ -4,7 +4,10 @@ package netaccel
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -93,5 +96,98 @@ func TestListenerPin(t *testing.T) {
 				t.Errorf("pinned %v: the disconnected %s socket connected again: %v", pinned, name, got)
 			}
 		}
+	}
+}
+
+// A server's bind to the published port gets the host's listening socket
+// when it can stand for it (IPv4 on the wildcard, the dual-stack IPv6
+// wildcard, an MPTCP socket), again after the server closed it, and not
+// while another descriptor of the container still has it open, nor for
+// an IPv6-only socket or another address: those bind in the container.
+func TestHandover(t *testing.T) {
+	requirePin(t)
+	srv := newHostServers(t)
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := PinListener(ln); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 64); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(ln)
+	port := sa.(*unix.SockaddrInet4).Port
+
+	// Clients keep arriving on the host port, one at a time, each reading
+	// the server's line; those that queue while nobody is handed the
+	// socket are served by the next listener that is.
+	done := make(chan struct{})
+	var clients sync.WaitGroup
+	clients.Add(1)
+	go func() {
+		defer clients.Done()
+		for i := 0; i < 100; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			c.Read(make([]byte, 3))
+			c.Close()
+		}
+	}()
+	defer func() { close(done); clients.Wait() }()
+
+	var mu sync.Mutex
+	var trace []string
+	cfg := defaultConfig()
+	cfg.Published = []Published{{Port: pubContainerPort, Fd: ln}}
+	cfg.ContainerAddr = netip.MustParseAddr("10.0.2.100")
+	cfg.Trace = func(line string) {
+		t.Log(line)
+		mu.Lock()
+		trace = append(trace, line)
+		mu.Unlock()
+	}
+	res, st := runChildTask(t, childTask{Scenario: "handover", PubPort: port}, srv, cfg)
+	host, inCtr := "inet:"+strconv.Itoa(port), strconv.Itoa(pubContainerPort)
+	want := map[string]string{
+		"v4.bind": "ok", "v4.listen": "ok", "v4.local": host, "v4.peer": "127.0.0.1",
+		"again.bind": "ok", "again.local": host, "again.peer": "127.0.0.1",
+		"held.local": host, "second.bind": "ok", "second.local": "inet:" + inCtr,
+		"dual.bind": "ok", "dual.listen": "ok", "dual.local": host, "dual.peer": "127.0.0.1",
+		"v6only.local": "inet6:" + inCtr, "loopback.local": "inet:" + inCtr,
+	}
+	handed := uint64(4) // v4, again, held, dual
+	if res["mptcp.socket"] == "" {
+		want["mptcp.local"], want["mptcp.peer"] = host, "127.0.0.1"
+		handed++
+	} else {
+		t.Logf("no MPTCP here: %s", res["mptcp.socket"])
+	}
+	expect(t, res, want)
+	mu.Lock()
+	defer mu.Unlock()
+	held := false
+	for _, l := range trace {
+		held = held || strings.Contains(l, "handed over already and process")
+	}
+	if !held {
+		t.Errorf("no trace names the process that still has the socket: %q", trace)
+	}
+	if st.HandedOver != handed {
+		t.Errorf("handed over %d times, want %d", st.HandedOver, handed)
 	}
 }

@@ -151,13 +151,18 @@ func readHostDefaults(family int) (hostDefaults, error) {
 }
 
 // copyOptions sets on the host socket to every option of the application's
-// socket from whose value differs from def. An option the host socket
-// refuses (one that needs a capability in the host's network namespace,
-// such as SO_PRIORITY above 6) is an error: the socket is then not
-// switched.
-func copyOptions(from, to, family int, def hostDefaults) error {
+// socket from whose value differs from def, the defaults of a fresh socket
+// of from's family. An option the host socket refuses (one that needs a
+// capability in the host's network namespace, such as SO_PRIORITY above
+// 6) is an error: the socket is then not switched.
+//
+// For a handover, to is a bound listener, possibly of the other family
+// (handover.go; listener true): IPv6 options are set only when both
+// sockets are IPv6, IPV6_V6ONLY never (fixed at bind; the handover
+// matched it), and an option the listener already has is not set again.
+func copyOptions(from, to, fromFamily, toFamily int, def hostDefaults, listener bool) error {
 	for i, o := range copiedOpts {
-		if o.v6 && family != unix.AF_INET6 {
+		if o.v6 && (fromFamily != unix.AF_INET6 || toFamily != unix.AF_INET6) {
 			continue
 		}
 		v, err := getOpt(from, o)
@@ -167,11 +172,19 @@ func copyOptions(from, to, family int, def hostDefaults) error {
 		if d, ok := def[i]; ok && d == v {
 			continue
 		}
+		if listener && (o.label == "IPV6_V6ONLY" || sameOpt(to, o, v)) {
+			continue
+		}
 		if err := setOpt(to, o, v); err != nil {
 			return fmt.Errorf("set %s: %w", o.label, err)
 		}
 	}
 	return nil
+}
+
+func sameOpt(fd int, o sockOpt, v optValue) bool {
+	cur, err := getOpt(fd, o)
+	return err == nil && cur == v
 }
 
 // unswitchable names a setting of the application's socket that a host
@@ -196,7 +209,9 @@ func unswitchable(fd, family int) string {
 			return "IPV6_TRANSPARENT"
 		}
 	}
-	if s, err := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_ULP); err == nil && s != "" {
+	// An MPTCP socket names its own protocol as its ULP; eligible lets
+	// only a listener's bind through with one.
+	if s, err := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_ULP); err == nil && s != "" && s != "mptcp" {
 		return "TCP_ULP " + s
 	}
 	if s, err := unix.GetsockoptString(fd, unix.IPPROTO_IP, unix.IP_OPTIONS); err == nil && s != "" {

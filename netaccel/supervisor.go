@@ -463,11 +463,19 @@ func hostSockaddr(family int, host netip.AddrPort) unix.Sockaddr {
 // family, unbound, unconnected, not shared, with no setting a host socket
 // cannot take over. It returns why not, or the socket's file status
 // flags and close-on-exec.
-func (s *Supervisor) eligible(t *target, fd, sock, family int) (nonblock, cloexec bool, why string) {
+//
+// A listener handed over (handover.go) may also stand for an MPTCP socket
+// (mptcp true), the kind Go's net.Listen makes where the kernel has MPTCP:
+// its clients fall back to plain TCP whenever the peer does not speak
+// MPTCP, so a TCP listener serves them as the MPTCP one would.
+func (s *Supervisor) eligible(t *target, fd, sock, family int, mptcp bool) (nonblock, cloexec bool, why string) {
+	proto, err := unix.GetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	if err != nil || proto != unix.IPPROTO_TCP && !(mptcp && proto == unix.IPPROTO_MPTCP) {
+		return false, false, "not an unconnected TCP socket of the address's family"
+	}
 	for _, c := range []struct{ level, name, want int }{
 		{unix.SOL_SOCKET, unix.SO_DOMAIN, family},
 		{unix.SOL_SOCKET, unix.SO_TYPE, unix.SOCK_STREAM},
-		{unix.SOL_SOCKET, unix.SO_PROTOCOL, unix.IPPROTO_TCP},
 		{unix.SOL_SOCKET, unix.SO_ACCEPTCONN, 0},
 	} {
 		if v, err := unix.GetsockoptInt(sock, c.level, c.name); err != nil || v != c.want {
@@ -538,7 +546,7 @@ func (s *Supervisor) connectContainer(ctx context.Context, t *target, fd, sock i
 	if !ok {
 		return s.keep("destination %s: the policy keeps it", dst.ap)
 	}
-	nonblock, cloexec, why := s.eligible(t, fd, sock, dst.family)
+	nonblock, cloexec, why := s.eligible(t, fd, sock, dst.family, false)
 	if why != "" {
 		return s.keep("descriptor %d: %s", fd, why)
 	}
@@ -559,7 +567,7 @@ func (s *Supervisor) connectContainer(ctx context.Context, t *target, fd, sock i
 		return s.keep("host socket: %v", err)
 	}
 	defer unix.Close(host)
-	if err := copyOptions(sock, host, dst.family, s.defs[dst.family]); err != nil {
+	if err := copyOptions(sock, host, dst.family, dst.family, s.defs[dst.family], false); err != nil {
 		return s.keep("descriptor %d: %v", fd, err)
 	}
 	if err := pin(host, peer); err != nil {

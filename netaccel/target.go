@@ -351,3 +351,92 @@ func (t *target) socketcallArgs(ptr uint64) ([3]uint32, error) {
 	err := t.read(ptr, b)
 	return a, err
 }
+
+// holder returns a process of t's PID namespace (the container's, seen
+// from the supervisor's /proc) that has the file with inode ino open, or
+// 0 when none has. The supervisor's own process, which keeps every
+// published socket, is left out. A descriptor in flight in a unix
+// socket's queue is not seen: the worst that follows is two holders of
+// the one listener, as a fork would make.
+func holder(t *target, ino uint64) (int, error) {
+	pidns, err := readlinkAt(t.proc, "ns/pid")
+	if err != nil {
+		return 0, fmt.Errorf("the container's PID namespace: %w", err)
+	}
+	proc, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	names, err := dirNames(proc)
+	defer unix.Close(proc)
+	if err != nil {
+		return 0, err
+	}
+	self := unix.Getpid()
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == self {
+			continue
+		}
+		dir, err := unix.Openat(proc, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // gone
+		}
+		other := &target{tid: pid, proc: dir, pidfd: -1}
+		held := false
+		if ns, err := readlinkAt(dir, "ns/pid"); err == nil && ns == pidns {
+			held, err = other.opens(ino)
+			if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+				other.close()
+				return 0, fmt.Errorf("the descriptors of process %d: %w", pid, err)
+			}
+		}
+		other.close()
+		if held {
+			return pid, nil
+		}
+	}
+	return 0, nil
+}
+
+// opens tells whether the task has the file with inode ino open, from its
+// fd directory, or its fdinfo directory where the first is closed to the
+// supervisor (see sharing).
+func (t *target) opens(ino uint64) (bool, error) {
+	dir, err := unix.Openat(t.proc, "fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	viaInfo := err == unix.EACCES
+	if viaInfo {
+		dir, err = unix.Openat(t.proc, "fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return false, err
+	}
+	names, err := dirNames(dir)
+	defer unix.Close(dir)
+	if err != nil {
+		return false, err
+	}
+	sockLink := "socket:[" + strconv.FormatUint(ino, 10) + "]"
+	for _, name := range names {
+		if viaInfo {
+			b, err := t.readProc("fdinfo/" + name)
+			if own, ok := fdinfoIno(b); err == nil && ok && own == ino {
+				return true, nil
+			}
+			continue
+		}
+		if l, err := readlinkAt(dir, name); err == nil && l == sockLink {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func readlinkAt(dir int, name string) (string, error) {
+	buf := make([]byte, 128)
+	n, err := unix.Readlinkat(dir, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
