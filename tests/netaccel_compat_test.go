@@ -5,11 +5,12 @@ package tests
 // traffic only to servers on the host's 127.0.0.1, reached at 10.0.2.2 with
 // --allow-host-loopback: a Go HTTP client under load, busybox wget, a
 // blocking connect while signals arrive, python3's http.client and urllib,
-// and nginx's proxy_pass, whose upstream sockets are registered with epoll
-// before they connect and so must fall back to slirp4netns and still work.
-// (curl is not in the fixtures; rabbitc exec is in netaccel_test.go;
-// Node.js is left out of the Debian fixture: its runtime is over 80 MB
-// installed in bookworm.)
+// nginx's proxy_pass, whose upstream sockets are registered with epoll
+// before they connect and so must fall back to slirp4netns and still work,
+// and the host's own curl and Node.js's http module (tests/setup.sh
+// installs them), run from a rootfs that binds the host's /usr
+// (hostUsrRC): Node.js is left out of the Debian fixture, its runtime is
+// over 80 MB installed in bookworm. (rabbitc exec is in netaccel_test.go.)
 //
 // The proof of a switch, for clients whose local address the test cannot
 // print, is the host's view: the client side of the connection the host's
@@ -26,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -415,4 +417,171 @@ http { access_log off; client_body_temp_path /tmp/b; proxy_temp_path /tmp/p; fas
 				owners[n0:], want, r)
 		}
 	})
+}
+
+// hostUsrRC is rc for a rootfs of nothing but mount points and the links
+// of a merged /usr (bin -> usr/bin, ...), as the host has them, with the
+// host's /usr bound read-only (and the host's /lib and the like, where
+// they are directories): the host's own dynamically linked programs run in
+// it as on the host. It fails the test when a program of progs is missing
+// (tests/setup.sh installs them).
+func hostUsrRC(t *testing.T, progs ...string) func(args ...any) []string {
+	t.Helper()
+	for _, p := range progs {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%v: %s", err, fixIt)
+		}
+	}
+	r := userDir(t, "host-usr-rootfs", 0o755)
+	run := []string{"run", "--rootfs", r, "-v", "/usr:/usr:ro"}
+	for _, d := range []string{"usr", "proc", "sys", "dev", "etc", "tmp", "root"} {
+		if err := os.Mkdir(filepath.Join(r, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := chownToUser(filepath.Join(r, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
+		fi, err := os.Lstat("/" + d)
+		switch {
+		case err != nil:
+			continue
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink("/" + d)
+			if err == nil {
+				err = os.Symlink(target, filepath.Join(r, d))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		case fi.IsDir(): // not merged
+			if err := os.Mkdir(filepath.Join(r, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			run = append(run, "-v", "/"+d+":/"+d+":ro")
+		}
+		if err := chownToUser(filepath.Join(r, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(args ...any) []string { return append(slices.Clip(run), flatten(args)...) }
+}
+
+// The host's curl downloads 4 MB from the host's server, as a build would
+// from a local mirror: the checksum matches, and the connection is curl's
+// own host socket (its local address is 127.0.0.1, the host's side is held
+// by curl); with --net-accel=off, the same through slirp4netns.
+func TestNetAccelCurl(t *testing.T) {
+	requireAccel(t)
+	rcUsr := hostUsrRC(t, "/usr/bin/curl", "/usr/bin/sha256sum")
+	srv := newOwnerServer(t, true)
+	srv.blob = make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{16, 4}).Read(srv.blob)
+	sum := sha256.Sum256(srv.blob)
+	want := hex.EncodeToString(sum[:])
+	// No proxy from anywhere (the container's environment is rabbitc's
+	// own; --noproxy covers a .curlrc); the address is a literal: no
+	// lookup.
+	script := "curl -sS --fail --noproxy '*' --max-time 20 -o /tmp/blob -w 'local: %{local_ip}:%{local_port}\\n' " +
+		srv.url("/blob") + " && printf 'sha256: ' && sha256sum /tmp/blob"
+	for i, tc := range []struct {
+		name  string
+		flags []string
+		local string
+		owner string
+	}{
+		{"on", nil, "127.0.0.1:", "curl"},
+		{"off", []string{"--net-accel=off"}, "10.0.2.100:", "slirp4netns"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runOpt(t, opts{netAdmin: true}, rcUsr("--debug", "--allow-host-loopback", "--tmpfs", "/tmp", tc.flags, sh(script))...)
+			wantCode(t, r, 0)
+			kv := keyValues(r.stdout)
+			if got, _, _ := strings.Cut(kv["sha256"], " "); got != want {
+				t.Errorf("sha256 of the download %q, want %q:\n%s", got, want, r)
+			}
+			if !strings.HasPrefix(kv["local"], tc.local) {
+				t.Errorf("curl's socket had the local address %q, want %s...:\n%s", kv["local"], tc.local, r)
+			}
+			if n, owners := srv.requests(); n != i+1 || owners[i] != tc.owner {
+				t.Errorf("the host's side of the download was held by %q, want %q (%d requests):\n%s", owners, tc.owner, n, r)
+			}
+			if sw, _, _ := accelStats(r.stderr); tc.name == "on" && sw != 1 {
+				t.Errorf("the supervisor counted %d connects switched, want 1:\n%s", sw, r)
+			}
+		})
+	}
+}
+
+// nodeGets makes 20 GETs with Node's http module, each on a connection of
+// its own (agent: false): 10 one after the other, then 10 at once. For
+// each it prints the socket's local address and the address the server
+// saw; "done: N" counts the answers, and the whole is bounded in time.
+const nodeGets = `const http = require("http");
+const port = +process.argv[1];
+setTimeout(() => { console.log("timeout"); process.exit(2); }, 20000).unref();
+function get() {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "10.0.2.2", port, path: "/", agent: false, timeout: 10000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => { body += d; });
+      res.on("end", () => {
+        console.log("get: " + res.socket.localAddress + ":" + res.socket.localPort + " " + body.trim());
+        resolve();
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+  });
+}
+(async () => {
+  let n = 0;
+  for (let i = 0; i < 10; i++) { await get(); n++; }
+  await Promise.all(Array.from({ length: 10 }, () => get().then(() => { n++; })));
+  console.log("done: " + n);
+})().catch((e) => { console.log("error: " + e.message); process.exit(1); });
+`
+
+// Node.js's http module (libuv: it creates a socket, connects it, and only
+// then registers it with epoll) is switched: 20 GETs, 10 of them at once,
+// all answered, each from a socket whose local address is the one the
+// server saw and whose host side node holds, and the supervisor counts 20
+// switched connects.
+func TestNetAccelNode(t *testing.T) {
+	requireAccel(t)
+	rcUsr := hostUsrRC(t, "/usr/bin/node")
+	srv := newOwnerServer(t, true)
+	const n = 20
+	r := runOpt(t, opts{netAdmin: true}, rcUsr("--debug", "--allow-host-loopback", "--", "node", "-e", nodeGets, itoa(srv.port))...)
+	wantCode(t, r, 0)
+	if kv := keyValues(r.stdout); kv["done"] != itoa(n) {
+		t.Fatalf("want %d GETs answered:\n%s", n, r)
+	}
+	var gets, notSwitched int
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if get, ok := strings.CutPrefix(line, "get: "); ok {
+			gets++
+			if local, seen, _ := strings.Cut(get, " "); !strings.HasPrefix(local, "127.0.0.1:") || local != seen {
+				notSwitched++
+			}
+		}
+	}
+	got, owners := srv.requests()
+	if gets != n || got != n {
+		t.Errorf("%d GETs printed, the server saw %d, want %d:\n%s", gets, got, n, r)
+	}
+	if notSwitched != 0 {
+		t.Errorf("%d of the GETs' connections were not switched (their local address is not the one the server saw):\n%s", notSwitched, r)
+	}
+	for _, o := range owners {
+		if o != "node" {
+			t.Errorf("the host's side of node's connections was held by %q, want node for all:\n%s", owners, r)
+			break
+		}
+	}
+	if sw, _, _ := accelStats(r.stderr); sw != n {
+		t.Errorf("the supervisor counted %d connects switched, want %d:\n%s", sw, n, r)
+	}
 }

@@ -40,6 +40,10 @@ PACKAGES+=(podman crun runc containerd conmon catatonit containernetworking-plug
 # their own on 127.0.0.1, the client that pushes to it, and the reference
 # unpacker rabbitc's layers are compared with.
 PACKAGES+=(docker-registry skopeo umoci)
+# The network acceleration matrix (tests/netaccel_compat_test.go): the
+# host's curl (above) and Node.js run in a container that binds the host's
+# /usr. Debian's nodejs or nodesource's, either does.
+PACKAGES+=(nodejs)
 TEST_USER=${RABBITC_TEST_USER:-rabbit}
 export PATH=/usr/local/go/bin:$PATH
 
