@@ -173,3 +173,34 @@ func TestPublishDirectDebug(t *testing.T) {
 		}
 	}
 }
+
+// A Go server with net.Listen's defaults (a dual-stack IPv6 socket, MPTCP
+// where the kernel has it) is handed the host's socket, and handed it
+// again each time it closes its listener and listens anew (as iperf3 -s
+// does after every test): every client is seen at its own address, also
+// one that arrived between two listeners.
+func TestPublishDirectGoServerRelistens(t *testing.T) {
+	requireAccel(t)
+	d := newDetachedEnv(t)
+	d.netAdmin = true
+	port := freePort(t, 1)
+	const rounds = 3
+	id, r := d.runD("--rootfs", env.rootfs, "--debug", "--publish-mode=direct", "-p", fmt.Sprintf("127.0.0.1:%d:80", port),
+		"--", "/bin/probe", "relisten", ":80", fmt.Sprint(rounds))
+	if id == "" {
+		t.Fatalf("run -d:\n%s", r)
+	}
+	for i := 0; i < rounds; i++ {
+		if local, line := askPeer(t, port); line != "peer: "+local {
+			t.Errorf("round %d: the server saw %q for the client at %s", i, line, local)
+		}
+	}
+	if w := d.run("wait", id); w.out() != "0" {
+		t.Errorf("wait: %q (logs:\n%s)", w.out(), d.run("logs", id))
+	}
+	logs := d.run("logs", id)
+	if n := strings.Count(logs.stdout, fmt.Sprintf("local: 127.0.0.1:%d", port)); n != rounds {
+		t.Errorf("%d of %d listeners show the host's port:\n%s", n, rounds, logs)
+	}
+	wantCode(t, d.run("rm", "-f", id), 0)
+}

@@ -67,6 +67,8 @@ func main() {
 		os.Exit(connectAddrs(args[0]))
 	case "accept":
 		os.Exit(acceptPeers(args))
+	case "relisten":
+		os.Exit(relisten(args))
 	case "ifaces":
 		ifaces()
 	case "stat":
@@ -352,6 +354,38 @@ func acceptPeers(args []string) int {
 		fmt.Println(line)
 		unix.Write(c, []byte(line+"\n"))
 		unix.Close(c)
+	}
+	return 0
+}
+
+// relisten serves as Go servers do, with net.Listen's defaults (a
+// dual-stack IPv6 socket, MPTCP where the kernel has it), ROUNDS times in
+// turn: listen, answer one client the address it sees it at, close the
+// listener (as iperf3 -s does after every test).
+func relisten(args []string) int {
+	var rounds int
+	if len(args) != 2 {
+		fmt.Println("relisten: usage: probe relisten ADDR ROUNDS")
+		return 2
+	}
+	fmt.Sscan(args[1], &rounds)
+	for i := 0; i < rounds; i++ {
+		l, err := net.Listen("tcp", args[0])
+		if err != nil {
+			fmt.Println("listen:", err)
+			return 1
+		}
+		fmt.Printf("round %d local: %s\n", i, l.Addr())
+		c, err := l.Accept()
+		if err != nil {
+			fmt.Println("accept:", err)
+			return 1
+		}
+		line := "peer: " + c.RemoteAddr().String()
+		fmt.Println(line)
+		c.Write([]byte(line + "\n"))
+		c.Close()
+		l.Close()
 	}
 	return 0
 }
