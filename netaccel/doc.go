@@ -154,21 +154,25 @@
 //
 // With Config.Published (rabbitc's --publish-mode=direct) the supervisor
 // also hands listening host sockets to the container (handover.go). A
-// native bind of a TCP socket of the container's namespace to a published
-// container port, on the wildcard or Config.ContainerAddr, of the host
-// socket's family, passes the checks of a switch (eligible) and those of
-// a listener (no SO_REUSEPORT: workers sharing the port cannot all have
-// the one host socket; IPV6_V6ONLY as the host socket's, fixed at its
-// bind); the options a connection inherits are copied (copyOptions, and
+// native bind of a TCP or MPTCP socket of the container's namespace to a
+// published container port, on the wildcard or Config.ContainerAddr, that
+// would itself accept the host socket's clients (pick: the same family
+// and IPV6_V6ONLY, or a dual-stack IPv6 socket on the wildcard, which
+// then holds an IPv4 socket where the host published IPv4), passes the
+// checks of a switch (eligible) and those of a listener (no SO_REUSEPORT:
+// workers sharing the port cannot all have the one host socket); the
+// options a connection inherits are copied (copyOptions, and
 // TCP_DEFER_ACCEPT), SO_REUSEADDR stays set. The host socket's O_NONBLOCK
 // is set as the application's (one open file, which the caller never
 // accepts on), it is installed at the same descriptor, and bind is
 // answered 0; listen on it is answered with a real listen on it (the
-// backlog). Each host socket is handed over once: a later bind of the port
-// (SO_REUSEPORT workers, a restarted server in the same container) runs
-// in the container's namespace, where no client reaches it, and Trace says
-// so. Everything else about a bind or a listen is as before: CONTINUE, or
-// EOPNOTSUPP on a host socket.
+// backlog). A host socket handed over before is handed again only when no
+// process of the container's PID namespace has it open (holder: a server
+// that closed its listener and listens anew, as iperf3 -s after each
+// test); while one has, a bind of the port (SO_REUSEPORT workers, a
+// second server) runs in the container's namespace, where no client
+// reaches it, and Trace says so. Everything else about a bind or a listen
+// is as before: CONTINUE, or EOPNOTSUPP on a host socket.
 //
 // The host socket needs a pin too ([PinListener], attached by the caller
 // between bind and listen so that every accepted connection inherits it):
