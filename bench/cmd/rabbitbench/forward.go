@@ -23,14 +23,6 @@ import (
 // 5201 and the HTTP server on 80.
 const payload = "/usr/bin/iperf3 -s -p 5201 & exec /bin/httpd"
 
-// payloadIPv4 is payload with both servers on plain TCP IPv4 sockets, for
-// --publish-mode=direct: rabbitc hands a published 127.0.0.1 port only to
-// a bind of a TCP socket of the same family, and by default iperf3 -s and
-// Go's listener on the wildcard make dual-stack IPv6 sockets, and Go's
-// (since 1.24) MPTCP ones, which it does not hand over (their clients
-// would wait on a host socket nobody accepts on).
-const payloadIPv4 = "/usr/bin/iperf3 -s -4 -p 5201 & exec /bin/httpd -net tcp4 -no-mptcp"
-
 // payloadComms are the processes of the container's payload, which are not
 // counted as the runtime's own.
 var payloadComms = map[string]bool{"sh": true, "iperf3": true, "httpd": true, "chroot": true, "busybox": true,
@@ -330,9 +322,9 @@ func (e *env) rabbitcPeer() *fwdPeer {
 const directPubName = "rabbitc --publish-mode=direct (accelerated: ambient CAP_NET_ADMIN for the socket filter, this VM)"
 
 // publishDirectPeer publishes the same ports as rabbitcPeer with
-// --publish-mode=direct: the container's iperf3 and HTTP server (on IPv4
-// sockets, payloadIPv4) get the host's listening sockets, so no process
-// forwards; the CPU charged is all
+// --publish-mode=direct: the container's iperf3 and HTTP server (the same
+// payload as every peer's: dual-stack IPv6 listeners, Go's an MPTCP one)
+// get the host's listening sockets, so no process forwards; the CPU charged is all
 // of rabbitc's own processes (the parent, where the supervisor runs, the
 // sandbox, slirp4netns).
 func (e *env) publishDirectPeer() *fwdPeer {
@@ -342,7 +334,7 @@ func (e *env) publishDirectPeer() *fwdPeer {
 			skipped: "no CAP_NET_ADMIN helper: bench/run.sh starts one when run as root (the bench user cannot raise a capability)"}
 	}
 	p := e.startPeerVia(l, directPubName, false, []string{e.rabbitc, "run", "--rootfs", e.rootfs, "--net", "slirp4netns",
-		"--publish-mode=direct", "-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payloadIPv4})
+		"--publish-mode=direct", "-p", "127.0.0.1:IPERF:5201", "-p", "127.0.0.1:HTTP:80", "--", "/bin/sh", "-c", payload})
 	p.forwarders = p.helpers
 	return p
 }
