@@ -11,7 +11,7 @@
 #   BENCH_ROUNDS=N       rounds per start-up measurement (default 20)
 #   BENCH_LOAD_ROUNDS=N  rounds per load measurement (default 20)
 #   BENCH_LOAD_SECONDS=N seconds per iperf3/wrk run (default 1)
-#   BENCH_ONLY=start,firstbyte,forward,exec,oci,images,outbound   phases to run (default all)
+#   BENCH_ONLY=start,firstbyte,forward,exec,oci,images,outbound,connect   phases to run (default all)
 #   RABBITC_BENCH_USER   the unprivileged user when run as root (default rabbit)
 #   BENCH_KEEP=1         keep the scratch directory
 set -euo pipefail
@@ -19,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 packages=(bubblewrap crun runc rootlesskit podman passt iperf3 wrk hyperfine uidmap slirp4netns busybox-static time iproute2)
-all_phases=start,firstbyte,forward,exec,oci,images,outbound
+all_phases=start,firstbyte,forward,exec,oci,images,outbound,connect
 phases=${BENCH_ONLY:-$all_phases}
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -76,10 +76,11 @@ ns_stage() {
 		BENCH_QUICK="${BENCH_QUICK:-0}" BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_LOAD_ROUNDS="${BENCH_LOAD_ROUNDS:-}"
 		BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-}" BENCH_ONLY="${BENCH_ONLY:-}"
 		RABBITC_BENCH_NOTE="${RABBITC_BENCH_NOTE:-}" RABBITC_BENCH_COMMIT="${RABBITC_BENCH_COMMIT:-}"
-		RABBITC_BENCH_TESTHOST="${RABBITC_BENCH_TESTHOST:-}" RABBITC_BENCH_TESTHOST_DEV="${RABBITC_BENCH_TESTHOST_DEV:-}")
+		RABBITC_BENCH_TESTHOST="${RABBITC_BENCH_TESTHOST:-}" RABBITC_BENCH_TESTHOST_DEV="${RABBITC_BENCH_TESTHOST_DEV:-}"
+		RABBITC_BENCH_TESTHOST_CONNECT="${RABBITC_BENCH_TESTHOST_CONNECT:-}")
 	local stage=(bash "$here/run.sh" --user-stage "$work")
-	if [[ ",$phases," == *,outbound,* || ",$phases," == *,forward,* ]] && setpriv --help 2>&1 | grep -q -- --ambient-caps; then
-		# The outbound phase measures rabbitc once more with CAP_NET_ADMIN,
+	if [[ ",$phases," == *,outbound,* || ",$phases," == *,connect,* || ",$phases," == *,forward,* ]] && setpriv --help 2>&1 | grep -q -- --ambient-caps; then
+		# The outbound and connect phases measure rabbitc once more with CAP_NET_ADMIN,
 		# the forward phase its --publish-mode=direct so (labelled so; see
 		# bench/cmd/rabbitbench/launcher.go): a helper,
 		# the bench user with CAP_NET_ADMIN as an ambient capability, starts
@@ -94,7 +95,8 @@ ns_stage() {
 }
 
 # testhost_up, as root: the outbound phase's test host, a network namespace
-# behind a veth pair with iperf3 -s in it (run as the bench user), on the
+# behind a veth pair with iperf3 -s and benchconnect -listen (the connect
+# phase's server) in it (run as the bench user), on the
 # first documentation subnet (RFC 5737) that the host uses for nothing else;
 # nothing is sent there before rabbitbench has checked that the host routes
 # it through this veth. testhost_down undoes it.
@@ -125,24 +127,29 @@ testhost_up() {
 	ip netns exec "$th_ns" setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
 		env -i PATH="$PATH" setsid iperf3 -s -B "$net.1" -p 5201 >"$work/testhost-iperf3.log" 2>&1 &
 	th_pid=$!
+	ip netns exec "$th_ns" setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
+		env -i PATH="$PATH" setsid "$work/bin/benchconnect" -listen "$net.1:5202" >"$work/testhost-benchconnect.log" 2>&1 &
+	th_pid2=$!
 	local i
 	for i in $(seq 100); do
-		ip netns exec "$th_ns" ss -Hltn "sport = :5201" | grep -q . && break
+		ip netns exec "$th_ns" ss -Hltn "sport = :5201" | grep -q . &&
+			ip netns exec "$th_ns" ss -Hltn "sport = :5202" | grep -q . && break
 		sleep 0.05
 	done
-	export RABBITC_BENCH_TESTHOST="$net.1:5201" RABBITC_BENCH_TESTHOST_DEV="$th_dev"
-	log "outbound: test host $net.1 (iperf3 -s) in network namespace $th_ns, the host's side $net.2 on $th_dev"
+	export RABBITC_BENCH_TESTHOST="$net.1:5201" RABBITC_BENCH_TESTHOST_DEV="$th_dev" RABBITC_BENCH_TESTHOST_CONNECT="$net.1:5202"
+	log "outbound: test host $net.1 (iperf3 -s, benchconnect -listen) in network namespace $th_ns, the host's side $net.2 on $th_dev"
 }
 
 testhost_down() {
-	if [ -n "${th_pid:-}" ]; then
-		kill "$th_pid" 2>/dev/null || true
-		wait "$th_pid" 2>/dev/null || true
-	fi
+	local pid
+	for pid in ${th_pid:-} ${th_pid2:-}; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	# Deleting the namespace deletes its end of the veth pair, and so both.
 	[ -z "${th_ns:-}" ] || ip netns del "$th_ns" 2>/dev/null || true
 	[ -z "${th_dev:-}" ] || ! ip link show "$th_dev" >/dev/null 2>&1 || ip link del "$th_dev" 2>/dev/null || true
-	th_pid="" th_ns="" th_dev=""
+	th_pid="" th_pid2="" th_ns="" th_dev=""
 }
 
 case "${1:-}" in
@@ -205,6 +212,7 @@ fi
 # rabbitc-image beside it, as make build puts it (pull, run IMAGE).
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w" -o "$work/bin/rabbitc-image" ./cmd/rabbitc-image || log "go build ./cmd/rabbitc-image failed"
 CGO_ENABLED=0 "$GO" build -o "$work/bin/httpd" ./bench/cmd/benchhttpd
+CGO_ENABLED=0 "$GO" build -o "$work/bin/benchconnect" ./bench/cmd/benchconnect
 "$GO" build -o "$work/bin/rabbitbench" ./bench/cmd/rabbitbench
 
 # The bench rootfs: static busybox, our static HTTP server, and iperf3 with
@@ -216,6 +224,8 @@ busybox=$(command -v busybox || echo /bin/busybox)
 cp "$busybox" "$rootfs/bin/busybox"
 # Our server first: busybox has an httpd applet too.
 cp "$work/bin/httpd" "$rootfs/bin/httpd"
+# The connect phase's client (and, on the host, its server).
+cp "$work/bin/benchconnect" "$rootfs/bin/benchconnect"
 for a in $("$rootfs/bin/busybox" --list); do
 	[ -e "$rootfs/bin/$a" ] || [ -L "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"
 done
@@ -241,7 +251,7 @@ if [ "$(id -u)" = 0 ]; then
 		BENCH_HYBRID=1
 		export RABBITC_BENCH_NOTE="cgroups: this host is hybrid (v1, and v2 with $(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers)on it), which crun refuses; the bench hid /sys/fs/cgroup/unified in its own mount namespace, so every runtime ran without cgroups"
 	fi
-	[[ ",$phases," != *,outbound,* ]] || testhost_up "$user" "$work"
+	[[ ",$phases," != *,outbound,* && ",$phases," != *,connect,* ]] || testhost_up "$user" "$work"
 	log "running as $user"
 	rc=0
 	unshare --mount --propagation private bash "$here/run.sh" --ns-stage "$work" "$user" || rc=$?

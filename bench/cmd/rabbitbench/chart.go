@@ -12,8 +12,14 @@ import (
 // writeChart draws the bars of issue 4 as a PNG: one horizontal bar per
 // target with rabbitc's ratio to the peer, the target as a black tick, and
 // 1.0× as a grey line. It needs no font files: a 5×7 bitmap font is below.
+// Bars on an added latency in µs (connect.go) are in the tables only.
 func writeChart(path string, res *results) error {
-	bs := evalBars(res)
+	var bs []barResult
+	for _, b := range evalBars(res) {
+		if !b.addedUs {
+			bs = append(bs, b)
+		}
+	}
 	const (
 		scale   = 2
 		charW   = 6 * scale

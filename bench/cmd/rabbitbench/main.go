@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&e.loadSecs, "load-seconds", 1, "seconds per iperf3 or wrk run")
 	flag.IntVar(&e.nextPort, "port-base", 21000, "first host port to publish on 127.0.0.1")
 	flag.BoolVar(&e.quick, "quick", false, "label the results as a quick run")
-	flag.StringVar(&only, "only", "start,firstbyte,forward,exec,oci,images,outbound", "comma-separated phases to run")
+	flag.StringVar(&only, "only", "start,firstbyte,forward,exec,oci,images,outbound,connect", "comma-separated phases to run")
 	flag.Parse()
 	if e.rabbitc == "" || e.httpd == "" || e.rootfs == "" || e.work == "" || out == "" {
 		fmt.Fprintln(os.Stderr, "rabbitbench: -rabbitc, -httpd, -rootfs, -work and -out are required (run bench/run.sh)")
@@ -109,8 +109,8 @@ func main() {
 	if phases["images"] {
 		images(e, res)
 	}
-	if phases["outbound"] {
-		outbound(e, res)
+	if phases["outbound"] || phases["connect"] {
+		outbound(e, res, phases["outbound"], phases["connect"])
 	}
 	// conmon and podman's cleanup may end just after their round.
 	time.Sleep(200 * time.Millisecond)

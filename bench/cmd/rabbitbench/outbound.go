@@ -24,18 +24,18 @@ import (
 // streams; CPU per GB beside every throughput.
 //
 // Every container's payload is the same loop (outboundLoop): it waits for a
-// line of iperf3 arguments on a FIFO, runs the iperf3 client with them and
-// answers on another FIFO. So the client is the container's own process (a
+// command line on a FIFO (the iperf3 client with its arguments, or the
+// connect phase's benchconnect), runs it and answers on another FIFO. So the client is the container's own process (a
 // child of its payload), which every runtime's network treats as it treats
 // the payload, with no exec in the measurement.
 
 // outboundLoop runs in every container, with the control directory as $0:
 // req and done are FIFOs, the client's output goes to out. Each request is
-// "SEQ ARGS..."; the answer "SEQ STATUS" tells a late answer apart. As PID 1
+// "SEQ PROGRAM ARGS..."; the answer "SEQ STATUS" tells a late answer apart. As PID 1
 // of a container the shell would ignore SIGTERM without its trap, and each
 // stop would wait for the runtime's kill timeout.
 const outboundLoop = `trap "exit 0" TERM INT; ctl=$0; echo ready > "$ctl/ready"; ` +
-	`while read -r n a < "$ctl/req"; do /usr/bin/iperf3 $a > "$ctl/out" 2>&1; echo "$n $?" > "$ctl/done"; done`
+	`while read -r n a < "$ctl/req"; do $a > "$ctl/out" 2>&1; echo "$n $?" > "$ctl/done"; done`
 
 const (
 	directName     = "direct (host client)"
@@ -103,9 +103,16 @@ type outPeer struct {
 	// (rabbitc's: the client's getsockname shows a host address then).
 	countSwitched bool
 	note          string
+	// binDir is the rootfs's /bin as the loop sees it: /bin in a
+	// container, the rootfs's own on the host for the peers whose loop runs
+	// in the host's file system (pasta, the slirp4netns floor).
+	binDir string
 }
 
-func outbound(e *env, res *results) {
+// outbound runs the throughput groups (phase outbound) and the connect
+// latency groups (phase connect, see connect.go) with the same contenders,
+// each container started once for both.
+func outbound(e *env, res *results, throughput, connects bool) {
 	targets := map[string]*outTarget{targetLoopback: {name: targetLoopback, addr: "10.0.2.2", direct: "127.0.0.1"}}
 	th := e.testHost()
 	targets[targetTestHost] = th
@@ -158,6 +165,12 @@ func outbound(e *env, res *results) {
 		}
 	}
 
+	if connects {
+		e.connectGroups(res, peers, targets)
+	}
+	if !throughput {
+		return
+	}
 	for _, g := range outboundGroups() {
 		g := g
 		t := targets[g.target]
@@ -188,7 +201,7 @@ func (e *env) outboundPeers() []*outPeer {
 	var peers []*outPeer
 	add := func(name string, start func(dir string) *fwdPeer) *outPeer {
 		dir := filepath.Join(base, strings.NewReplacer(" ", "-", "(", "", ")", "", "=", "-", ":", "").Replace(name))
-		p := &outPeer{}
+		p := &outPeer{binDir: "/bin"}
 		ctl, err := newCtlDir(dir)
 		if err != nil {
 			p.fwdPeer = &fwdPeer{name: name, skipped: err.Error(), stop: func() {}}
@@ -257,8 +270,8 @@ func (e *env) outboundPeers() []*outPeer {
 			p.forwarders = func() ([]int, error) { return []int{top}, nil }
 		}
 		return p
-	})
-	add(slirpFloorName, e.slirpOutboundFloor)
+	}).binDir = filepath.Join(e.rootfs, "bin")
+	add(slirpFloorName, e.slirpOutboundFloor).binDir = filepath.Join(e.rootfs, "bin")
 	return peers
 }
 
@@ -343,7 +356,7 @@ func (e *env) outboundRound(p *outPeer, t *outTarget, g outGroup) ([]measure, er
 			// In a session of its own, as every container's client is.
 			return iperfClient(args, timeout, true)
 		}
-		return p.ctl.run(args, timeout, p.exited)
+		return p.ctl.run(append([]string{"/usr/bin/iperf3"}, args...), timeout, p.exited)
 	})
 	if err != nil {
 		return nil, err
@@ -492,10 +505,11 @@ func (c *ctlDir) waitReady(exited chan error, timeout time.Duration) error {
 		"the container's loop has not started")
 }
 
-// run has the loop run iperf3 with args and returns its output.
-func (c *ctlDir) run(args []string, timeout time.Duration, exited chan error) ([]byte, error) {
+// run has the loop run argv (a program and its arguments) and returns its
+// output.
+func (c *ctlDir) run(argv []string, timeout time.Duration, exited chan error) ([]byte, error) {
 	c.seq++
-	if _, err := fmt.Fprintf(c.req, "%d %s\n", c.seq, strings.Join(args, " ")); err != nil {
+	if _, err := fmt.Fprintf(c.req, "%d %s\n", c.seq, strings.Join(argv, " ")); err != nil {
 		return nil, err
 	}
 	c.done.SetReadDeadline(time.Now().Add(timeout))
@@ -519,7 +533,7 @@ func (c *ctlDir) run(args []string, timeout time.Duration, exited chan error) ([
 			return nil, err
 		}
 		if f[1] != "0" {
-			return out, fmt.Errorf("iperf3 %s in the container: exit status %s: %s", strings.Join(args, " "), f[1], oneLine(string(out)))
+			return out, fmt.Errorf("%s in the container: exit status %s: %s", strings.Join(argv, " "), f[1], oneLine(string(out)))
 		}
 		return out, nil
 	}
