@@ -40,6 +40,7 @@ type childTask struct {
 	ClosedPort int    // a port of the host's 127.0.0.1 nothing listens on
 	Helper     string // the i386 helper (testdata/compat386)
 	PubPort    int    // the host port of the published socket (handover)
+	Count      int    // connects of the "connects" scenario
 }
 
 const syncFD = 3

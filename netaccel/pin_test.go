@@ -119,7 +119,7 @@ type countingServer struct {
 	reply []byte
 }
 
-func newCountingServer(t *testing.T, reply string) *countingServer {
+func newCountingServer(t testing.TB, reply string) *countingServer {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {

@@ -34,7 +34,7 @@ type hostServers struct {
 	closedPort  int
 }
 
-func newHostServers(t *testing.T) *hostServers {
+func newHostServers(t testing.TB) *hostServers {
 	t.Helper()
 	s := &hostServers{host: newCountingServer(t, "pong"), other: newCountingServer(t, "")}
 	s.fullPort = fullListener(t)
@@ -45,7 +45,7 @@ func newHostServers(t *testing.T) *hostServers {
 // fullListener listens with a backlog of 0 and fills its queue with one
 // connection it never accepts: further SYNs are dropped, so a connect to
 // it neither succeeds nor fails.
-func fullListener(t *testing.T) int {
+func fullListener(t testing.TB) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -72,7 +72,7 @@ func fullListener(t *testing.T) int {
 }
 
 // closedPort is a port of 127.0.0.1 nothing listens on.
-func closedPort(t *testing.T) int {
+func closedPort(t testing.TB) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -102,7 +102,7 @@ func runChild(t *testing.T, scenario string, srv *hostServers, cfg Config) (resu
 	return runChildTask(t, childTask{Scenario: scenario}, srv, cfg)
 }
 
-func runChildTask(t *testing.T, ct childTask, srv *hostServers, cfg Config) (results, Stats) {
+func runChildTask(t testing.TB, ct childTask, srv *hostServers, cfg Config) (results, Stats) {
 	t.Helper()
 	if err := supportedKernel(); err != nil {
 		t.Skipf("kernel: %v", err)
