@@ -79,16 +79,7 @@ func (e *env) connectGroups(res *results, peers []*outPeer, targets map[string]*
 	for _, t := range []*outTarget{lo, &th} {
 		t := t
 		group := connectGroupName(t.name)
-		var cs []*contender
-		for _, p := range peers {
-			p := p
-			c := &contender{name: p.name, skipped: p.skipped,
-				run: func(int) ([]measure, error) { return e.connectRound(p, t, hostBin) }}
-			if c.skipped == "" && t.skipped != "" {
-				c.skipped = t.skipped
-			}
-			cs = append(cs, c)
-		}
+		cs := outContenders(peers, t, func(p *outPeer) ([]measure, error) { return e.connectRound(p, t, hostBin) })
 		alternate(res, group, e.loadRounds, cs, e.logf)
 		addedOverDirect(res, group)
 		for _, p := range peers {

@@ -174,16 +174,7 @@ func outbound(e *env, res *results, throughput, connects bool) {
 	for _, g := range outboundGroups() {
 		g := g
 		t := targets[g.target]
-		var cs []*contender
-		for _, p := range peers {
-			p := p
-			c := &contender{name: p.name, skipped: p.skipped,
-				run: func(int) ([]measure, error) { return e.outboundRound(p, t, g) }}
-			if c.skipped == "" && t.skipped != "" {
-				c.skipped = t.skipped
-			}
-			cs = append(cs, c)
-		}
+		cs := outContenders(peers, t, func(p *outPeer) ([]measure, error) { return e.outboundRound(p, t, g) })
 		alternate(res, g.name(), e.loadRounds, cs, e.logf)
 		for _, p := range peers {
 			if p.note != "" && p.skipped == "" && t.skipped == "" {
@@ -194,6 +185,21 @@ func outbound(e *env, res *results, throughput, connects bool) {
 }
 
 // outboundPeers starts every contender's container (none for the host).
+// outContenders are the peers measured against target t by run, skipped
+// (with why) where the peer or the target could not be set up.
+func outContenders(peers []*outPeer, t *outTarget, run func(*outPeer) ([]measure, error)) []*contender {
+	var cs []*contender
+	for _, p := range peers {
+		p := p
+		c := &contender{name: p.name, skipped: p.skipped, run: func(int) ([]measure, error) { return run(p) }}
+		if c.skipped == "" && t.skipped != "" {
+			c.skipped = t.skipped
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 func (e *env) outboundPeers() []*outPeer {
 	base := filepath.Join(e.work, "outbound")
 	os.MkdirAll(filepath.Join(e.rootfs, "ctl"), 0o755)
