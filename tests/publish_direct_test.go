@@ -178,29 +178,54 @@ func TestPublishDirectDebug(t *testing.T) {
 // where the kernel has it) is handed the host's socket, and handed it
 // again each time it closes its listener and listens anew (as iperf3 -s
 // does after every test): every client is seen at its own address, also
-// one that arrived between two listeners.
+// one that arrived between two listeners. Both ways the supervisor runs:
+// in the foreground rabbitc and in run -d's monitor.
 func TestPublishDirectGoServerRelistens(t *testing.T) {
 	requireAccel(t)
-	d := newDetachedEnv(t)
-	d.netAdmin = true
-	port := freePort(t, 1)
 	const rounds = 3
-	id, r := d.runD("--rootfs", env.rootfs, "--debug", "--publish-mode=direct", "-p", fmt.Sprintf("127.0.0.1:%d:80", port),
-		"--", "/bin/probe", "relisten", ":80", fmt.Sprint(rounds))
-	if id == "" {
-		t.Fatalf("run -d:\n%s", r)
-	}
-	for i := 0; i < rounds; i++ {
-		if local, line := askPeer(t, port); line != "peer: "+local {
-			t.Errorf("round %d: the server saw %q for the client at %s", i, line, local)
+	ask := func(t *testing.T, port, n int) {
+		for i := 0; i < n; i++ {
+			if local, line := askPeer(t, port); line != "peer: "+local {
+				t.Errorf("round %d: the server saw %q for the client at %s", i, line, local)
+			}
 		}
 	}
-	if w := d.run("wait", id); w.out() != "0" {
-		t.Errorf("wait: %q (logs:\n%s)", w.out(), d.run("logs", id))
+	served := func(t *testing.T, out string, port int) {
+		if n := strings.Count(out, fmt.Sprintf("local: 127.0.0.1:%d", port)); n != rounds {
+			t.Errorf("%d of %d listeners show the host's port:\n%s", n, rounds, out)
+		}
 	}
-	logs := d.run("logs", id)
-	if n := strings.Count(logs.stdout, fmt.Sprintf("local: 127.0.0.1:%d", port)); n != rounds {
-		t.Errorf("%d of %d listeners show the host's port:\n%s", n, rounds, logs)
-	}
-	wantCode(t, d.run("rm", "-f", id), 0)
+	payload := []string{"--", "/bin/probe", "relisten", ":80", fmt.Sprint(rounds)}
+	t.Run("foreground", func(t *testing.T) {
+		port := freePort(t, 1)
+		p := start(t, opts{netAdmin: true}, rc("--debug", "--publish-mode=direct", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), payload)...)
+		// The first client retries until rabbitc has bound the port (a
+		// refused connect); the server answers it as its first round.
+		local, line := "", ""
+		for deadline := time.Now().Add(10 * time.Second); local == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			local, line = askPeerOnce(port)
+		}
+		if line != "peer: "+local {
+			t.Errorf("first client at %q: the server saw %q", local, line)
+		}
+		ask(t, port, rounds-1)
+		r := p.wait(t)
+		wantCode(t, r, 0)
+		served(t, r.stdout, port)
+	})
+	t.Run("detached", func(t *testing.T) {
+		d := newDetachedEnv(t)
+		d.netAdmin = true
+		port := freePort(t, 1)
+		id, r := d.runD(append([]string{"--rootfs", env.rootfs, "--debug", "--publish-mode=direct", "-p", fmt.Sprintf("127.0.0.1:%d:80", port)}, payload...)...)
+		if id == "" {
+			t.Fatalf("run -d:\n%s", r)
+		}
+		ask(t, port, rounds)
+		if w := d.run("wait", id); w.out() != "0" {
+			t.Errorf("wait: %q (logs:\n%s)", w.out(), d.run("logs", id))
+		}
+		served(t, d.run("logs", id).stdout, port)
+		wantCode(t, d.run("rm", "-f", id), 0)
+	})
 }
