@@ -55,14 +55,8 @@ func TestListenerPin(t *testing.T) {
 	defer other.Close()
 	dst := other.Addr().(*net.TCPAddr)
 	for _, pinned := range []bool{true, false} {
-		ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ln, sa := loopbackSocket(t)
 		defer unix.Close(ln)
-		if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			t.Fatal(err)
-		}
 		if pinned {
 			if err := PinListener(ln); err != nil {
 				t.Skipf("cannot attach a socket filter here: %v", err)
@@ -71,8 +65,7 @@ func TestListenerPin(t *testing.T) {
 		if err := unix.Listen(ln, 8); err != nil {
 			t.Fatal(err)
 		}
-		sa, _ := unix.Getsockname(ln)
-		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(sa.(*unix.SockaddrInet4).Port), time.Second)
+		c, err := net.DialTimeout("tcp4", "127.0.0.1:"+strconv.Itoa(sa.Port), time.Second)
 		if err != nil {
 			t.Fatalf("pinned %v: a client cannot connect: %v", pinned, err)
 		}
@@ -107,22 +100,17 @@ func TestListenerPin(t *testing.T) {
 func TestHandover(t *testing.T) {
 	requirePin(t)
 	srv := newHostServers(t)
-	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
+	ln, sa := loopbackSocket(t) // the supervisor owns it from New on
+	port := sa.Port
+	unix.SetsockoptInt(ln, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) // as rabbitc's published sockets
 	if err := PinListener(ln); err != nil {
+		unix.Close(ln)
 		t.Fatal(err)
 	}
 	if err := unix.Listen(ln, 64); err != nil {
+		unix.Close(ln)
 		t.Fatal(err)
 	}
-	sa, _ := unix.Getsockname(ln)
-	port := sa.(*unix.SockaddrInet4).Port
 
 	// Clients keep arriving on the host port, one at a time, each reading
 	// the server's line; those that queue while nobody is handed the

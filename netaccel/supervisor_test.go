@@ -47,19 +47,11 @@ func newHostServers(t testing.TB) *hostServers {
 // it neither succeeds nor fails.
 func fullListener(t testing.TB) int {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fd, sa := loopbackSocket(t)
 	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
 	if err := unix.Listen(fd, 0); err != nil {
 		t.Fatal(err)
 	}
-	sa, _ := unix.Getsockname(fd)
-	port := sa.(*unix.SockaddrInet4).Port
 	c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -68,22 +60,35 @@ func fullListener(t testing.TB) int {
 	if err := unix.Connect(c, sa); err != nil {
 		t.Fatalf("fill the listener's queue: %v", err)
 	}
-	return port
+	return sa.Port
 }
 
 // closedPort is a port of 127.0.0.1 nothing listens on.
 func closedPort(t testing.TB) int {
 	t.Helper()
+	fd, sa := loopbackSocket(t)
+	unix.Close(fd)
+	return sa.Port
+}
+
+// loopbackSocket is a TCP socket bound to 127.0.0.1 on a port the kernel
+// chose, and that address; the caller closes it.
+func loopbackSocket(t testing.TB) (int, *unix.SockaddrInet4) {
+	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
 		t.Fatal(err)
 	}
-	sa, _ := unix.Getsockname(fd)
-	return sa.(*unix.SockaddrInet4).Port
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	return fd, sa.(*unix.SockaddrInet4)
 }
 
 func slirpPolicy() Policy {
